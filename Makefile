@@ -1,0 +1,51 @@
+# sgopd_lite: two commands from a fresh clone, `make demo` and `make test`.
+# Each creates .venv on first use and installs what it needs; later runs reuse it.
+
+PYTHON ?= python3
+VENV   ?= .venv
+# Which torch, and from where (the one knob). The default is the CPU build that the project's
+# build machines carry locally. On your own machine, for example:
+#   make test TORCH="torch --index-url https://download.pytorch.org/whl/cpu"   # CPU-only laptop
+#   make test TORCH=torch                                                      # PyPI's default build
+# A torch that is already installed in .venv is kept as it is.
+TORCH  ?= torch==2.13.0
+EXTRAS ?= dev,qlora,notebooks
+
+PY      := $(VENV)/bin/python
+OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_NO_ADVISORY_WARNINGS=1
+
+.PHONY: help demo test test-all bench notebooks clean-venv
+
+help:
+	@echo "make demo      run the main walk-through (CPU, offline)"
+	@echo "make test      run the default test suite (CPU, offline, < 15 min on 2 cores)"
+	@echo "make test-all  also run tests marked slow"
+	@echo "make bench     run the benchmarks in benchmarks/"
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+# torch first, so that no other package pulls in a multi-GB CUDA build on its own.
+$(VENV)/.torch-ok: | $(PY)
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install $(TORCH)
+	@touch $@
+
+$(VENV)/.deps-ok: pyproject.toml $(VENV)/.torch-ok
+	$(PY) -m pip install -e ".[$(EXTRAS)]"
+	@touch $@
+
+demo: $(VENV)/.deps-ok
+	$(OFFLINE) $(PY) -m sgopd_lite demo
+
+test: $(VENV)/.deps-ok
+	$(OFFLINE) $(PY) -m pytest -m "not slow and not gpu"
+
+test-all: $(VENV)/.deps-ok
+	$(OFFLINE) $(PY) -m pytest
+
+bench: $(VENV)/.deps-ok
+	$(OFFLINE) $(PY) benchmarks/bench_logprob.py
+	$(OFFLINE) $(PY) benchmarks/bench_verifier.py
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,235 @@
+"""The sign-consistency gate of SG-OPD (METHOD.md sections 3, 4 and 5).
+
+One pure function, `sign_gate`, turns per-token log-probs and per-rollout verifier rewards into
+the per-token advantage that the policy-gradient loss multiplies with log pi_theta:
+
+    a2_{i,t} = log pi_T(y_{i,t}) - log pi_old(y_{i,t})          teacher signal, per token
+    a1_i     = r_i - mean_group(r)      (a1_mode="group")        verifier signal, per rollout
+             = 2 r_i - 1                (a1_mode="sign")
+
+    class:  consensus  sign(a1) == sign(a2), |a2| > tau, a1 != 0    -> lambda_t = lambda_e (>= 1)
+            conflict   sign(a1) == -sign(a2), |a2| > tau, a1 != 0   -> lambda_t = lambda_i (in [0, 1])
+                       type I: a1 > 0 (correct rollout), teacher pushes the token down (a2 < 0)
+                       type II: a1 < 0 (wrong rollout), teacher pushes the token up (a2 > 0)
+            neutral    otherwise                                     -> lambda_t = lambda_n
+
+    A_{i,t} = a2_{i,t} + (lambda_t - 1) * (log pi_T - log pi_ref)    (G-OPD form)
+            = lambda_t * a2_{i,t}                                     when reference = "old"
+
+Plain OPD, ExOPD(lambda) and conflict masking are settings of the same function
+(`GateConfig.opd()`, `GateConfig.exopd(lam)`, `GateConfig.conflict_masking()`).
+
+Readings this project chose where the paper is not explicit (METHOD.md says which are uncertain):
+* a1 uses only the sign of the verifier's group advantage; "group" mode makes all-correct and
+  all-wrong groups neutral (no evidence); "sign" mode treats every verdict as evidence.
+* Classes are decided from a1 and a2 whatever the reference; with reference = "initial" a
+  consensus token can still get A < 0 (the class comes from a2, the size from the G-OPD reward).
+* The conflict type is read from the sign of a1 (type I: a1 > 0), which for binary rewards is
+  the same as r = 1 (type I) / r = 0 (type II) and extends to shaped rewards.
+* Positions outside the mask get class NEUTRAL, lambda_t = lambda_n and A = 0; the metrics
+  count only masked (response) tokens.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field, replace
+
+import torch
+
+from .losses import k3_kl, masked_mean
+
+
+class TokenClass(enum.IntEnum):
+    """The gate's verdict on one response token (values are stable: saved rollouts use them)."""
+
+    NEUTRAL = 0
+    CONSENSUS = 1
+    CONFLICT_I = 2    # correct rollout (a1 > 0), teacher pushes the sampled token down (a2 < 0)
+    CONFLICT_II = 3   # wrong rollout (a1 < 0), teacher pushes the sampled token up (a2 > 0)
+
+
+A1_MODES = ("group", "sign")
+REFERENCES = ("old", "initial")
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    """Knobs of the sign-consistency gate (METHOD §4-5). Defaults: the paper's best setting."""
+
+    lambda_e: float = 1.8          # consensus coefficient: extrapolate, must be >= 1 when gating
+    lambda_i: float = 1.0          # conflict coefficient: interpolate, in [0, 1] when gating
+    lambda_n: float = 1.0          # neutral coefficient: 1 = plain OPD where there is no evidence
+    tau: float = 0.0               # dead zone on |a2|: tokens with |a2| <= tau are neutral
+    a1_mode: str = "group"         # "group": a1 = r - mean_G r; "sign": a1 = 2r - 1
+    reference: str = "old"         # pi_ref in the G-OPD advantage: "old" (free) or "initial"
+    adv_clip: float | None = None  # clamp A to [-c, c]; None = off
+
+    def __post_init__(self):
+        for name in ("lambda_e", "lambda_i", "lambda_n", "tau"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or value != value or abs(value) == float("inf"):
+                raise ValueError(f"GateConfig.{name} must be a finite number, got {value!r}")
+            if value < 0:
+                raise ValueError(f"GateConfig.{name} must be >= 0, got {value}")
+        if self.gating:
+            # METHOD §4: with distinct coefficients the gate extrapolates consensus tokens and
+            # interpolates conflict tokens; anything else is not SG-OPD and is almost surely a typo.
+            if self.lambda_e < 1:
+                raise ValueError(f"GateConfig.lambda_e = {self.lambda_e}: the consensus coefficient "
+                                 "extrapolates and must be >= 1 while gating (lambda_i != lambda_e)")
+            if not 0 <= self.lambda_i <= 1:
+                raise ValueError(f"GateConfig.lambda_i = {self.lambda_i}: the conflict coefficient "
+                                 "interpolates and must be in [0, 1] while gating")
+        if self.a1_mode not in A1_MODES:
+            raise ValueError(f"GateConfig.a1_mode must be one of {A1_MODES}, got {self.a1_mode!r}")
+        if self.reference not in REFERENCES:
+            raise ValueError(f"GateConfig.reference must be one of {REFERENCES}, got {self.reference!r}")
+        if self.adv_clip is not None and not self.adv_clip > 0:
+            raise ValueError(f"GateConfig.adv_clip must be > 0 or None, got {self.adv_clip!r}")
+
+    @property
+    def gating(self) -> bool:
+        """True when consensus and conflict tokens are treated differently."""
+        return self.lambda_e != self.lambda_i
+
+    # Named settings: every method of the paper's comparison is one point of this config.
+    @classmethod
+    def opd(cls, **kw) -> "GateConfig":
+        """Plain on-policy distillation: A = a2 for every token."""
+        return cls(lambda_e=1.0, lambda_i=1.0, lambda_n=1.0, **kw)
+
+    @classmethod
+    def exopd(cls, lam: float = 1.25, **kw) -> "GateConfig":
+        """ExOPD / G-OPD with reward scale `lam`, against the initial student (its default)."""
+        kw.setdefault("reference", "initial")
+        return cls(lambda_e=lam, lambda_i=lam, lambda_n=lam, **kw)
+
+    @classmethod
+    def conflict_masking(cls, **kw) -> "GateConfig":
+        """Drop conflict tokens, plain OPD elsewhere (close to OPDVR's ReLU gate)."""
+        return cls(lambda_e=1.0, lambda_i=0.0, lambda_n=1.0, **kw)
+
+    def replace(self, **changes) -> "GateConfig":
+        return replace(self, **changes)
+
+
+@dataclass
+class GateOutput:
+    """What `sign_gate` returns. Tensors are detached; shapes for B rollouts of T positions."""
+
+    advantage: torch.Tensor     # (B, T) float32, A_{i,t}; 0 outside the mask
+    token_class: torch.Tensor   # (B, T) int64, TokenClass values; NEUTRAL outside the mask
+    lambda_t: torch.Tensor      # (B, T) float32, the per-token coefficient
+    a1: torch.Tensor            # (B,)   float32, verifier signal per rollout
+    a2: torch.Tensor            # (B, T) float32, teacher signal per token; 0 outside the mask
+    metrics: dict = field(default_factory=dict)  # floats, METHOD §8
+
+
+def group_advantage(rewards: torch.Tensor, group_ids: torch.Tensor, mode: str = "group"
+                    ) -> torch.Tensor:
+    """The verifier signal a1 per rollout (METHOD §3). rewards (B,), group_ids (B,) -> (B,).
+
+    mode "group": r_i - mean of r over the rollouts that share i's group id; a group whose
+    rewards are all equal gets exactly 0 (no evidence), even for shaped float rewards.
+    mode "sign": 2 r_i - 1 for binary rewards (the verdict alone, never 0).
+    """
+    rewards = rewards.detach().float().reshape(-1)                               # (B,)
+    if mode == "sign":
+        return 2.0 * rewards - 1.0
+    if mode != "group":
+        raise ValueError(f"a1 mode must be one of {A1_MODES}, got {mode!r}")
+    _, inverse, counts = torch.unique(group_ids.reshape(-1), return_inverse=True, return_counts=True)
+    if bool((counts < 2).any()):
+        lonely = group_ids.reshape(-1)[(counts[inverse] < 2)].tolist()
+        raise ValueError(f"a1_mode='group' needs at least 2 rollouts per group; groups {sorted(set(lonely))} "
+                         "have one (use a1_mode='sign' or sample G >= 2)")
+    n_groups = counts.numel()
+    sums = torch.zeros(n_groups, dtype=rewards.dtype, device=rewards.device).index_add_(0, inverse, rewards)
+    mean = (sums / counts.to(rewards.dtype))[inverse]                             # (B,)
+    fill_lo = torch.full((n_groups,), float("inf"), device=rewards.device)
+    lo = fill_lo.scatter_reduce(0, inverse, rewards, reduce="amin")[inverse]      # (B,)
+    hi = (-fill_lo).scatter_reduce(0, inverse, rewards, reduce="amax")[inverse]   # (B,)
+    return torch.where(hi > lo, rewards - mean, torch.zeros_like(rewards))
+
+
+def sign_gate(teacher_logp: torch.Tensor, old_logp: torch.Tensor, rewards: torch.Tensor,
+              group_ids: torch.Tensor, mask: torch.Tensor, ref_logp: torch.Tensor | None = None,
+              cfg: GateConfig = GateConfig()) -> GateOutput:
+    """Classify every response token and build the SG-OPD advantage (METHOD §3-5).
+
+    Args:
+        teacher_logp: (B, T) log pi_T of the sampled tokens.
+        old_logp:     (B, T) log pi_old of the sampled tokens (the policy that sampled them).
+        rewards:      (B,)   verifier reward per rollout, in {0, 1}.
+        group_ids:    (B,)   int; rollouts of the same prompt share an id (for a1_mode="group").
+        mask:         (B, T) response-token mask (bool or 0/1).
+        ref_logp:     (B, T) log pi_ref, required iff cfg.reference == "initial".
+        cfg:          GateConfig.
+
+    Returns a GateOutput; its metrics are token fractions over the masked tokens
+    (frac_consensus, frac_conflict_i, frac_conflict_ii, frac_neutral), a2_mean (= -k1 KL),
+    kl_k1, kl_k3 (estimates of KL(pi_old || pi_T)), adv_abs_mean, lambda_mean and
+    frac_rollouts_no_evidence (a1 = 0).
+    """
+    if teacher_logp.shape != old_logp.shape or teacher_logp.shape != mask.shape:
+        raise ValueError(f"teacher_logp, old_logp and mask must share a (B, T) shape; got "
+                         f"{tuple(teacher_logp.shape)}, {tuple(old_logp.shape)}, {tuple(mask.shape)}")
+    B = teacher_logp.shape[0]
+    if rewards.reshape(-1).shape[0] != B or group_ids.reshape(-1).shape[0] != B:
+        raise ValueError(f"rewards and group_ids need one entry per rollout (B = {B}); got "
+                         f"{rewards.numel()} and {group_ids.numel()}")
+    if cfg.reference == "initial" and ref_logp is None:
+        raise ValueError("GateConfig.reference='initial' needs ref_logp (log-probs of the initial student)")
+    if cfg.reference == "old" and ref_logp is not None:
+        raise ValueError("ref_logp was given but GateConfig.reference='old' would ignore it; "
+                         "set reference='initial' or drop ref_logp")
+
+    with torch.no_grad():
+        m = mask.bool()                                                          # (B, T)
+        zero = torch.zeros((), device=teacher_logp.device)
+        teacher_logp = teacher_logp.detach().float()
+        old_logp = old_logp.detach().float()
+        a2 = torch.where(m, teacher_logp - old_logp, zero)                        # (B, T)
+        a1 = group_advantage(rewards.to(a2.device), group_ids.to(a2.device), cfg.a1_mode)  # (B,)
+
+        s1 = torch.sign(a1)[:, None]                                              # (B, 1)
+        s2 = torch.sign(a2)                                                       # (B, T)
+        evidence = m & (s1 != 0) & (a2.abs() > cfg.tau)                           # (B, T)
+        consensus = evidence & (s1 == s2)
+        conflict = evidence & (s1 == -s2)
+        conflict_i = conflict & (s1 > 0)
+        conflict_ii = conflict & (s1 < 0)
+
+        token_class = torch.full_like(a2, int(TokenClass.NEUTRAL), dtype=torch.long)  # (B, T)
+        token_class[consensus] = int(TokenClass.CONSENSUS)
+        token_class[conflict_i] = int(TokenClass.CONFLICT_I)
+        token_class[conflict_ii] = int(TokenClass.CONFLICT_II)
+
+        lambda_t = torch.full_like(a2, cfg.lambda_n)                              # (B, T)
+        lambda_t[consensus] = cfg.lambda_e
+        lambda_t[conflict] = cfg.lambda_i
+
+        if cfg.reference == "old":
+            advantage = lambda_t * a2                                             # (B, T)
+        else:
+            reward_vs_ref = teacher_logp - ref_logp.detach().float()              # (B, T)
+            advantage = a2 + (lambda_t - 1.0) * reward_vs_ref
+        if cfg.adv_clip is not None:
+            advantage = advantage.clamp(-cfg.adv_clip, cfg.adv_clip)
+        advantage = torch.where(m, advantage, zero)
+
+        metrics = {
+            "frac_consensus": masked_mean(consensus.float(), m).item(),
+            "frac_conflict_i": masked_mean(conflict_i.float(), m).item(),
+            "frac_conflict_ii": masked_mean(conflict_ii.float(), m).item(),
+            "frac_neutral": masked_mean((m & ~consensus & ~conflict).float(), m).item(),
+            "a2_mean": masked_mean(a2, m).item(),
+            "kl_k1": -masked_mean(a2, m).item(),
+            "kl_k3": masked_mean(k3_kl(old_logp, teacher_logp), m).item(),
+            "adv_abs_mean": masked_mean(advantage.abs(), m).item(),
+            "lambda_mean": masked_mean(lambda_t, m).item(),
+            "frac_rollouts_no_evidence": (a1 == 0).float().mean().item() if B else 0.0,
+        }
+    return GateOutput(advantage=advantage, token_class=token_class, lambda_t=lambda_t,
+                      a1=a1, a2=a2, metrics=metrics)
