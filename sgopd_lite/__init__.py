@@ -1,0 +1,15 @@
+"""sgopd_lite: an educational reproduction of Sign-Gated On-Policy Distillation (SG-OPD).
+
+Where things live (METHOD.md is the specification; each module names its sections):
+
+    losses.py      log-probs of sampled tokens, KL estimators, policy-gradient / PPO / CE losses,
+                   full-vocabulary divergences                                     (METHOD §3, §5)
+    gate.py        the sign-consistency gate: a1, a2, token classes, lambda_t, advantage (§3-5)
+    scheduler.py   phased teacher sampling: the weight w(k) and teacher-prompt counts     (§6)
+    verifier.py    answer extraction, math-verify grading with a hard time bound, rewards  (§2)
+
+Submodules are imported on use (`from sgopd_lite.gate import sign_gate`), so importing the
+package itself stays cheap.
+"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,133 @@
+"""Command line: `python -m sgopd_lite <command> ...` (also installed as `sgopd-lite`).
+
+    train   --config configs/tiny.yaml [key=value ...]   one training run (resumes if interrupted)
+    eval    --model tiny-student --n 8                   avg@n / pass@k on a held-out set
+    world   --size tiny --report                         build the tiny world and print its table
+    data                                                 regenerate data/arith_{train,eval}.jsonl
+    demo                                                 the README's main job (make demo)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def _cmd_train(args) -> int:
+    from .config import load_config
+    from .train import train
+
+    cfg = load_config(args.config, args.overrides)
+    history = train(cfg, verbose=not args.quiet)
+    last = history[-1] if history else {}
+    evals = {k: v for k, v in last.items() if k.startswith("eval_")}
+    print(json.dumps({"out_dir": cfg.out_dir, "steps": cfg.steps, **evals}, indent=2))
+    return 0
+
+
+def _load_eval_model(name: str, world_args):
+    """A model to evaluate: 'tiny-student', 'tiny-teacher' or a saved model directory."""
+    if name in ("tiny-student", "tiny-teacher"):
+        from .tiny_world import load_tiny_pair
+        tok, teacher, student = load_tiny_pair(world_args.style_gap, world_args.teacher_noise)
+        return tok, (teacher if name == "tiny-teacher" else student)
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    if not os.path.isdir(name):
+        raise SystemExit(f"--model {name!r}: not 'tiny-student', 'tiny-teacher' or a model directory")
+    return AutoTokenizer.from_pretrained(name), AutoModelForCausalLM.from_pretrained(name).eval()
+
+
+def _cmd_eval(args) -> int:
+    from .data import arithmetic_split, load_jsonl
+    from .evaluate import evaluate
+
+    problems = arithmetic_split("eval") if args.data == "eval" else load_jsonl(args.data)
+    if args.limit:
+        problems = problems[:args.limit]
+    tok, model = _load_eval_model(args.model, args)
+    res = evaluate(model, tok, problems, n=args.n, k=args.k, temperature=args.temperature,
+                   max_new_tokens=args.max_new_tokens)
+    row = {"model": args.model, "data": args.data, **res.as_dict()}
+    print(f"| model | data | problems | avg@{res.n} | pass@{res.k} | seconds |")
+    print("|---|---|---|---|---|---|")
+    print(f"| {args.model} | {args.data} | {res.num_problems} | {res.avg_at_n:.3f} | {res.pass_at_k:.3f} | {res.seconds:.1f} |")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(row, f, indent=2)
+    return 0
+
+
+def _cmd_world(args) -> int:
+    from .tiny_world import world_report
+
+    if args.size != "tiny":
+        raise SystemExit("world --report is implemented for --size tiny (smol and qwen load pretrained models)")
+    world_report(n=args.n, rebuild=args.rebuild, limit=args.limit)
+    return 0
+
+
+def _cmd_data(args) -> int:
+    from .data import regenerate_splits
+
+    for name, path in regenerate_splits().items():
+        print(f"wrote {name} split: {path}")
+    return 0
+
+
+def _cmd_demo(args) -> int:
+    from .demo import run_demo
+
+    run_demo(out_dir=args.out_dir, steps=args.steps)
+    return 0
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="sgopd_lite", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="one training run")
+    p.add_argument("--config", default=None, help="YAML file (see configs/)")
+    p.add_argument("overrides", nargs="*", help="key=value, e.g. gate.lambda_e=1.5 steps=100")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(fn=_cmd_train)
+
+    p = sub.add_parser("eval", help="avg@n and pass@k of a model")
+    p.add_argument("--model", default="tiny-student")
+    p.add_argument("--data", default="eval", help="'eval' (the tiny held-out split) or a JSONL path")
+    p.add_argument("--n", type=int, default=8)
+    p.add_argument("--k", type=int, default=None)
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--max-new-tokens", type=int, default=40)
+    p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--style-gap", type=float, default=0.0)
+    p.add_argument("--teacher-noise", type=float, default=0.0)
+    p.add_argument("--json", default=None, help="also write the result as JSON here")
+    p.set_defaults(fn=_cmd_eval)
+
+    p = sub.add_parser("world", help="build / report the tiny world")
+    p.add_argument("--size", default="tiny")
+    p.add_argument("--report", action="store_true", help="print the table of the README")
+    p.add_argument("--rebuild", action="store_true", help="retrain even when cached")
+    p.add_argument("--n", type=int, default=8)
+    p.add_argument("--limit", type=int, default=None, help="held-out problems used (default all)")
+    p.set_defaults(fn=_cmd_world)
+
+    p = sub.add_parser("data", help="regenerate the committed arithmetic splits")
+    p.set_defaults(fn=_cmd_data)
+
+    p = sub.add_parser("demo", help="the README's main job")
+    p.add_argument("--out-dir", default="runs/demo")
+    p.add_argument("--steps", type=int, default=None)
+    p.set_defaults(fn=_cmd_demo)
+
+    args = ap.parse_args(argv)
+    return args.fn(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

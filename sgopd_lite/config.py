@@ -1,0 +1,234 @@
+"""Training configuration: one dataclass tree, a YAML file, and `key=value` overrides.
+
+    cfg = load_config("configs/tiny.yaml", ["gate.lambda_e=1.5", "steps=100"])   # CLI
+    cfg = TrainConfig(method="opd", steps=100)                                   # notebook
+
+Presets (`method`) set the gate and the phased-teacher-sampling knobs of METHOD.md §4-6:
+
+    opd        plain on-policy distillation: lambdas all 1, no teacher rollouts
+    exopd      ExOPD / G-OPD: all lambdas = exopd_lambda, reference = initial student
+    gate_only  the sign gate (lambda_e, lambda_i), no teacher rollouts
+    pts_only   plain OPD plus phased teacher sampling
+    sgopd      the sign gate plus phased teacher sampling (the full method)
+    grpo       verifier-only RL baseline: no teacher, group-normalised reward advantage
+
+A preset only fills in what the user did not set: explicit `gate.*` / `pts.*` values win.
+Every field is checked before any model is loaded; errors name the field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from .gate import GateConfig
+from .scheduler import PTSConfig
+
+METHODS = ("opd", "exopd", "gate_only", "pts_only", "sgopd", "grpo")
+LOSS_TYPES = ("sampled", "dense")
+SIZES = ("tiny", "smol", "qwen")
+
+
+class ConfigError(ValueError):
+    """A configuration value that cannot work; the message names the field."""
+
+
+@dataclass
+class WorldConfig:
+    """Which models and data to train on."""
+
+    size: str = "tiny"               # "tiny" (CPU, minutes), "smol" (CPU, SmolLM2), "qwen" (GPU)
+    style_gap: float = 0.0           # tiny world: breaks A1 (student solution style differs)
+    teacher_noise: float = 0.0       # tiny world: breaks A2 (teacher forgets carries)
+    teacher: str | None = None       # path or hub id overriding the size's default teacher
+    student: str | None = None       # path or hub id overriding the size's default student
+    train_data: str | None = None    # JSONL of training prompts; None = the size's default
+    eval_data: str | None = None     # JSONL of held-out problems; None = the size's default
+    lora: bool | None = None         # LoRA student; None = the size's default (off for tiny)
+    student_quant: str = "none"      # "none" | "4bit" (QLoRA) | "8bit"
+
+
+@dataclass
+class TrainConfig:
+    """One on-policy distillation run (METHOD.md §7). Defaults: the tiny world on CPU."""
+
+    method: str = "sgopd"              # preset, see the module docstring
+    world: WorldConfig = field(default_factory=WorldConfig)
+    gate: GateConfig | None = None     # None = the preset's; set fields to override
+    pts: PTSConfig | None = None       # None = the preset's
+    exopd_lambda: float = 1.25         # reward scale of the exopd preset
+    loss_type: str = "sampled"         # "sampled" (the paper's REINFORCE form) or "dense" (full-vocab KL)
+    steps: int = 300                   # optimizer steps
+    prompts_per_step: int = 16         # B prompts per step
+    group_size: int = 8                # G rollouts per prompt (G = 8 learns; G = 4 barely moved)
+    max_new_tokens: int = 40           # response budget (tiny solutions need about 30 tokens)
+    temperature: float = 1.0           # sampling temperature of student and teacher rollouts
+    lr: float = 3e-4                   # AdamW learning rate (1e-3 drifted away from the teacher)
+    warmup_steps: int = 10             # linear learning-rate warm-up
+    weight_decay: float = 0.0          # AdamW weight decay
+    grad_clip: float | None = 1.0      # max gradient norm; None = off
+    ppo_epochs: int = 1                # updates per batch; > 1 uses the PPO-clip loss
+    clip_eps: float = 0.2              # PPO ratio clip
+    micro_batch_size: int | None = None  # rollouts per forward/backward; None = all at once
+    eval_every: int = 100              # held-out evaluation period in steps (0 = only at the end)
+    eval_problems: int = 256           # held-out problems used (the first ones of the split)
+    eval_n: int = 8                    # samples per problem: avg@n and pass@k with k = n
+    log_rollouts: int = 2              # rollouts saved per step with per-token gate details
+    save_every: int = 50               # checkpoint period in steps (0 = only at the end)
+    seed: int = 0                      # seeds data order, sampling and initialisation
+    out_dir: str = "runs/default"      # logs, checkpoints, final model
+
+    def __post_init__(self):
+        resolve_preset(self)
+        validate(self)
+
+
+def resolve_preset(cfg: TrainConfig) -> None:
+    """Fill `gate` and `pts` from the method preset where the user left them unset."""
+    if cfg.method not in METHODS:
+        raise ConfigError(f"method must be one of {METHODS}, got {cfg.method!r}")
+    if isinstance(cfg.gate, dict):
+        cfg.gate = _preset_gate(cfg).replace(**cfg.gate)
+    elif cfg.gate is None:
+        cfg.gate = _preset_gate(cfg)
+    if isinstance(cfg.pts, dict):
+        cfg.pts = dataclasses.replace(_preset_pts(cfg), **cfg.pts)
+    elif cfg.pts is None:
+        cfg.pts = _preset_pts(cfg)
+    if isinstance(cfg.world, dict):
+        cfg.world = WorldConfig(**cfg.world)
+
+
+def _preset_gate(cfg: TrainConfig) -> GateConfig:
+    if cfg.method in ("opd", "pts_only", "grpo"):
+        return GateConfig.opd()
+    if cfg.method == "exopd":
+        return GateConfig.exopd(cfg.exopd_lambda)
+    return GateConfig()
+
+
+def _preset_pts(cfg: TrainConfig) -> PTSConfig:
+    return PTSConfig(enabled=cfg.method in ("sgopd", "pts_only"))
+
+
+def validate(cfg: TrainConfig) -> None:
+    def need(ok: bool, name: str, msg: str):
+        if not ok:
+            raise ConfigError(f"{name}: {msg}")
+
+    need(cfg.loss_type in LOSS_TYPES, "loss_type", f"must be one of {LOSS_TYPES}, got {cfg.loss_type!r}")
+    need(cfg.world.size in SIZES, "world.size", f"must be one of {SIZES}, got {cfg.world.size!r}")
+    for name in ("steps", "prompts_per_step", "group_size", "max_new_tokens", "ppo_epochs", "eval_n"):
+        v = getattr(cfg, name)
+        need(isinstance(v, int) and v >= 1, name, f"must be an integer >= 1, got {v!r}")
+    for name in ("eval_every", "save_every", "warmup_steps", "log_rollouts", "eval_problems"):
+        v = getattr(cfg, name)
+        need(isinstance(v, int) and v >= 0, name, f"must be an integer >= 0, got {v!r}")
+    need(cfg.lr > 0, "lr", f"must be > 0, got {cfg.lr}")
+    need(cfg.temperature > 0, "temperature", f"on-policy sampling needs a temperature > 0, got {cfg.temperature}")
+    need(cfg.micro_batch_size is None or cfg.micro_batch_size >= 1, "micro_batch_size",
+         f"must be >= 1 or null, got {cfg.micro_batch_size!r}")
+    need(not (cfg.gate.a1_mode == "group" and cfg.group_size < 2), "group_size",
+         f"gate.a1_mode='group' compares rollouts of one prompt and needs group_size >= 2, got {cfg.group_size}")
+    need(not (cfg.method == "grpo" and cfg.group_size < 2), "group_size",
+         "the grpo baseline normalises rewards within a group and needs group_size >= 2")
+    need(not (cfg.loss_type == "dense" and cfg.gate.reference != "old"), "loss_type",
+         "the dense loss supports gate.reference='old' only (METHOD §5)")
+    need(not (cfg.loss_type == "dense" and cfg.ppo_epochs > 1), "ppo_epochs",
+         "the dense loss is not a policy-gradient loss; use ppo_epochs = 1")
+    for name in ("style_gap", "teacher_noise"):
+        v = getattr(cfg.world, name)
+        need(0.0 <= v <= 1.0, f"world.{name}", f"must be in [0, 1], got {v}")
+    need(cfg.world.student_quant in ("none", "4bit", "8bit"), "world.student_quant",
+         f"must be 'none', '4bit' or '8bit', got {cfg.world.student_quant!r}")
+    for name in ("teacher", "student", "train_data", "eval_data"):
+        v = getattr(cfg.world, name)
+        # a local-looking path must exist; anything else may be a hub id (checked at load time)
+        if isinstance(v, str) and (v.startswith((".", "/", "~")) or v.endswith(".jsonl")):
+            need(Path(v).expanduser().exists(), f"world.{name}", f"path {v!r} does not exist")
+
+
+# --------------------------------------------------------------------------------------------
+# YAML and key=value overrides
+# --------------------------------------------------------------------------------------------
+
+_NESTED = {"world": WorldConfig, "gate": GateConfig, "pts": PTSConfig}
+
+
+def _coerce(text: str):
+    """A command-line value as YAML reads it: 1.5 -> float, true -> bool, null -> None."""
+    return yaml.safe_load(text)
+
+
+def _check_keys(cls, data: dict, where: str) -> None:
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; known keys: {sorted(known)}")
+
+
+def config_from_dict(data: dict, where: str = "config") -> TrainConfig:
+    """A TrainConfig from nested dicts (YAML), rejecting unknown keys with their path."""
+    data = dict(data or {})
+    _check_keys(TrainConfig, data, where)
+    for name, cls in _NESTED.items():
+        if name in data and data[name] is not None:
+            if not isinstance(data[name], dict):
+                raise ConfigError(f"{where}: '{name}' must be a mapping, got {data[name]!r}")
+            _check_keys(cls, data[name], f"{where}: {name}")
+    if isinstance(data.get("world"), dict):
+        data["world"] = WorldConfig(**data["world"])
+    try:
+        return TrainConfig(**data)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"{where}: {err}") from None
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """Apply `a.b=value` strings to a nested dict (values parsed as YAML scalars)."""
+    data = {k: (dict(v) if isinstance(v, dict) else v) for k, v in (data or {}).items()}
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not of the form key=value (e.g. gate.lambda_e=1.5)")
+        key, value = item.split("=", 1)
+        parts = key.strip().split(".")
+        if len(parts) > 2 or (len(parts) == 2 and parts[0] not in _NESTED):
+            raise ConfigError(f"override {item!r}: nested keys are one of {sorted(_NESTED)} (e.g. gate.tau=0.1)")
+        if len(parts) == 2:
+            data.setdefault(parts[0], {})
+            if data[parts[0]] is None:
+                data[parts[0]] = {}
+            data[parts[0]][parts[1]] = _coerce(value)
+        else:
+            data[parts[0]] = _coerce(value)
+    return data
+
+
+def load_config(path=None, overrides: list[str] | None = None, **kwargs) -> TrainConfig:
+    """YAML file (optional) + `key=value` overrides + keyword overrides, in that order."""
+    data = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        data = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a mapping at the top level")
+    data = apply_overrides(data, list(overrides or []))
+    for key, value in kwargs.items():
+        if key in _NESTED and isinstance(value, dict):
+            data.setdefault(key, {})
+            data[key] = {**(data[key] or {}), **value}
+        else:
+            data[key] = value
+    return config_from_dict(data, str(path) if path else "config")
+
+
+def config_to_dict(cfg: TrainConfig) -> dict:
+    return dataclasses.asdict(cfg)

@@ -1,0 +1,287 @@
+"""Problem sets with gold answers, and the one prompt format every model sees.
+
+Sources (all return a list of `Problem`):
+
+* `arithmetic_problems`: the project's own seeded task, multi-step integer arithmetic
+  (`15-4+16`) with worked solutions that can be written in two *styles* and with an optional
+  systematic *slip* (a forgotten carry). It is the tiny world's task: the style lets a student
+  drift off the teacher's distribution (breaks METHOD §1 assumption A1) and the slip makes a
+  teacher confidently wrong on some tokens (breaks A2). Fixed splits live in `data/`.
+* `reasoning_gym_problems`: reasoning-gym's seeded generators (offline, from PyPI).
+* `load_jsonl`: local files in the MATH-500 (`problem`/`solution`/`answer`) or GSM8K
+  (`question`/`solution`/`answer`) layout.
+* `hub_problems`: hub datasets through `datasets.load_dataset`, for online users.
+
+A row without a usable gold answer is an error that names the file (or dataset) and the row:
+a silent empty answer would become a zero reward that looks like a wrong student.
+
+Prompt format: the tokenizer's chat template around one user message, the question followed
+by an instruction asking for the answer in `\\boxed{}` (`format_prompt`).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+DEFAULT_INSTRUCTION = "Put the final answer in \\boxed{}."
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DATA_DIR = REPO_ROOT / "data"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One problem with its gold answer. `solution`, when known, is a worked solution."""
+
+    id: str
+    question: str
+    answer: str                 # gold final answer as a string ("27", "\\frac{1}{2}")
+    solution: str | None = None
+    source: str = ""
+
+
+class DataError(ValueError):
+    """A problem set that cannot be used as it is (missing file, field or gold answer)."""
+
+
+# --------------------------------------------------------------------------------------------
+# The prompt format
+# --------------------------------------------------------------------------------------------
+
+def build_messages(question: str, instruction: str = DEFAULT_INSTRUCTION) -> list[dict]:
+    """The chat messages of one prompt: a single user turn, question then instruction."""
+    content = f"{question}\n{instruction}" if instruction else question
+    return [{"role": "user", "content": content}]
+
+
+def format_prompt(tokenizer, question: str, instruction: str = DEFAULT_INSTRUCTION) -> str:
+    """The prompt text a model is given: its chat template, ready for the assistant's turn."""
+    if not getattr(tokenizer, "chat_template", None):
+        raise DataError(f"tokenizer {type(tokenizer).__name__} has no chat template; every model of "
+                        "this project is prompted through one (set tokenizer.chat_template)")
+    return tokenizer.apply_chat_template(build_messages(question, instruction), tokenize=False,
+                                         add_generation_prompt=True)
+
+
+# --------------------------------------------------------------------------------------------
+# The project's own task: multi-step integer arithmetic
+# --------------------------------------------------------------------------------------------
+
+STYLES = ("chain", "prose")
+
+
+@dataclass(frozen=True)
+class ArithmeticTask:
+    """Shape of the arithmetic problems: `a op b [op c ...]`, operands in [lo, hi]."""
+
+    min_operand: int = 1    # smallest operand
+    max_operand: int = 20   # largest operand (two-digit operands to 99 are too hard for ~1M params)
+    min_terms: int = 2      # fewest operands
+    max_terms: int = 3      # most operands
+    ops: str = "+-"         # operators drawn uniformly
+
+
+def sample_expression(rng: random.Random, task: ArithmeticTask = ArithmeticTask()
+                      ) -> tuple[list[int], list[str]]:
+    n = rng.randint(task.min_terms, task.max_terms)
+    operands = [rng.randint(task.min_operand, task.max_operand) for _ in range(n)]
+    ops = [rng.choice(task.ops) for _ in range(n - 1)]
+    return operands, ops
+
+
+def expression_text(operands: list[int], ops: list[str]) -> str:
+    text = str(operands[0])
+    for op, b in zip(ops, operands[1:]):
+        text += f"{op}{b}"
+    return text
+
+
+def _apply(a: int, op: str, b: int) -> int:
+    return a + b if op == "+" else a - b if op == "-" else a * b
+
+
+def has_carry(a: int, op: str, b: int) -> bool:
+    """True for an addition of two non-negative numbers whose units digits carry."""
+    return op == "+" and a >= 0 and b >= 0 and (a % 10 + b % 10) >= 10
+
+
+def solve(operands: list[int], ops: list[str], style: str = "chain", slip: bool = False
+          ) -> tuple[str, int]:
+    """A worked solution, left to right, one step per line, and its final value.
+
+    style "chain":  15-4=11 / 11+16=27 / \\boxed{27}
+    style "prose":  15-4 is 11 / 11+16 is 27 / so \\boxed{27}
+    slip=True: every carrying addition forgets its carry (result 10 too small) and the rest of
+    the solution continues from the wrong value, so the boxed answer is wrong too.
+    """
+    if style not in STYLES:
+        raise ValueError(f"style must be one of {STYLES}, got {style!r}")
+    lines, acc = [], operands[0]
+    for op, b in zip(ops, operands[1:]):
+        value = _apply(acc, op, b)
+        if slip and has_carry(acc, op, b):
+            value -= 10
+        step = f"{acc}{op}{b}"
+        lines.append(f"{step}={value}" if style == "chain" else f"{step} is {value}")
+        acc = value
+    lines.append(f"\\boxed{{{acc}}}" if style == "chain" else f"so \\boxed{{{acc}}}")
+    return "\n".join(lines), acc
+
+
+def arithmetic_problems(n: int, seed: int, task: ArithmeticTask = ArithmeticTask(),
+                        exclude: set[str] | frozenset = frozenset(), unique: bool = True,
+                        style: str = "chain") -> list[Problem]:
+    """`n` seeded problems (distinct questions when `unique`), none of whose question is in
+    `exclude` (pass the held-out questions when sampling training data)."""
+    rng = random.Random(seed)
+    seen: set[str] = set()
+    out: list[Problem] = []
+    attempts = 0
+    while len(out) < n:
+        attempts += 1
+        if attempts > 100 * n + 1000:
+            raise DataError(f"could not draw {n} distinct problems from {task}; widen the task")
+        operands, ops = sample_expression(rng, task)
+        question = expression_text(operands, ops)
+        if question in exclude or (unique and question in seen):
+            continue
+        seen.add(question)
+        solution, value = solve(operands, ops, style)
+        out.append(Problem(id=f"arith-{seed}-{len(out)}", question=question, answer=str(value),
+                           solution=solution, source="arithmetic"))
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Local JSONL (MATH-500 / GSM8K layout, and this project's own splits)
+# --------------------------------------------------------------------------------------------
+
+def _gold_from_row(row: dict, where: str) -> str:
+    """The gold answer of a row: its `answer` field; for GSM8K hub rows whose `answer` is a
+    worked solution, the number after `####`."""
+    answer = row.get("answer")
+    if isinstance(answer, (int, float)) and not isinstance(answer, bool):
+        answer = str(answer)
+    if isinstance(answer, str) and "####" in answer:
+        answer = answer.rsplit("####", 1)[1].strip().replace(",", "")
+    if not isinstance(answer, str) or not answer.strip():
+        raise DataError(f"{where}: no usable gold answer (field 'answer' is {answer!r}); every "
+                        "problem needs a non-empty answer string")
+    return answer.strip()
+
+
+def rows_to_problems(rows, source: str) -> list[Problem]:
+    """Dict rows with `problem` or `question`, `answer`, optional `solution` and `id`."""
+    out = []
+    for i, row in enumerate(rows):
+        where = f"{source} row {i}"
+        if not isinstance(row, dict):
+            raise DataError(f"{where}: expected an object with 'question'/'problem' and 'answer', got {type(row).__name__}")
+        question = row.get("problem", row.get("question"))
+        if not isinstance(question, str) or not question.strip():
+            raise DataError(f"{where}: no question (expected a non-empty 'problem' or 'question' field)")
+        answer = _gold_from_row(row, where)
+        solution = row.get("solution")
+        out.append(Problem(id=str(row.get("id", row.get("unique_id", f"{Path(source).stem}-{i}"))),
+                           question=question, answer=answer,
+                           solution=solution if isinstance(solution, str) else None, source=source))
+    return out
+
+
+def load_jsonl(path, limit: int | None = None) -> list[Problem]:
+    """Problems from a JSONL file in the MATH-500 or GSM8K layout (or this project's splits)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    rows = []
+    with path.open(encoding="utf-8") as f:
+        for line_no, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as err:
+                raise DataError(f"{path} line {line_no}: not valid JSON ({err.msg})") from None
+            if limit is not None and len(rows) >= limit:
+                break
+    return rows_to_problems(rows, str(path))
+
+
+def save_jsonl(problems: list[Problem], path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as f:
+        for p in problems:
+            f.write(json.dumps({k: v for k, v in asdict(p).items() if v is not None}) + "\n")
+
+
+# --------------------------------------------------------------------------------------------
+# reasoning-gym (offline) and the hub (online)
+# --------------------------------------------------------------------------------------------
+
+def reasoning_gym_problems(name: str, n: int, seed: int = 0, **kwargs) -> list[Problem]:
+    """`n` problems from a reasoning-gym generator (`gsm_symbolic`, `basic_arithmetic`,
+    `chain_sum`, ...). Extra keyword arguments go to the generator's config."""
+    try:
+        import reasoning_gym
+    except ImportError as err:  # pragma: no cover - dev extra
+        raise DataError("reasoning-gym is not installed: pip install reasoning-gym") from err
+    dataset = reasoning_gym.create_dataset(name, size=n, seed=seed, **kwargs)
+    rows = [{"id": f"{name}-{seed}-{i}", "question": item["question"], "answer": item["answer"]}
+            for i, item in enumerate(dataset)]
+    return rows_to_problems(rows, f"reasoning_gym:{name}")
+
+
+# Hub datasets for online users: name -> (dataset id, config, split). Checked against the
+# datasets' public cards; the offline path is `load_jsonl` on a local copy.
+HUB_DATASETS = {
+    "math500": ("HuggingFaceH4/MATH-500", None, "test"),
+    "gsm8k": ("openai/gsm8k", "main", "test"),
+    "aime24": ("HuggingFaceH4/aime_2024", None, "train"),
+    "aime25": ("yentinglin/aime_2025", None, "train"),
+    "amc23": ("math-ai/amc23", None, "test"),
+}
+
+
+def hub_problems(name: str, limit: int | None = None) -> list[Problem]:
+    """A benchmark from the Hugging Face hub (needs the network; see HUB_DATASETS)."""
+    if name not in HUB_DATASETS:
+        raise DataError(f"unknown hub dataset {name!r}; known: {sorted(HUB_DATASETS)}")
+    import datasets
+    repo, config, split = HUB_DATASETS[name]
+    ds = datasets.load_dataset(repo, config, split=split)
+    rows = list(ds) if limit is None else [ds[i] for i in range(min(limit, len(ds)))]
+    return rows_to_problems(rows, f"hub:{repo}")
+
+
+# --------------------------------------------------------------------------------------------
+# The committed tiny-world splits
+# --------------------------------------------------------------------------------------------
+
+SPLIT_SEEDS = {"eval": 1234, "train": 5678}
+SPLIT_SIZES = {"eval": 256, "train": 2048}
+
+
+def regenerate_splits(out_dir=DATA_DIR) -> dict[str, Path]:
+    """Rebuild `data/arith_{eval,train}.jsonl` (command: `python -m sgopd_lite data`).
+
+    The held-out split is drawn first; the training prompts exclude its questions.
+    """
+    out_dir = Path(out_dir)
+    held_out = arithmetic_problems(SPLIT_SIZES["eval"], SPLIT_SEEDS["eval"])
+    train = arithmetic_problems(SPLIT_SIZES["train"], SPLIT_SEEDS["train"],
+                                exclude={p.question for p in held_out})
+    paths = {"eval": out_dir / "arith_eval.jsonl", "train": out_dir / "arith_train.jsonl"}
+    save_jsonl(held_out, paths["eval"])
+    save_jsonl(train, paths["train"])
+    return paths
+
+
+def arithmetic_split(name: str) -> list[Problem]:
+    """The committed split `eval` (held out, 256 problems) or `train` (2048 prompts)."""
+    if name not in SPLIT_SIZES:
+        raise DataError(f"unknown split {name!r}; expected one of {sorted(SPLIT_SIZES)}")
+    return load_jsonl(DATA_DIR / f"arith_{name}.jsonl")

@@ -1,0 +1,80 @@
+"""Evaluation: per-sample accuracy avg@n and per-question accuracy pass@k (METHOD.md §9).
+
+avg@n  = mean over problems of (correct samples / n)
+pass@k = mean over problems of 1 - C(n - c, k) / C(n, k), the unbiased estimator of Chen et al.
+         (2021) from n >= k samples of which c are correct.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .data import DEFAULT_INSTRUCTION, Problem, format_prompt
+from .rollout import sample
+from .verifier import grade_batch
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k for one problem with c correct out of n samples (requires n >= k)."""
+    if not 0 <= c <= n:
+        raise ValueError(f"need 0 <= c <= n, got c={c}, n={n}")
+    if k > n:
+        raise ValueError(f"pass@{k} needs at least {k} samples per problem, got n={n}")
+    if n - c < k:
+        return 1.0
+    # 1 - prod_{i = n-c+1}^{n} (1 - k / i), the numerically stable form of the ratio of binomials
+    return 1.0 - float(np.prod(1.0 - k / np.arange(n - c + 1, n + 1)))
+
+
+@dataclass
+class EvalResult:
+    """Scores of one model on one problem set."""
+
+    avg_at_n: float
+    pass_at_k: float
+    n: int
+    k: int
+    num_problems: int
+    seconds: float
+    per_problem_correct: list[int] = field(default_factory=list)
+    mean_response_tokens: float = 0.0
+    truncation_rate: float = 0.0
+
+    def as_dict(self) -> dict:
+        return {f"avg@{self.n}": self.avg_at_n, f"pass@{self.k}": self.pass_at_k,
+                "n": self.n, "k": self.k, "problems": self.num_problems, "seconds": self.seconds,
+                "mean_response_tokens": self.mean_response_tokens,
+                "truncation_rate": self.truncation_rate}
+
+
+def evaluate(model, tokenizer, problems: list[Problem], n: int = 8, k: int | None = None,
+             temperature: float = 1.0, max_new_tokens: int = 64, batch_size: int = 256,
+             instruction: str = DEFAULT_INSTRUCTION, top_p: float = 1.0) -> EvalResult:
+    """Sample n responses per problem, grade them, and score avg@n and pass@k (k defaults to n)."""
+    k = n if k is None else k
+    if k > n:
+        raise ValueError(f"pass@{k} needs n >= k samples per problem, got n={n}")
+    start = time.perf_counter()
+    prompts = [format_prompt(tokenizer, p.question, instruction) for p in problems]
+    correct: list[int] = []
+    lengths, truncated = [], []
+    per_call = max(1, batch_size // n)
+    for s in range(0, len(prompts), per_call):
+        batch = problems[s:s + per_call]
+        ro = sample(model, tokenizer, prompts[s:s + per_call], num_samples=n,
+                    max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p)
+        golds = [p.answer for p in batch for _ in range(n)]
+        verdicts = grade_batch(ro.texts, golds)
+        correct += [sum(verdicts[i * n:(i + 1) * n]) for i in range(len(batch))]
+        lengths += ro.response_mask.sum(1).tolist()
+        truncated += ro.truncated.tolist()
+    return EvalResult(
+        avg_at_n=float(np.mean([c / n for c in correct])) if correct else math.nan,
+        pass_at_k=float(np.mean([pass_at_k(n, c, k) for c in correct])) if correct else math.nan,
+        n=n, k=k, num_problems=len(problems), seconds=time.perf_counter() - start,
+        per_problem_correct=correct, mean_response_tokens=float(np.mean(lengths)) if lengths else 0.0,
+        truncation_rate=float(np.mean(truncated)) if truncated else 0.0)

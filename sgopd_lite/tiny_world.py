@@ -1,0 +1,313 @@
+"""The tiny world: a teacher and a student small enough to train on a laptop CPU in minutes,
+on a task where METHOD.md's two OPD assumptions can be broken on purpose.
+
+* Tokenizer: one token per printable ASCII character plus four specials, built locally with
+  `tokenizers`, with a chat template, so the tiny models are prompted through exactly the same
+  code as SmolLM2 or Qwen (`data.format_prompt`).
+* Models: transformers `Qwen2ForCausalLM` from a config, random init, trained here by supervised
+  fine-tuning (SFT) on worked arithmetic solutions (`data.solve`). The teacher is larger and
+  trained longer; the student is smaller and stopped early, so on-policy distillation has room.
+* Knob `style_gap` (breaks A1, trajectory alignment): that fraction of the student's SFT
+  solutions is written in the "prose" style, which the teacher never saw, so the student's own
+  trajectories leave the teacher's distribution.
+* Knob `teacher_noise` (breaks A2, trustworthy token preferences): that fraction of the
+  teacher's SFT solutions forgets the carry in every carrying addition, so the teacher becomes
+  confidently wrong on exactly those digits while the verifier still knows the right answer.
+
+Both knobs at 0 give a world where both assumptions hold. Built pairs are cached under
+`~/.cache/sgopd_lite/tiny/` (or $SGOPD_CACHE/tiny); the default pair is also committed in
+`data/tiny/` (rebuild: `python -m sgopd_lite world --size tiny --rebuild`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import random
+import string
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from .data import (DATA_DIR, DEFAULT_INSTRUCTION, ArithmeticTask, arithmetic_split, format_prompt,
+                   sample_expression, expression_text, solve)
+from .losses import masked_mean, token_logprobs
+
+SPECIAL_TOKENS = {"pad": "<|pad|>", "user": "<|user|>", "assistant": "<|assistant|>", "eos": "<|end|>"}
+
+# Jinja chat template: <|user|>question<|end|><|assistant|>answer<|end|>
+CHAT_TEMPLATE = (
+    "{% for m in messages %}"
+    "{% if m['role'] == 'user' %}<|user|>{{ m['content'] }}<|end|>"
+    "{% elif m['role'] == 'assistant' %}<|assistant|>{{ m['content'] }}<|end|>"
+    "{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
+
+
+def build_tokenizer():
+    """A character-level fast tokenizer with a chat template (no network, well under a second)."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    chars = [c for c in string.printable if c not in "\t\r\x0b\x0c"]  # 96 characters incl. \n
+    vocab = {tok: i for i, tok in enumerate(SPECIAL_TOKENS.values())}
+    for c in chars:
+        vocab[c] = len(vocab)
+    unk = "?"  # unknown characters read as "?": never produced by the task
+    core = Tokenizer(models.WordLevel(vocab=vocab, unk_token=unk))
+    core.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
+    core.decoder = decoders.Fuse()
+    tok = PreTrainedTokenizerFast(tokenizer_object=core, pad_token=SPECIAL_TOKENS["pad"],
+                                  eos_token=SPECIAL_TOKENS["eos"],
+                                  additional_special_tokens=[SPECIAL_TOKENS["user"], SPECIAL_TOKENS["assistant"]])
+    tok.chat_template = CHAT_TEMPLATE
+    tok.padding_side = "left"
+    return tok
+
+
+@dataclass(frozen=True)
+class NetConfig:
+    """Size of one tiny transformer (Qwen2 architecture)."""
+
+    hidden: int = 128        # model width
+    layers: int = 4          # decoder layers
+    heads: int = 4           # attention heads (key/value heads = heads)
+    mlp: int = 256           # MLP width
+
+
+@dataclass(frozen=True)
+class TinyWorldConfig:
+    """Everything that determines a tiny teacher/student pair (it is the cache key)."""
+
+    style_gap: float = 0.0        # fraction of student SFT solutions in the "prose" style (A1)
+    teacher_noise: float = 0.0    # fraction of teacher SFT solutions with forgotten carries (A2)
+    teacher: NetConfig = NetConfig(hidden=128, layers=4, heads=4, mlp=256)
+    student: NetConfig = NetConfig(hidden=96, layers=2, heads=4, mlp=192)
+    teacher_steps: int = 800      # SFT steps for the teacher
+    student_steps: int = 500      # SFT steps for the student: stopped early on purpose
+    batch_size: int = 64          # SFT sequences per step
+    lr: float = 3e-3              # peak learning rate of the one-cycle schedule
+    seed: int = 0
+    task: ArithmeticTask = ArithmeticTask()
+    instruction: str = DEFAULT_INSTRUCTION
+
+    def __post_init__(self):
+        for name in ("style_gap", "teacher_noise"):
+            v = getattr(self, name)
+            if not 0.0 <= v <= 1.0:
+                raise ValueError(f"TinyWorldConfig.{name} must be in [0, 1], got {v}")
+
+
+
+def make_model(net: NetConfig, tokenizer, seed: int):
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    torch.manual_seed(seed)
+    cfg = Qwen2Config(vocab_size=len(tokenizer), hidden_size=net.hidden, num_hidden_layers=net.layers,
+                      num_attention_heads=net.heads, num_key_value_heads=net.heads,
+                      intermediate_size=net.mlp, max_position_embeddings=256, tie_word_embeddings=True,
+                      bos_token_id=None, eos_token_id=tokenizer.eos_token_id,
+                      pad_token_id=tokenizer.pad_token_id)
+    # Eager attention: on these CPUs torch's SDPA path was ~15x slower for such small shapes
+    # (64 x 76 tokens: 1.1 s vs 0.07 s per forward, measured).
+    cfg._attn_implementation = "eager"
+    model = Qwen2ForCausalLM(cfg)
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return model
+
+
+def sft_examples(rng: random.Random, n: int, cfg: TinyWorldConfig, role: str,
+                 exclude: set[str]) -> list[tuple[str, str]]:
+    """(question, solution) pairs for the teacher or the student, with that role's knob applied."""
+    out = []
+    while len(out) < n:
+        operands, ops = sample_expression(rng, cfg.task)
+        question = expression_text(operands, ops)
+        if question in exclude:
+            continue
+        style = "prose" if role == "student" and rng.random() < cfg.style_gap else "chain"
+        slip = role == "teacher" and rng.random() < cfg.teacher_noise
+        out.append((question, solve(operands, ops, style, slip=slip)[0]))
+    return out
+
+
+def sft_batch(tokenizer, pairs, instruction: str):
+    """Right-padded (ids, loss mask) for prompt + solution + EOS; the loss covers the response."""
+    prompts = [format_prompt(tokenizer, q, instruction) for q, _ in pairs]
+    p_ids = tokenizer(prompts, add_special_tokens=False)["input_ids"]
+    r_ids = tokenizer([s for _, s in pairs], add_special_tokens=False)["input_ids"]
+    seqs = [p + r + [tokenizer.eos_token_id] for p, r in zip(p_ids, r_ids)]
+    width = max(map(len, seqs))
+    ids = torch.full((len(seqs), width), tokenizer.pad_token_id)
+    loss_mask = torch.zeros(len(seqs), width, dtype=torch.long)
+    attn = torch.zeros(len(seqs), width, dtype=torch.long)
+    for i, (p, s) in enumerate(zip(p_ids, seqs)):
+        ids[i, :len(s)] = torch.tensor(s)
+        attn[i, :len(s)] = 1
+        loss_mask[i, len(p):len(s)] = 1
+    return ids, attn, loss_mask
+
+
+def sft_train(model, tokenizer, cfg: TinyWorldConfig, role: str, steps: int, log_every: int = 100,
+              verbose: bool = True) -> list[float]:
+    """Supervised fine-tuning on freshly drawn worked solutions (held-out questions excluded)."""
+    rng = random.Random(f"{cfg.seed}-{role}")
+    exclude = {p.question for p in arithmetic_split("eval")}
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=steps, pct_start=0.1)
+    model.train()
+    losses = []
+    for step in range(steps):
+        pairs = sft_examples(rng, cfg.batch_size, cfg, role, exclude)
+        ids, attn, loss_mask = sft_batch(tokenizer, pairs, cfg.instruction)
+        logits = model(input_ids=ids, attention_mask=attn).logits[:, :-1]          # (B, L-1, V)
+        logp = token_logprobs(logits, ids[:, 1:])                                   # (B, L-1)
+        loss = -masked_mean(logp, loss_mask[:, 1:])                                 # per token
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        losses.append(loss.item())
+        if verbose and (step + 1) % log_every == 0:
+            print(f"  [{role}] step {step + 1}/{steps} loss {sum(losses[-log_every:]) / log_every:.4f}",
+                  flush=True)
+    model.eval()
+    return losses
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("SGOPD_CACHE", Path.home() / ".cache" / "sgopd_lite")) / "tiny"
+
+
+COMMITTED_DIR = DATA_DIR / "tiny"
+
+
+def role_key(cfg: TinyWorldConfig, role: str) -> str:
+    """Cache key of one model: only the fields that shape it, so that a `style_gap` variant
+    reuses the default teacher and a `teacher_noise` variant reuses the default student."""
+    shared = {"task": asdict(cfg.task), "instruction": cfg.instruction, "lr": cfg.lr,
+              "batch_size": cfg.batch_size, "seed": cfg.seed}
+    if role == "teacher":
+        own = {"net": asdict(cfg.teacher), "steps": cfg.teacher_steps, "teacher_noise": cfg.teacher_noise}
+    elif role == "student":
+        own = {"net": asdict(cfg.student), "steps": cfg.student_steps, "style_gap": cfg.style_gap}
+    else:
+        raise ValueError(f"role must be 'teacher' or 'student', got {role!r}")
+    blob = json.dumps({"role": role, **shared, **own}, sort_keys=True)
+    return f"{role}-{hashlib.sha1(blob.encode()).hexdigest()[:10]}"
+
+
+def model_dir(cfg: TinyWorldConfig, role: str) -> Path:
+    """Where a built model lives: the committed copy in data/tiny/ if any, else the cache."""
+    key = role_key(cfg, role)
+    committed = COMMITTED_DIR / key
+    return committed if (committed / "meta.json").is_file() else cache_root() / key
+
+
+def build_model(cfg: TinyWorldConfig, role: str, out_dir: Path | None = None, verbose: bool = True) -> Path:
+    """Train the teacher or the student of `cfg` by SFT and save it with the tokenizer."""
+    out_dir = Path(out_dir) if out_dir else cache_root() / role_key(cfg, role)
+    net, steps = (cfg.teacher, cfg.teacher_steps) if role == "teacher" else (cfg.student, cfg.student_steps)
+    tok = build_tokenizer()
+    start = time.perf_counter()
+    model = make_model(net, tok, seed=cfg.seed + (0 if role == "teacher" else 1))
+    losses = sft_train(model, tok, cfg, role, steps, verbose=verbose)
+    model.save_pretrained(out_dir)
+    tok.save_pretrained(out_dir)
+    meta = {"role": role, "key": role_key(cfg, role), "config": asdict(cfg),
+            "seconds": round(time.perf_counter() - start, 1), "final_loss": round(losses[-1], 4),
+            "params": sum(p.numel() for p in model.parameters()),
+            "torch": torch.__version__, "threads": torch.get_num_threads()}
+    (out_dir / "meta.json").write_text(json.dumps(meta, indent=2))
+    return out_dir
+
+
+def load_tiny_pair(style_gap: float = 0.0, teacher_noise: float = 0.0, cfg: TinyWorldConfig | None = None,
+                   build: bool = True, verbose: bool = True):
+    """(tokenizer, teacher, student) of the tiny world, building and caching what is missing.
+
+    The teacher is frozen and in eval mode; the student is a fresh trainable copy.
+    """
+    from transformers import AutoTokenizer, Qwen2ForCausalLM
+
+    cfg = cfg or TinyWorldConfig(style_gap=style_gap, teacher_noise=teacher_noise)
+    paths = {}
+    for role in ("teacher", "student"):
+        path = model_dir(cfg, role)
+        if not (path / "meta.json").is_file():
+            if not build:
+                raise FileNotFoundError(f"tiny {role} {role_key(cfg, role)} is not built ({path})")
+            if verbose:
+                print(f"building the tiny {role} (style_gap={cfg.style_gap}, teacher_noise="
+                      f"{cfg.teacher_noise}) into {path}", flush=True)
+            build_model(cfg, role, path, verbose=verbose)
+        paths[role] = path
+    tok = AutoTokenizer.from_pretrained(paths["teacher"])
+    teacher = Qwen2ForCausalLM.from_pretrained(paths["teacher"], attn_implementation="eager")
+    teacher.eval().requires_grad_(False)
+    student = Qwen2ForCausalLM.from_pretrained(paths["student"], attn_implementation="eager")
+    return tok, teacher, student
+
+
+def build_seconds(cfg: TinyWorldConfig) -> dict:
+    """Recorded SFT time of each model of `cfg` (from meta.json), for the world report."""
+    out = {}
+    for role in ("teacher", "student"):
+        meta = model_dir(cfg, role) / "meta.json"
+        out[role] = json.loads(meta.read_text())["seconds"] if meta.is_file() else None
+    return out
+
+
+# The knob settings of the world report: both assumptions hold, A1 broken, A2 broken, both.
+REPORT_SETTINGS = (
+    ("assumptions hold", 0.0, 0.0),
+    ("A1 broken (style_gap=1)", 1.0, 0.0),
+    ("A2 broken (teacher_noise=1)", 0.0, 1.0),
+    ("both broken", 1.0, 1.0),
+)
+
+
+def world_report(n: int = 8, rebuild: bool = False, limit: int | None = None, settings=REPORT_SETTINGS,
+                 verbose: bool = True) -> list[dict]:
+    """Build (or reuse) each knob setting's pair and print teacher / student avg@n and pass@n
+    on the held-out split, with each model's build time (`python -m sgopd_lite world --report`)."""
+    import shutil
+
+    from .evaluate import evaluate
+
+    problems = arithmetic_split("eval")[:limit]
+    rows = []
+    for name, style_gap, teacher_noise in settings:
+        cfg = TinyWorldConfig(style_gap=style_gap, teacher_noise=teacher_noise)
+        if rebuild:
+            for role in ("teacher", "student"):
+                shutil.rmtree(cache_root() / role_key(cfg, role), ignore_errors=True)
+        tok, teacher, student = load_tiny_pair(cfg=cfg, verbose=verbose)
+        secs = build_seconds(cfg)
+        row = {"setting": name, "style_gap": style_gap, "teacher_noise": teacher_noise}
+        for role, model in (("teacher", teacher), ("student", student)):
+            torch.manual_seed(0)
+            res = evaluate(model, tok, problems, n=n, max_new_tokens=40, instruction=cfg.instruction)
+            row[role] = {f"avg@{n}": res.avg_at_n, f"pass@{n}": res.pass_at_k,
+                         "build_seconds": secs[role], "eval_seconds": res.seconds}
+        rows.append(row)
+        if verbose:
+            print(f"  {name}: teacher avg@{n} {row['teacher'][f'avg@{n}']:.3f}, "
+                  f"student avg@{n} {row['student'][f'avg@{n}']:.3f}", flush=True)
+    print(f"\nTiny world, held-out split ({len(problems)} problems, n = {n} samples at temperature 1.0,"
+          f" torch {torch.__version__}, {torch.get_num_threads()} threads)\n")
+    print(f"| setting | teacher avg@{n} | teacher pass@{n} | student avg@{n} | student pass@{n} "
+          "| teacher build s | student build s |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        t, s = r["teacher"], r["student"]
+        print(f"| {r['setting']} | {t[f'avg@{n}']:.3f} | {t[f'pass@{n}']:.3f} | {s[f'avg@{n}']:.3f} "
+              f"| {s[f'pass@{n}']:.3f} | {t['build_seconds']} | {s['build_seconds']} |")
+    return rows

@@ -1,0 +1,474 @@
+"""The on-policy distillation loop of METHOD.md §7, for OPD, ExOPD, SG-OPD and their ablations.
+
+One step, top to bottom (`train_step`):
+
+    1. sample B prompts; G student rollouts each                    (rollout.sample)
+    2. verify every rollout: r in {0, 1}                            (verifier.rewards)
+    3. no-grad forwards: teacher, old policy, and the reference     (rollout.sequence_logprobs)
+       when gate.reference = "initial"
+    4. a1, a2, gate classes, lambda_t, advantage A                  (gate.sign_gate)
+    5. while w(k) > 0: teacher rollouts, verify, keep the correct   (scheduler, verifier)
+    6. L = L_SG + w(k) L_CE; backward over micro-batches; step      (losses)
+
+Choices this project makes:
+* The token normaliser N is the response-token count of the whole step, summed over all
+  micro-batches and processes, so the gradient does not depend on how a batch is split.
+  Under several processes, DDP *averages* gradients, so each process's loss is multiplied by
+  the number of processes to turn that average back into the sum the normaliser expects.
+* Each process samples its own prompts (groups never cross processes); evaluation runs on the
+  main process.
+* Old-policy log-probs are recomputed with the training model, never taken from the sampler.
+* A step whose teacher log-probs are not finite is skipped (logged, no update), so one bad
+  batch cannot corrupt the weights.
+* A checkpoint (trainable weights, optimizer, scheduler, RNG states, step) is written
+  atomically every `save_every` steps; `train()` resumes from it and continues exactly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import math
+import os
+import random
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .config import TrainConfig, config_to_dict
+from .data import DEFAULT_INSTRUCTION, Problem, arithmetic_split, format_prompt, load_jsonl
+from .gate import TokenClass, sign_gate
+from .losses import (aux_ce_loss, dense_distill_loss, entropy_from_logits, masked_mean,
+                     policy_gradient_loss, ppo_clip_loss, token_logprobs)
+from .rollout import Rollouts, response_logits, sample, sequence_logprobs
+from .scheduler import pts_weight, teacher_prompt_count
+from .verifier import rewards as verifier_rewards
+
+
+# --------------------------------------------------------------------------------------------
+# Models and data for a run
+# --------------------------------------------------------------------------------------------
+
+@dataclass
+class World:
+    """What a run trains on."""
+
+    tokenizer: object
+    teacher: torch.nn.Module
+    student: torch.nn.Module
+    train_problems: list[Problem]
+    eval_problems: list[Problem]
+    instruction: str = DEFAULT_INSTRUCTION
+    vocab_size: int | None = None     # real tokens, when models pad their embedding rows
+
+
+def load_world(cfg: TrainConfig, verbose: bool = True) -> World:
+    """Tokenizer, teacher, student and problem sets for `cfg.world`."""
+    w = cfg.world
+    train = load_jsonl(w.train_data) if w.train_data else None
+    held_out = load_jsonl(w.eval_data) if w.eval_data else None
+    if w.size == "tiny" and not (w.teacher or w.student):
+        from .tiny_world import load_tiny_pair
+        tok, teacher, student = load_tiny_pair(w.style_gap, w.teacher_noise, verbose=verbose)
+        return World(tok, teacher, student, train or arithmetic_split("train"),
+                     held_out or arithmetic_split("eval"))
+    from .models import ModelConfig, load_models
+    mcfg = ModelConfig(size=w.size, teacher=w.teacher, student=w.student,
+                       student_quant=w.student_quant,
+                       **({} if w.lora is None else {"lora": w.lora}))
+    pair = load_models(mcfg)
+    return World(pair.tokenizer, pair.teacher, pair.student, train or arithmetic_split("train"),
+                 held_out or arithmetic_split("eval"), vocab_size=len(pair.tokenizer))
+
+
+def _is_peft(model) -> bool:
+    return hasattr(model, "disable_adapter") and hasattr(model, "peft_config")
+
+
+# --------------------------------------------------------------------------------------------
+# Small pieces of the step
+# --------------------------------------------------------------------------------------------
+
+def step_prompt_indices(seed: int, step: int, rank: int, n_problems: int, batch: int) -> list[int]:
+    """Which training prompts a process uses at a step: a pure function of (seed, step, rank),
+    so a resumed run draws exactly the prompts the uninterrupted run would have drawn."""
+    rng = np.random.default_rng([seed, step, rank])
+    return rng.choice(n_problems, size=min(batch, n_problems), replace=False).tolist()
+
+
+def grpo_advantage(rewards: torch.Tensor, group_ids: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """Verifier-only baseline (METHOD §3): (r - mean_G r) / (std_G r + eps) per rollout, (R,)."""
+    out = torch.zeros_like(rewards)
+    for g in group_ids.unique():
+        sel = group_ids == g
+        r = rewards[sel]
+        out[sel] = (r - r.mean()) / (r.std(unbiased=False) + eps)
+    return out
+
+
+def micro_batches(n: int, size: int | None) -> list[slice]:
+    size = size or n
+    return [slice(s, min(s + size, n)) for s in range(0, n, size)]
+
+
+def global_sum(accelerator, value: float) -> float:
+    """Sum of a number over all processes (the token normaliser N)."""
+    if accelerator is None or accelerator.num_processes == 1:
+        return float(value)
+    t = torch.tensor([float(value)], device=accelerator.device)
+    return float(accelerator.reduce(t, reduction="sum").item())
+
+
+def token_table(tokenizer, ro: Rollouts, gate_out, rewards, i: int) -> dict:
+    """One rollout with per-token a1, a2, class, lambda_t and A, for the plotting code."""
+    n = int(ro.response_mask[i].sum())
+    ids = ro.response_ids[i, :n].tolist()
+    rec = {"text": ro.texts[i], "reward": float(rewards[i]), "group": int(ro.group_ids[i]),
+           "tokens": [tokenizer.decode([t]) for t in ids]}
+    if gate_out is not None:
+        rec.update(a1=float(gate_out.a1[i]), a2=gate_out.a2[i, :n].tolist(),
+                   token_class=gate_out.token_class[i, :n].tolist(),
+                   lambda_t=gate_out.lambda_t[i, :n].tolist(),
+                   advantage=gate_out.advantage[i, :n].tolist())
+    return rec
+
+
+# --------------------------------------------------------------------------------------------
+# Checkpoints
+# --------------------------------------------------------------------------------------------
+
+def _trainable_state(model) -> dict:
+    return {n: p.detach().cpu().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def save_checkpoint(path: Path, step: int, model, optimizer, scheduler) -> None:
+    """Trainable weights, optimizer, scheduler, RNG states and step, written atomically."""
+    tmp = path.with_name(path.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    torch.save({"step": step, "model": _trainable_state(model), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state(),
+                "numpy_rng": np.random.get_state(), "python_rng": random.getstate()},
+               tmp / "state.pt")
+    shutil.rmtree(path, ignore_errors=True)
+    tmp.rename(path)
+
+
+def load_checkpoint(path: Path, model, optimizer, scheduler) -> int:
+    """Restore a checkpoint written by `save_checkpoint`; returns the step to continue from."""
+    state = torch.load(path / "state.pt", weights_only=False)
+    missing = set(_trainable_state(model)) - set(state["model"])
+    if missing:
+        raise RuntimeError(f"checkpoint {path} does not match the model: missing {sorted(missing)[:3]}...")
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for name, value in state["model"].items():
+            params[name].copy_(value)
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    torch.set_rng_state(state["torch_rng"])
+    np.random.set_state(state["numpy_rng"])
+    random.setstate(state["python_rng"])
+    return int(state["step"])
+
+
+# --------------------------------------------------------------------------------------------
+# The trainer
+# --------------------------------------------------------------------------------------------
+
+class Trainer:
+    """Holds the models, optimizer and logs of one run; `run()` executes METHOD §7."""
+
+    def __init__(self, cfg: TrainConfig, world: World | None = None, accelerator=None,
+                 verbose: bool = True):
+        from accelerate import Accelerator
+
+        self.cfg = cfg
+        self.verbose = verbose
+        self.accelerator = accelerator or Accelerator(cpu=not torch.cuda.is_available())
+        acc = self.accelerator
+        self.out = Path(cfg.out_dir)
+        torch.manual_seed(cfg.seed + acc.process_index)
+        random.seed(cfg.seed + acc.process_index)
+        np.random.seed(cfg.seed + acc.process_index)
+        self.world = world or load_world(cfg, verbose=verbose and acc.is_main_process)
+        w = self.world
+        self.tok = w.tokenizer
+        self.teacher = w.teacher.to(acc.device).eval().requires_grad_(False)
+        student = w.student.to(acc.device)
+        # pi_ref for gate.reference = "initial": the adapter-free base under LoRA (under QLoRA
+        # that is the 4-bit base), else a frozen copy of the initial student.
+        self.ref_model = None
+        if cfg.gate.reference == "initial" and not _is_peft(student):
+            self.ref_model = copy.deepcopy(student).eval().requires_grad_(False)
+        params = [p for p in student.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        warm = max(cfg.warmup_steps, 0)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda k: min(1.0, (k + 1) / warm) if warm else 1.0)
+        self.student, self.optimizer = acc.prepare(student, optimizer)
+        self.scheduler = scheduler
+        self.step = 0
+        self.prompts = [format_prompt(self.tok, p.question, w.instruction) for p in w.train_problems]
+
+    # -- helpers -------------------------------------------------------------------------
+    @property
+    def policy(self):
+        """The student without DDP wrapping (for sampling and saving)."""
+        return self.accelerator.unwrap_model(self.student)
+
+    def log(self, msg: str) -> None:
+        if self.verbose and self.accelerator.is_main_process:
+            print(msg, flush=True)
+
+    @contextlib.contextmanager
+    def reference_model(self):
+        if self.ref_model is not None:
+            yield self.ref_model
+        else:
+            with self.policy.disable_adapter():
+                yield self.policy
+
+    # -- one step --------------------------------------------------------------------------
+    def train_step(self, k: int) -> dict:
+        cfg, acc, tok, vocab = self.cfg, self.accelerator, self.tok, self.world.vocab_size
+        times, m = {}, {"step": k, "lr": self.scheduler.get_last_lr()[0]}
+        idx = step_prompt_indices(cfg.seed, k, acc.process_index, len(self.prompts), cfg.prompts_per_step)
+        problems = [self.world.train_problems[i] for i in idx]
+        prompts = [self.prompts[i] for i in idx]
+
+        # 1. rollouts from the current policy
+        t = time.perf_counter()
+        ro = sample(self.policy, tok, prompts, cfg.group_size, cfg.max_new_tokens, cfg.temperature)
+        times["rollout"] = time.perf_counter() - t
+
+        # 2. verifier
+        t = time.perf_counter()
+        golds = [p.answer for p in problems for _ in range(cfg.group_size)]
+        r = torch.tensor(verifier_rewards(ro.texts, golds), device=acc.device)
+        times["verify"] = time.perf_counter() - t
+        ro = _to_device(ro, acc.device)
+        mask = ro.response_mask
+
+        # 3-4. teacher / old / reference log-probs, gate
+        t = time.perf_counter()
+        gate_out = None
+        self.student.eval()   # dropout off for scoring; identical to training mode without dropout
+        with torch.no_grad():
+            old_logp = torch.cat([sequence_logprobs(self.student, ro.select(s), vocab)
+                                  for s in micro_batches(len(ro), cfg.micro_batch_size)])
+            if cfg.method == "grpo":
+                a1 = grpo_advantage(r, ro.group_ids)
+                advantage = a1[:, None] * mask
+                lambda_t = torch.ones_like(old_logp)
+            else:
+                teacher_logp = torch.cat([sequence_logprobs(self.teacher, ro.select(s), vocab)
+                                          for s in micro_batches(len(ro), cfg.micro_batch_size)])
+                if not bool(torch.isfinite(teacher_logp[mask.bool()]).all()):
+                    times["teacher"] = time.perf_counter() - t
+                    self.student.train()
+                    return {**m, "skipped": "non-finite teacher log-prob", **_time_metrics(times)}
+                ref_logp = None
+                if cfg.gate.reference == "initial":
+                    with self.reference_model() as ref:
+                        ref_logp = torch.cat([sequence_logprobs(ref, ro.select(s), vocab)
+                                              for s in micro_batches(len(ro), cfg.micro_batch_size)])
+                gate_out = sign_gate(teacher_logp, old_logp, r, ro.group_ids, mask, ref_logp, cfg.gate)
+                advantage, lambda_t = gate_out.advantage, gate_out.lambda_t
+                m.update(gate_out.metrics)
+        self.student.train()
+        times["teacher"] = time.perf_counter() - t
+
+        # 5. phased teacher sampling: verifier-endorsed teacher rollouts
+        w_k = float(pts_weight(k, cfg.pts))
+        teacher_ro, m["pts_w"] = None, w_k
+        if w_k > 0 and cfg.method != "grpo":
+            t = time.perf_counter()
+            n_t = teacher_prompt_count(k, len(prompts), cfg.pts)
+            t_ro = sample(self.teacher, tok, prompts[:n_t], cfg.pts.m, cfg.max_new_tokens, cfg.temperature)
+            t_golds = [p.answer for p in problems[:n_t] for _ in range(cfg.pts.m)]
+            accepted = [i for i, ok in enumerate(verifier_rewards(t_ro.texts, t_golds)) if ok > 0]
+            m["teacher_accept_rate"] = len(accepted) / len(t_ro)
+            if accepted:
+                teacher_ro = _to_device(t_ro.select(accepted), acc.device)
+            times["teacher_sampling"] = time.perf_counter() - t
+
+        # 6. update
+        t = time.perf_counter()
+        m.update(self._update(ro, old_logp, advantage, lambda_t, teacher_ro, w_k))
+        times["update"] = time.perf_counter() - t
+
+        lengths = mask.sum(1).float()
+        m.update({"reward_mean": r.mean().item(), "response_len": lengths.mean().item(),
+                  "truncation_rate": ro.truncated.float().mean().item(),
+                  **_time_metrics(times)})
+        if gate_out is None:
+            m["adv_abs_mean"] = masked_mean(advantage.abs(), mask).item()
+        if cfg.log_rollouts and acc.is_main_process:
+            self._save_rollouts(k, ro, gate_out, r)
+        return m
+
+    def _update(self, ro, old_logp, advantage, lambda_t, teacher_ro, w_k) -> dict:
+        """One optimizer step (or ppo_epochs of them) on this batch; returns loss metrics."""
+        cfg, acc = self.cfg, self.accelerator
+        out = {}
+        for epoch in range(cfg.ppo_epochs):
+            self.optimizer.zero_grad(set_to_none=True)
+            info = self.backward(ro, old_logp, advantage, lambda_t, teacher_ro, w_k)
+            grad_norm = (acc.clip_grad_norm_(self.student.parameters(), cfg.grad_clip)
+                         if cfg.grad_clip else _grad_norm(self.student))
+            self.optimizer.step()
+            if epoch == 0:
+                out.update(info, grad_norm=float(grad_norm))
+            elif "clip_frac" in info:
+                out["clip_frac"] = info["clip_frac"]
+        self.scheduler.step()
+        return out
+
+    def backward(self, ro, old_logp, advantage, lambda_t, teacher_ro=None, w_k=0.0) -> dict:
+        """Accumulate the gradient of L = L_SG + w(k) L_CE over micro-batches (no step).
+
+        Both parts are normalised by their token counts summed over the whole step and all
+        processes (N and N_T), so the gradient is the same however the batch is split.
+        """
+        cfg, acc, vocab = self.cfg, self.accelerator, self.world.vocab_size
+        world_size = acc.num_processes
+        N = global_sum(acc, ro.response_mask.sum().item())
+        N_T = global_sum(acc, teacher_ro.response_mask.sum().item() if teacher_ro is not None else 0)
+        jobs = [("pg", s) for s in micro_batches(len(ro), cfg.micro_batch_size)]
+        if teacher_ro is not None:
+            jobs += [("ce", s) for s in micro_batches(len(teacher_ro), cfg.micro_batch_size)]
+        pg_total, ce_total, ent_sum, clip_fracs = 0.0, 0.0, 0.0, []
+        for j, (kind, s) in enumerate(jobs):
+            # gradients are all-reduced once, on the last micro-batch
+            ctx = contextlib.nullcontext() if j == len(jobs) - 1 else acc.no_sync(self.student)
+            with ctx:
+                if kind == "pg":
+                    mb = ro.select(s)
+                    logits = response_logits(self.student, mb, vocab)                  # (b, T, V)
+                    if cfg.loss_type == "dense":
+                        with torch.no_grad():
+                            t_logits = response_logits(self.teacher, mb, vocab)
+                        loss = dense_distill_loss(logits, t_logits, lambda_t[s], mb.response_mask, N)
+                    else:
+                        logp = token_logprobs(logits, mb.response_ids)                  # (b, T)
+                        if cfg.ppo_epochs > 1:
+                            loss, info = ppo_clip_loss(logp, old_logp[s], advantage[s],
+                                                       mb.response_mask, N, cfg.clip_eps)
+                            clip_fracs.append(info["clip_frac"])
+                        else:
+                            loss = policy_gradient_loss(logp, advantage[s], mb.response_mask, N)
+                    ent_sum += float((entropy_from_logits(logits.detach()) * mb.response_mask).sum())
+                    pg_total += loss.item()
+                else:
+                    mb = teacher_ro.select(s)
+                    ce = aux_ce_loss(sequence_logprobs(self.student, mb, vocab), mb.response_mask, N_T)
+                    loss = w_k * ce
+                    ce_total += ce.item()
+                acc.backward(loss * world_size)   # DDP averages; the normaliser wants the sum
+        out = {"loss_pg": pg_total, "loss_ce": ce_total, "entropy": global_sum(acc, ent_sum) / max(N, 1)}
+        if clip_fracs:
+            out["clip_frac"] = float(np.mean(clip_fracs))
+        return out
+
+    def _save_rollouts(self, k, ro, gate_out, r):
+        path = self.out / "rollouts.jsonl"
+        with path.open("a") as f:
+            for i in range(min(self.cfg.log_rollouts, len(ro))):
+                f.write(json.dumps({"step": k, **token_table(self.tok, ro, gate_out, r, i)}) + "\n")
+
+    # -- evaluation, checkpoints, the loop ------------------------------------------------
+    def evaluate(self) -> dict:
+        from .evaluate import evaluate
+
+        problems = self.world.eval_problems[:self.cfg.eval_problems]
+        res = evaluate(self.policy, self.tok, problems, n=self.cfg.eval_n,
+                       temperature=self.cfg.temperature, max_new_tokens=self.cfg.max_new_tokens,
+                       instruction=self.world.instruction)
+        return {f"eval_avg@{res.n}": res.avg_at_n, f"eval_pass@{res.k}": res.pass_at_k,
+                "eval_seconds": res.seconds}
+
+    def checkpoint_dir(self) -> Path:
+        return self.out / "checkpoint"
+
+    def run(self, stop_after: int | None = None) -> list[dict]:
+        """Train to cfg.steps (resuming from the checkpoint if there is one).
+
+        stop_after: return after this many steps of the run in total (used to test resumption).
+        """
+        cfg, acc = self.cfg, self.accelerator
+        self.out.mkdir(parents=True, exist_ok=True)
+        metrics_path = self.out / "metrics.jsonl"
+        if (self.checkpoint_dir() / "state.pt").is_file():
+            self.step = load_checkpoint(self.checkpoint_dir(), self.policy, self.optimizer, self.scheduler)
+            self.log(f"resumed from {self.checkpoint_dir()} at step {self.step}")
+            _truncate_jsonl(metrics_path, self.step)
+            _truncate_jsonl(self.out / "rollouts.jsonl", self.step)
+        elif acc.is_main_process:
+            metrics_path.unlink(missing_ok=True)
+            (self.out / "rollouts.jsonl").unlink(missing_ok=True)
+            (self.out / "config.json").write_text(json.dumps(config_to_dict(cfg), indent=2, default=str))
+        history = []
+        end = cfg.steps if stop_after is None else min(cfg.steps, stop_after)
+        try:
+            from tqdm.auto import tqdm
+            bar = tqdm(range(self.step, end), initial=self.step, total=cfg.steps,
+                       disable=not (self.verbose and acc.is_main_process), desc=cfg.method)
+        except ImportError:  # pragma: no cover
+            bar = range(self.step, end)
+        for k in bar:
+            m = self.train_step(k)
+            self.step = k + 1
+            if acc.is_main_process and ((cfg.eval_every and self.step % cfg.eval_every == 0) or self.step == cfg.steps):
+                m.update(self.evaluate())
+            if acc.is_main_process:
+                with metrics_path.open("a") as f:
+                    f.write(json.dumps(m) + "\n")
+                if hasattr(bar, "set_postfix"):
+                    bar.set_postfix(reward=f"{m.get('reward_mean', float('nan')):.2f}",
+                                    kl=f"{m.get('kl_k1', float('nan')):.3f}")
+            history.append(m)
+            if (cfg.save_every and self.step % cfg.save_every == 0) or self.step == end:
+                acc.wait_for_everyone()
+                if acc.is_main_process:
+                    save_checkpoint(self.checkpoint_dir(), self.step, self.policy, self.optimizer, self.scheduler)
+        if self.step >= cfg.steps and acc.is_main_process:
+            self.policy.save_pretrained(self.out / "final")
+            self.tok.save_pretrained(self.out / "final")
+        return history
+
+
+def train(cfg: TrainConfig, world: World | None = None, verbose: bool = True,
+          stop_after: int | None = None) -> list[dict]:
+    """Run (or resume) one training run; returns the per-step metrics of this invocation."""
+    return Trainer(cfg, world=world, verbose=verbose).run(stop_after=stop_after)
+
+
+# --------------------------------------------------------------------------------------------
+
+def _to_device(ro: Rollouts, device) -> Rollouts:
+    return Rollouts(prompt_ids=ro.prompt_ids.to(device), prompt_mask=ro.prompt_mask.to(device),
+                    response_ids=ro.response_ids.to(device), response_mask=ro.response_mask.to(device),
+                    truncated=ro.truncated.to(device), texts=ro.texts, group_ids=ro.group_ids.to(device))
+
+
+def _time_metrics(times: dict) -> dict:
+    return {f"time_{k}": v for k, v in times.items()}
+
+
+def _grad_norm(model) -> float:
+    norms = [p.grad.detach().norm() for p in model.parameters() if p.grad is not None]
+    return float(torch.stack(norms).norm()) if norms else 0.0
+
+
+def _truncate_jsonl(path: Path, step: int) -> None:
+    """Drop records of steps >= `step` (written after the checkpoint a run resumes from)."""
+    if not path.is_file():
+        return
+    keep = [line for line in path.read_text().splitlines() if line and json.loads(line).get("step", -1) < step]
+    path.write_text("".join(line + "\n" for line in keep))
