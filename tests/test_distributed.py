@@ -1,0 +1,27 @@
+"""Two CPU processes (gloo) through accelerate: same gradient as one process, same weights."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+
+
+def test_two_processes_match_one(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+           "--master_port", "29517", str(HERE / "dist_worker.py"), str(tmp_path)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    results = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+    assert {r["world_size"] for r in results} == {2}
+    assert results[0]["pid"] != results[1]["pid"]          # two processes really ran
+    for r in results:
+        assert r["grad_norm"] > 0
+        assert r["grad_max_abs_diff"] < 1e-6, r             # DDP gradient == single-process gradient
+        assert r["params_max_abs_diff_across_ranks"] == 0.0  # replicas stay identical
+        assert r["steps"] == [0, 1, 2]
