@@ -83,7 +83,7 @@ def load_world(cfg: TrainConfig, verbose: bool = True) -> World:
                        **({} if w.lora is None else {"lora": w.lora}))
     pair = load_models(mcfg)
     return World(pair.tokenizer, pair.teacher, pair.student, train or arithmetic_split("train"),
-                 held_out or arithmetic_split("eval"), vocab_size=len(pair.tokenizer))
+                 held_out or arithmetic_split("eval"), vocab_size=pair.vocab_size)
 
 
 def _is_peft(model) -> bool:
