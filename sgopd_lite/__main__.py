@@ -35,10 +35,12 @@ def _load_eval_model(name: str, world_args):
         from .tiny_world import load_tiny_pair
         tok, teacher, student = load_tiny_pair(world_args.style_gap, world_args.teacher_noise)
         return tok, (teacher if name == "tiny-teacher" else student)
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
+
+    from .models import load_tokenizer
     if not os.path.isdir(name):
         raise SystemExit(f"--model {name!r}: not 'tiny-student', 'tiny-teacher' or a model directory")
-    return AutoTokenizer.from_pretrained(name), AutoModelForCausalLM.from_pretrained(name).eval()
+    return load_tokenizer(name), AutoModelForCausalLM.from_pretrained(name).eval()
 
 
 def _cmd_eval(args) -> int:

@@ -475,7 +475,7 @@ def load_smollm2(cache_dir: str | os.PathLike | None = None, dtype: torch.dtype 
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = smollm2_dir(cache_dir, verbose=verbose)
-    return AutoTokenizer.from_pretrained(path), AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+    return load_tokenizer(path), AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
 
 
 def _layer_indices(keep_layers, n_layers: int) -> list[int]:
@@ -544,7 +544,7 @@ def smollm2_student_dir(keep_layers: int | None = None, cache_dir: str | os.Path
         model = AutoModelForCausalLM.from_pretrained(teacher_dir, dtype=torch.float32)
         student = make_pruned_student(model, n_keep)
         student.save_pretrained(tmp)
-        AutoTokenizer.from_pretrained(teacher_dir).save_pretrained(tmp)
+        load_tokenizer(teacher_dir).save_pretrained(tmp)
         (tmp / "pruning.json").write_text(json.dumps({
             "source": str(teacher_dir), "kept_layers": _layer_indices(n_keep, n_layers),
             "seconds": round(time.perf_counter() - start, 2)}, indent=2))
@@ -609,8 +609,22 @@ def _from_pretrained(path: str, quant: str, device: torch.device, dtype: torch.d
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
 
 
+def load_tokenizer(path):
+    """A tokenizer from a local folder or a hub id, read exactly as its tokenizer.json says.
+
+    A local folder with a tokenizer.json is read with `PreTrainedTokenizerFast`, not
+    AutoTokenizer: in transformers 5, AutoTokenizer on a folder whose config.json says "qwen2"
+    builds a Qwen2Tokenizer whose own pre-tokenizer replaces the saved one; for this project's
+    character-level tiny tokenizer it silently dropped every space and newline (measured).
+    """
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    if (Path(path) / "tokenizer.json").is_file():
+        return PreTrainedTokenizerFast.from_pretrained(path)
+    return AutoTokenizer.from_pretrained(path)
+
+
 def _load_tokenizer(path: str, role: str):
-    from transformers import AutoTokenizer
 
     hint = (f"Save it with the model (`tokenizer.save_pretrained({path!r})`): the {role}'s own tokenizer "
             "is needed to check that both models read token ids the same way")
@@ -620,7 +634,7 @@ def _load_tokenizer(path: str, role: str):
         raise FileNotFoundError(f"no tokenizer next to the {role} at {path!r} "
                                 f"(none of {TOKENIZER_FILES}). {hint}")
     try:
-        return AutoTokenizer.from_pretrained(path)
+        return load_tokenizer(path)
     except (OSError, ValueError) as err:
         raise FileNotFoundError(f"no tokenizer next to the {role} at {path!r} ({err}). {hint}") from err
 

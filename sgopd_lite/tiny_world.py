@@ -70,6 +70,21 @@ def build_tokenizer():
     return tok
 
 
+def load_tokenizer(path):
+    """Reload a saved tiny tokenizer.
+
+    Not through AutoTokenizer: in transformers 5, AutoTokenizer on a folder that also holds a
+    Qwen2 `config.json` silently builds a `Qwen2Tokenizer` from tokenizer.json, whose
+    pre-tokenizer drops the spaces and newlines of this character vocabulary (measured: the
+    prompt of "15-4+16" lost 6 of its 44 tokens, and the models looked untrained).
+    """
+    from .models import load_tokenizer as load_exact
+
+    tok = load_exact(path)
+    tok.padding_side = "left"
+    return tok
+
+
 @dataclass(frozen=True)
 class NetConfig:
     """Size of one tiny transformer (Qwen2 architecture)."""
@@ -235,7 +250,7 @@ def load_tiny_pair(style_gap: float = 0.0, teacher_noise: float = 0.0, cfg: Tiny
 
     The teacher is frozen and in eval mode; the student is a fresh trainable copy.
     """
-    from transformers import AutoTokenizer, Qwen2ForCausalLM
+    from transformers import Qwen2ForCausalLM
 
     cfg = cfg or TinyWorldConfig(style_gap=style_gap, teacher_noise=teacher_noise)
     paths = {}
@@ -249,7 +264,7 @@ def load_tiny_pair(style_gap: float = 0.0, teacher_noise: float = 0.0, cfg: Tiny
                       f"{cfg.teacher_noise}) into {path}", flush=True)
             build_model(cfg, role, path, verbose=verbose)
         paths[role] = path
-    tok = AutoTokenizer.from_pretrained(paths["teacher"])
+    tok = load_tokenizer(paths["teacher"])
     teacher = Qwen2ForCausalLM.from_pretrained(paths["teacher"], attn_implementation="eager")
     teacher.eval().requires_grad_(False)
     student = Qwen2ForCausalLM.from_pretrained(paths["student"], attn_implementation="eager")

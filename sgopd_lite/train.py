@@ -181,6 +181,17 @@ def load_checkpoint(path: Path, model, optimizer, scheduler) -> int:
 # The trainer
 # --------------------------------------------------------------------------------------------
 
+@dataclass
+class Batch:
+    """What steps 1-2 of a training step produce."""
+
+    problems: list[Problem]
+    prompts: list[str]
+    rollouts: Rollouts
+    rewards: torch.Tensor      # (R,) verifier rewards
+    times: dict                # seconds per phase so far
+
+
 class Trainer:
     """Holds the models, optimizer and logs of one run; `run()` executes METHOD §7."""
 
@@ -236,23 +247,32 @@ class Trainer:
 
     # -- one step --------------------------------------------------------------------------
     def train_step(self, k: int) -> dict:
-        cfg, acc, tok, vocab = self.cfg, self.accelerator, self.tok, self.world.vocab_size
-        times, m = {}, {"step": k, "lr": self.scheduler.get_last_lr()[0]}
+        """One optimizer step k: collect rollouts and rewards, then learn from them."""
+        return self.learn(k, self.collect(k))
+
+    def collect(self, k: int) -> "Batch":
+        """Steps 1-2 of METHOD §7: B prompts, G rollouts each, verifier rewards."""
+        cfg, acc = self.cfg, self.accelerator
         idx = step_prompt_indices(cfg.seed, k, acc.process_index, len(self.prompts), cfg.prompts_per_step)
         problems = [self.world.train_problems[i] for i in idx]
         prompts = [self.prompts[i] for i in idx]
+        times = {}
 
-        # 1. rollouts from the current policy
         t = time.perf_counter()
-        ro = sample(self.policy, tok, prompts, cfg.group_size, cfg.max_new_tokens, cfg.temperature)
+        ro = sample(self.policy, self.tok, prompts, cfg.group_size, cfg.max_new_tokens, cfg.temperature)
         times["rollout"] = time.perf_counter() - t
 
-        # 2. verifier
         t = time.perf_counter()
         golds = [p.answer for p in problems for _ in range(cfg.group_size)]
         r = torch.tensor(verifier_rewards(ro.texts, golds), device=acc.device)
         times["verify"] = time.perf_counter() - t
-        ro = _to_device(ro, acc.device)
+        return Batch(problems, prompts, _to_device(ro, acc.device), r, times)
+
+    def learn(self, k: int, batch: "Batch") -> dict:
+        """Steps 3-6 of METHOD §7 on collected rollouts; returns the step's metrics."""
+        cfg, acc, tok, vocab = self.cfg, self.accelerator, self.tok, self.world.vocab_size
+        problems, prompts, ro, r = batch.problems, batch.prompts, batch.rollouts, batch.rewards
+        times, m = dict(batch.times), {"step": k, "lr": self.scheduler.get_last_lr()[0]}
         mask = ro.response_mask
 
         # 3-4. teacher / old / reference log-probs, gate
