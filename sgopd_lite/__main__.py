@@ -50,9 +50,15 @@ def _cmd_eval(args) -> int:
     problems = arithmetic_split("eval") if args.data == "eval" else load_jsonl(args.data)
     if args.limit:
         problems = problems[:args.limit]
+    from .data import DEFAULT_INSTRUCTION
+    from .tiny_world import TinyWorldConfig
+
     tok, model = _load_eval_model(args.model, args)
+    instruction = args.instruction
+    if instruction is None:   # the tiny world's own prompt for tiny models and tiny-world data
+        instruction = TinyWorldConfig().instruction if args.data == "eval" else DEFAULT_INSTRUCTION
     res = evaluate(model, tok, problems, n=args.n, k=args.k, temperature=args.temperature,
-                   max_new_tokens=args.max_new_tokens)
+                   max_new_tokens=args.max_new_tokens, instruction=instruction)
     row = {"model": args.model, "data": args.data, **res.as_dict()}
     print(f"| model | data | problems | avg@{res.n} | pass@{res.k} | seconds |")
     print("|---|---|---|---|---|---|")
@@ -68,7 +74,7 @@ def _cmd_world(args) -> int:
 
     if args.size != "tiny":
         raise SystemExit("world --report is implemented for --size tiny (smol and qwen load pretrained models)")
-    world_report(n=args.n, rebuild=args.rebuild, limit=args.limit)
+    world_report(n=args.n, rebuild=args.rebuild, build_dir=args.build_dir, limit=args.limit)
     return 0
 
 
@@ -108,13 +114,17 @@ def main(argv=None) -> int:
     p.add_argument("--limit", type=int, default=None)
     p.add_argument("--style-gap", type=float, default=0.0)
     p.add_argument("--teacher-noise", type=float, default=0.0)
+    p.add_argument("--instruction", default=None,
+                   help="text after the question (default: the tiny world's for --data eval, else the boxed request)")
     p.add_argument("--json", default=None, help="also write the result as JSON here")
     p.set_defaults(fn=_cmd_eval)
 
     p = sub.add_parser("world", help="build / report the tiny world")
     p.add_argument("--size", default="tiny")
     p.add_argument("--report", action="store_true", help="print the table of the README")
-    p.add_argument("--rebuild", action="store_true", help="retrain even when cached")
+    p.add_argument("--rebuild", action="store_true", help="retrain every model of the report")
+    p.add_argument("--build-dir", default=None,
+                   help="where --rebuild writes (default: the cache; data/tiny = the committed copies)")
     p.add_argument("--n", type=int, default=8)
     p.add_argument("--limit", type=int, default=None, help="held-out problems used (default all)")
     p.set_defaults(fn=_cmd_world)

@@ -52,16 +52,17 @@ def run_demo(out_dir: str = "runs/demo", steps: int | None = None, eval_problems
     held_out = arithmetic_split("eval")[:eval_problems]
 
     torch.manual_seed(0)
-    base = evaluate(student0, tok, held_out, n=eval_n, max_new_tokens=40)
+    base = evaluate(student0, tok, held_out, n=eval_n, max_new_tokens=40, instruction=wcfg.instruction)
     torch.manual_seed(0)
-    teach = evaluate(teacher, tok, held_out, n=eval_n, max_new_tokens=40)
+    teach = evaluate(teacher, tok, held_out, n=eval_n, max_new_tokens=40, instruction=wcfg.instruction)
     print(f"[demo] teacher avg@{eval_n} {teach.avg_at_n:.3f}; starting student avg@{eval_n} "
           f"{base.avg_at_n:.3f} pass@{eval_n} {base.pass_at_k:.3f}", flush=True)
 
     results, histories = {}, {}
     for method in ("opd", "sgopd"):
         _, teacher_m, student = load_tiny_pair(cfg=wcfg, verbose=False)   # the same start for both
-        world = World(tok, teacher_m, student, arithmetic_split("train"), held_out)
+        world = World(tok, teacher_m, student, arithmetic_split("train"), held_out,
+                      instruction=wcfg.instruction)
         cfg = TrainConfig(method=method, steps=steps, eval_every=0, eval_problems=eval_problems,
                           eval_n=eval_n, save_every=0, log_rollouts=2, seed=0,
                           world={"style_gap": wcfg.style_gap, "teacher_noise": wcfg.teacher_noise},

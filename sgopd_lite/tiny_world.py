@@ -37,6 +37,13 @@ from .data import (DATA_DIR, DEFAULT_INSTRUCTION, ArithmeticTask, arithmetic_spl
                    sample_expression, expression_text, solve)
 from .losses import masked_mean, token_logprobs
 
+# The tiny world's prompt has no instruction text: the models learn the \boxed{} format from
+# their SFT data, and the question then sits right before the answer. With the 33-character
+# DEFAULT_INSTRUCTION between them, the same teacher reached 43% avg@8 after 800 SFT steps
+# instead of 54% (measured), and every step costs 20% more. The prompt still goes through the
+# tokenizer's chat template like every other model's.
+TINY_INSTRUCTION = ""
+
 SPECIAL_TOKENS = {"pad": "<|pad|>", "user": "<|user|>", "assistant": "<|assistant|>", "eos": "<|end|>"}
 
 # Jinja chat template: <|user|>question<|end|><|assistant|>answer<|end|>
@@ -101,15 +108,15 @@ class TinyWorldConfig:
 
     style_gap: float = 0.0        # fraction of student SFT solutions in the "prose" style (A1)
     teacher_noise: float = 0.0    # fraction of teacher SFT solutions with forgotten carries (A2)
-    teacher: NetConfig = NetConfig(hidden=128, layers=4, heads=4, mlp=256)
-    student: NetConfig = NetConfig(hidden=96, layers=2, heads=4, mlp=192)
-    teacher_steps: int = 800      # SFT steps for the teacher
-    student_steps: int = 500      # SFT steps for the student: stopped early on purpose
+    teacher: NetConfig = NetConfig(hidden=128, layers=4, heads=4, mlp=256)   # 0.67M parameters
+    student: NetConfig = NetConfig(hidden=96, layers=2, heads=4, mlp=192)    # 0.19M parameters
+    teacher_steps: int = 1600     # SFT steps for the teacher (800 gave 54% avg@8, 1200 gave 71%)
+    student_steps: int = 500      # SFT steps for the student: stopped early on purpose (~20% avg@8)
     batch_size: int = 64          # SFT sequences per step
     lr: float = 3e-3              # peak learning rate of the one-cycle schedule
     seed: int = 0
     task: ArithmeticTask = ArithmeticTask()
-    instruction: str = DEFAULT_INSTRUCTION
+    instruction: str = TINY_INSTRUCTION   # text after the question in the user turn
 
     def __post_init__(self):
         for name in ("style_gap", "teacher_noise"):
@@ -289,21 +296,27 @@ REPORT_SETTINGS = (
 )
 
 
-def world_report(n: int = 8, rebuild: bool = False, limit: int | None = None, settings=REPORT_SETTINGS,
-                 verbose: bool = True) -> list[dict]:
+def world_report(n: int = 8, rebuild: bool = False, build_dir=None, limit: int | None = None,
+                 settings=REPORT_SETTINGS, verbose: bool = True) -> list[dict]:
     """Build (or reuse) each knob setting's pair and print teacher / student avg@n and pass@n
-    on the held-out split, with each model's build time (`python -m sgopd_lite world --report`)."""
-    import shutil
+    on the held-out split, with each model's build time (`python -m sgopd_lite world --report`).
 
+    rebuild: retrain every model of the report into `build_dir` (default: the cache), even when
+    a copy exists. `--rebuild --build-dir data/tiny` regenerates the committed checkpoints.
+    """
     from .evaluate import evaluate
 
     problems = arithmetic_split("eval")[:limit]
-    rows = []
+    rows, rebuilt = [], set()
     for name, style_gap, teacher_noise in settings:
         cfg = TinyWorldConfig(style_gap=style_gap, teacher_noise=teacher_noise)
-        if rebuild:
-            for role in ("teacher", "student"):
-                shutil.rmtree(cache_root() / role_key(cfg, role), ignore_errors=True)
+        for role in ("teacher", "student") if rebuild else ():
+            key = role_key(cfg, role)
+            if key not in rebuilt:     # knob variants share the unchanged model: build it once
+                if verbose:
+                    print(f"rebuilding {key} ({name})", flush=True)
+                build_model(cfg, role, Path(build_dir or cache_root()) / key, verbose=verbose)
+                rebuilt.add(key)
         tok, teacher, student = load_tiny_pair(cfg=cfg, verbose=verbose)
         secs = build_seconds(cfg)
         row = {"setting": name, "style_gap": style_gap, "teacher_noise": teacher_noise}

@@ -27,7 +27,6 @@ Choices this project makes:
 from __future__ import annotations
 
 import contextlib
-import copy
 import json
 import math
 import os
@@ -43,6 +42,7 @@ import torch
 from .config import TrainConfig, config_to_dict
 from .data import DEFAULT_INSTRUCTION, Problem, arithmetic_split, format_prompt, load_jsonl
 from .gate import TokenClass, sign_gate
+from .models import _is_peft, frozen_reference_copy, reference_context
 from .losses import (aux_ce_loss, dense_distill_loss, entropy_from_logits, masked_mean,
                      policy_gradient_loss, ppo_clip_loss, token_logprobs)
 from .rollout import Rollouts, response_logits, sample, sequence_logprobs
@@ -73,10 +73,11 @@ def load_world(cfg: TrainConfig, verbose: bool = True) -> World:
     train = load_jsonl(w.train_data) if w.train_data else None
     held_out = load_jsonl(w.eval_data) if w.eval_data else None
     if w.size == "tiny" and not (w.teacher or w.student):
-        from .tiny_world import load_tiny_pair
-        tok, teacher, student = load_tiny_pair(w.style_gap, w.teacher_noise, verbose=verbose)
+        from .tiny_world import TinyWorldConfig, load_tiny_pair
+        wcfg = TinyWorldConfig(style_gap=w.style_gap, teacher_noise=w.teacher_noise)
+        tok, teacher, student = load_tiny_pair(cfg=wcfg, verbose=verbose)
         return World(tok, teacher, student, train or arithmetic_split("train"),
-                     held_out or arithmetic_split("eval"))
+                     held_out or arithmetic_split("eval"), instruction=wcfg.instruction)
     from .models import ModelConfig, load_models
     mcfg = ModelConfig(size=w.size, teacher=w.teacher, student=w.student,
                        student_quant=w.student_quant,
@@ -84,10 +85,6 @@ def load_world(cfg: TrainConfig, verbose: bool = True) -> World:
     pair = load_models(mcfg)
     return World(pair.tokenizer, pair.teacher, pair.student, train or arithmetic_split("train"),
                  held_out or arithmetic_split("eval"), vocab_size=pair.vocab_size)
-
-
-def _is_peft(model) -> bool:
-    return hasattr(model, "disable_adapter") and hasattr(model, "peft_config")
 
 
 # --------------------------------------------------------------------------------------------
@@ -216,7 +213,7 @@ class Trainer:
         # that is the 4-bit base), else a frozen copy of the initial student.
         self.ref_model = None
         if cfg.gate.reference == "initial" and not _is_peft(student):
-            self.ref_model = copy.deepcopy(student).eval().requires_grad_(False)
+            self.ref_model = frozen_reference_copy(student)
         params = [p for p in student.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         warm = max(cfg.warmup_steps, 0)
@@ -237,13 +234,9 @@ class Trainer:
         if self.verbose and self.accelerator.is_main_process:
             print(msg, flush=True)
 
-    @contextlib.contextmanager
     def reference_model(self):
-        if self.ref_model is not None:
-            yield self.ref_model
-        else:
-            with self.policy.disable_adapter():
-                yield self.policy
+        """pi_ref = the initial student (adapter off under LoRA, else the frozen copy)."""
+        return reference_context(self.policy, self.ref_model)
 
     # -- one step --------------------------------------------------------------------------
     def train_step(self, k: int) -> dict:

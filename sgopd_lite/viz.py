@@ -201,3 +201,435 @@ def plot_pts_schedule(cfg, steps: int, ax=None):
     if fig is not None:
         fig.tight_layout()
     return fig if fig is not None else ax.figure
+
+
+# ============================================================================================
+# Notebook helpers: re-gating saved inputs, several rollouts in one picture, the live explorer,
+# small summary plots. Added for notebooks/; the math is always the library's (`gate.sign_gate`,
+# `losses`), these functions only package inputs and draw.
+# ============================================================================================
+
+from dataclasses import dataclass as _dataclass  # noqa: E402  (kept local to this section)
+
+
+@_dataclass
+class GateInputs:
+    """Everything `gate.sign_gate` needs for a batch of rollouts, plus the tokens as text, so
+    that the gate can be re-run with other settings without running any model again.
+
+    R rollouts of up to T response tokens:
+        teacher_logp (R, T), old_logp (R, T), rewards (R,), group_ids (R,), mask (R, T),
+        tokens: R lists of token strings (the masked positions only).
+        saved_a1: (R,) or None. Set when the inputs were rebuilt from `rollouts.jsonl` records,
+        which keep a1 but not the rest of each group's rewards (see `from_records`).
+    """
+
+    teacher_logp: "object"
+    old_logp: "object"
+    rewards: "object"
+    group_ids: "object"
+    mask: "object"
+    tokens: list
+    saved_a1: "object" = None
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    @classmethod
+    def from_rollouts(cls, tokenizer, rollouts, teacher_logp, old_logp, rewards) -> "GateInputs":
+        """Package a `rollout.Rollouts` batch with its log-probs (R, T) and rewards (R,)."""
+        import torch
+
+        mask = rollouts.response_mask.detach().cpu()
+        tokens = []
+        for i in range(len(rollouts)):
+            n = int(mask[i].sum())
+            tokens.append([tokenizer.decode([t]) for t in rollouts.response_ids[i, :n].tolist()])
+        return cls(teacher_logp=teacher_logp.detach().float().cpu(), old_logp=old_logp.detach().float().cpu(),
+                   rewards=torch.as_tensor(rewards, dtype=torch.float32).cpu(),
+                   group_ids=rollouts.group_ids.detach().cpu(), mask=mask, tokens=tokens)
+
+    @classmethod
+    def from_records(cls, records: list[dict]) -> "GateInputs":
+        """Rebuild inputs from `rollouts.jsonl` records (tokens, a2, a1, reward).
+
+        The records hold a2 = log pi_T - log pi_old, not the two log-probs; the gate only reads
+        their difference (and the k3 metric, which is then not meaningful), so teacher_logp = a2
+        and old_logp = 0. They also hold only a few rollouts per group, so a1 in "group" mode is
+        the saved one, from the full group at training time (see `gate_records`).
+        """
+        import torch
+
+        T = max((len(r["tokens"]) for r in records), default=0)
+        a2 = torch.zeros(len(records), T)
+        mask = torch.zeros(len(records), T, dtype=torch.long)
+        for i, r in enumerate(records):
+            n = len(r["tokens"])
+            a2[i, :n] = torch.tensor(r["a2"], dtype=torch.float32)
+            mask[i, :n] = 1
+        return cls(teacher_logp=a2, old_logp=torch.zeros_like(a2),
+                   rewards=torch.tensor([float(r["reward"]) for r in records]),
+                   group_ids=torch.arange(len(records)), mask=mask,
+                   tokens=[list(r["tokens"]) for r in records],
+                   saved_a1=torch.tensor([float(r["a1"]) for r in records]))
+
+    def select(self, idx) -> "GateInputs":
+        """The rollouts at `idx` (a list of indices). With a1_mode="group", keep whole groups."""
+        import torch
+
+        idx = torch.as_tensor(list(idx), dtype=torch.long)
+        return GateInputs(self.teacher_logp[idx], self.old_logp[idx], self.rewards[idx],
+                          self.group_ids[idx], self.mask[idx], [self.tokens[i] for i in idx.tolist()],
+                          None if self.saved_a1 is None else self.saved_a1[idx])
+
+
+def gate_records(inputs: GateInputs, cfg=None) -> tuple[list[dict], dict]:
+    """Run `gate.sign_gate(cfg)` on saved inputs; returns (records, metrics).
+
+    records: one dict per rollout in the format of `rollouts.jsonl` (tokens, reward, group, a1,
+    a2, token_class, lambda_t, advantage), ready for `plot_token_gate` / `plot_gate_records`.
+    For inputs rebuilt from records (`saved_a1` set), a1 is reproduced exactly through the
+    gate's own "sign" mode: a1 = 2 r' - 1 with r' = (saved_a1 + 1) / 2 in "group" mode, and
+    r' = r in "sign" mode (a1 = 2r - 1, what "sign" means).
+    """
+    from .gate import GateConfig, sign_gate
+
+    cfg = cfg or GateConfig()
+    rewards, gate_cfg = inputs.rewards, cfg
+    if inputs.saved_a1 is not None:
+        if cfg.a1_mode == "group":
+            rewards = (inputs.saved_a1 + 1.0) / 2.0
+        gate_cfg = cfg.replace(a1_mode="sign")
+    out = sign_gate(inputs.teacher_logp, inputs.old_logp, rewards, inputs.group_ids, inputs.mask,
+                    cfg=gate_cfg)
+    records = []
+    for i, toks in enumerate(inputs.tokens):
+        n = len(toks)
+        records.append({"tokens": toks, "reward": float(inputs.rewards[i]), "group": int(inputs.group_ids[i]),
+                        "a1": float(out.a1[i]), "a2": out.a2[i, :n].tolist(),
+                        "token_class": out.token_class[i, :n].tolist(),
+                        "lambda_t": out.lambda_t[i, :n].tolist(),
+                        "advantage": out.advantage[i, :n].tolist()})
+    return records, out.metrics
+
+
+def plot_gate_records(records: list[dict], color_by: str = "class", max_tokens: int = 48,
+                      title: str | None = None, limit: float | None = None, ax=None):
+    """Several rollouts, one row each (first `max_tokens` tokens), coloured by gate class,
+    advantage, a2 or per-token KL; the row label gives group, reward and a1.
+
+    records: `rollouts.jsonl`-style dicts (see `gate_records`). With a colour scale, all rows
+    share one symmetric scale (`limit`, default the largest |value| shown) so rows compare.
+    """
+    import matplotlib.colors as mcolors
+    from matplotlib import colormaps
+
+    plt = _plt()
+    n = len(records)
+    width = min(max((len(r["tokens"]) for r in records), default=1), max_tokens)
+    label_cells = 9   # room left of the tokens for the "g0 r=1 a1=+0.67" labels, in cell units
+    fig = None
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(0.26 * (max(width, 16) + label_cells) + 0.4, 0.42 * n + 1.4))
+    scale = None
+    if color_by != "class":
+        key = "a2" if color_by in ("a2", "kl") else "advantage"
+        sign = -1.0 if color_by == "kl" else 1.0
+        vals = [sign * v for r in records for v in r[key][:max_tokens]]
+        lim = limit or max(max((abs(v) for v in vals), default=1.0), 1e-6)
+        norm = mcolors.TwoSlopeNorm(vmin=-lim, vcenter=0.0, vmax=lim)
+        cmap = colormaps["RdBu"]
+        scale = (cmap, norm, key, sign)
+    for row, rec in enumerate(records):
+        y = -row - 1
+        for c, tok in enumerate(rec["tokens"][:max_tokens]):
+            if scale is None:
+                color = CLASS_COLORS[rec["token_class"][c]]
+            else:
+                cmap, norm, key, sign = scale
+                color = cmap(norm(sign * rec[key][c]))
+            ax.add_patch(plt.Rectangle((c, y), 0.95, 0.9, color=color))
+            ax.text(c + 0.47, y + 0.45, _visible(tok), ha="center", va="center", fontsize=8,
+                    family="monospace")
+        more = " ..." if len(rec["tokens"]) > max_tokens else ""
+        ax.text(-0.3, y + 0.45, f"g{rec.get('group', 0)} r={rec.get('reward', 0):.0f} "
+                f"a1={rec.get('a1', 0):+.2f}{more}", ha="right", va="center", fontsize=8)
+    ax.set_xlim(-label_cells, max(width, 16))
+    ax.set_ylim(-n - 0.2, 0.1)
+    ax.axis("off")
+    ax.set_title(title or f"{n} rollouts coloured by {color_by}", fontsize=9, loc="left")
+    if scale is None:
+        handles = [plt.Rectangle((0, 0), 1, 1, color=CLASS_COLORS[k]) for k in sorted(CLASS_COLORS)]
+        ax.legend(handles, [CLASS_NAMES[k] for k in sorted(CLASS_COLORS)], loc="upper center",
+                  fontsize=8, ncol=4, bbox_to_anchor=(0.5, 0.0), frameon=False)
+    else:
+        cmap, norm, _, _ = scale
+        sm = plt.cm.ScalarMappable(norm=norm, cmap=cmap)
+        ax.figure.colorbar(sm, ax=ax, orientation="horizontal", fraction=0.06, pad=0.02,
+                           label=f"{color_by} (blue: pushed up, red: pushed down)")
+    if fig is not None:
+        fig.tight_layout()
+    return fig if fig is not None else ax.figure
+
+
+def plot_gate_settings(inputs: GateInputs, settings: dict, color_by: str = "advantage",
+                       max_tokens: int = 40):
+    """The same rollouts under several gate settings ({name: GateConfig}), one panel each,
+    on one shared colour scale: how plain OPD, ExOPD, SG-OPD and conflict masking differ."""
+    plt = _plt()
+    results = {name: gate_records(inputs, cfg) for name, cfg in settings.items()}
+    key = "a2" if color_by in ("a2", "kl") else "advantage"
+    lim = max(max((abs(v) for r in recs for v in r[key][:max_tokens]), default=1.0)
+              for recs, _ in results.values())
+    n = len(inputs)
+    width = min(max((len(t) for t in inputs.tokens), default=1), max_tokens)
+    fig, axes = plt.subplots(len(settings), 1, figsize=(0.26 * (max(width, 16) + 9) + 0.4,
+                                                        (0.42 * n + 1.4) * len(settings)), squeeze=False)
+    for ax, (name, (recs, metrics)) in zip(axes[:, 0], results.items()):
+        plot_gate_records(recs, color_by, max_tokens, limit=max(lim, 1e-6), ax=ax,
+                          title=f"{name}: mean |A| {metrics['adv_abs_mean']:.3f}, "
+                                f"mean lambda_t {metrics['lambda_mean']:.2f}")
+    fig.tight_layout()
+    return fig
+
+
+def gate_explorer(records_or_inputs, indices=None, cfg=None, color_by: str = "class",
+                  max_tokens: int = 40, interactive: bool | None = None):
+    """Sliders for lambda_e, lambda_i, tau and a1 mode that re-colour saved rollouts live.
+
+    records_or_inputs: a `GateInputs`, or `rollouts.jsonl` records (converted with
+    `GateInputs.from_records`). indices: which rollouts to show (default all; keep whole groups
+    for a1_mode="group"). cfg: the starting `GateConfig`.
+
+    Every change re-runs `gate.sign_gate` on the saved inputs (milliseconds; no model runs).
+    The picture is an ordinary display output with a display id, updated in place, so a
+    headless run (nbclient, CI, GitHub's renderer) still stores a static image of the starting
+    setting. Without ipywidgets, or with interactive=False, only that static figure is shown.
+    Returns the controls widget, or None when static. (Displays by itself: call it as the last
+    statement of a cell followed by `;`, or assign the result.)
+    """
+    from IPython.display import display
+
+    from .gate import A1_MODES, GateConfig
+
+    plt = _plt()
+    inputs = records_or_inputs if isinstance(records_or_inputs, GateInputs) else \
+        GateInputs.from_records(list(records_or_inputs))
+    if indices is not None:
+        inputs = inputs.select(indices)
+    cfg = cfg or GateConfig()
+
+    def figure(c):
+        recs, metrics = gate_records(inputs, c)
+        title = (f"lambda_e={c.lambda_e:.2f} lambda_i={c.lambda_i:.2f} tau={c.tau:.2f} a1={c.a1_mode}: "
+                 f"consensus {metrics['frac_consensus']:.0%}, conflict I {metrics['frac_conflict_i']:.0%}, "
+                 f"II {metrics['frac_conflict_ii']:.0%}, neutral {metrics['frac_neutral']:.0%}, "
+                 f"mean |A| {metrics['adv_abs_mean']:.3f}")
+        fig = plot_gate_records(recs, color_by, max_tokens, title=title)
+        plt.close(fig)   # shown through the display handle only, never twice by the inline backend
+        return fig
+
+    handle = display(figure(cfg), display_id=True)
+    if interactive is False:
+        return None
+    try:
+        import ipywidgets as W
+    except ImportError:
+        print("ipywidgets is not installed: static figure only (pip install ipywidgets)")
+        return None
+
+    style = {"description_width": "70px"}
+    lam_e = W.FloatSlider(value=cfg.lambda_e, min=1.0, max=3.0, step=0.05, description="lambda_e", style=style)
+    lam_i = W.FloatSlider(value=cfg.lambda_i, min=0.0, max=1.0, step=0.05, description="lambda_i", style=style)
+    tau = W.FloatSlider(value=cfg.tau, min=0.0, max=2.0, step=0.05, description="tau", style=style)
+    mode = W.ToggleButtons(options=list(A1_MODES), value=cfg.a1_mode, description="a1 mode", style=style)
+    colour = W.ToggleButtons(options=["class", "advantage", "a2"], value=color_by, description="colour",
+                             style=style)
+    message = W.HTML()
+
+    def redraw(_=None):
+        nonlocal color_by
+        color_by = colour.value
+        try:
+            c = cfg.replace(lambda_e=lam_e.value, lambda_i=lam_i.value, tau=tau.value, a1_mode=mode.value)
+        except ValueError as err:          # e.g. lambda_e = lambda_i = 1.0 is fine, others may not be
+            message.value = f"<span style='color:#b00'>{html.escape(str(err))}</span>"
+            return
+        message.value = ""
+        handle.update(figure(c))
+
+    for w in (lam_e, lam_i, tau, mode, colour):
+        w.observe(redraw, names="value")
+    box = W.VBox([W.HBox([lam_e, lam_i, tau]), W.HBox([mode, colour]), message])
+    display(box)
+    return box
+
+
+def plot_kl_estimators(x, exact, k1_mean, k1_sem, k3_mean, k3_sem, xlabel: str = "p_old(token A)",
+                       title: str = "sampled estimates of KL(pi_old || pi_T)"):
+    """Exact KL against the Monte-Carlo means of the k1 (= -mean a2) and k3 estimators, with
+    +-2 standard errors, along a 1-D family of distributions (arrays of equal length)."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.4, 3.4))
+    x = np.asarray(x, dtype=float)
+    ax.plot(x, exact, "k-", lw=2, label="exact KL(pi_old || pi_T)")
+    ax.errorbar(x, k1_mean, yerr=2 * np.asarray(k1_sem), fmt="o", ms=4, capsize=2,
+                label="k1 = mean(log pi_old - log pi_T) = -mean(a2)")
+    ax.errorbar(x + 0.004, k3_mean, yerr=2 * np.asarray(k3_sem), fmt="s", ms=4, capsize=2,
+                label="k3 = mean((r - 1) - log r), r = pi_T/pi_old")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("nats")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_value_histograms(values: dict, bins: int = 60, xlabel: str = "a2 = log pi_T - log pi_old",
+                          title: str | None = None):
+    """Overlaid histograms of per-token values ({name: 1-D array}), with each mean marked."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.4, 3.2))
+    allv = np.concatenate([np.asarray(v, dtype=float).ravel() for v in values.values()]) if values else np.zeros(1)
+    edges = np.linspace(allv.min(), allv.max() + 1e-9, bins + 1)
+    for name, v in values.items():
+        v = np.asarray(v, dtype=float).ravel()
+        line = ax.hist(v, bins=edges, alpha=0.5, label=f"{name} (mean {v.mean():+.3f}, {v.size} tokens)")
+        ax.axvline(v.mean(), ls="--", color=line[2][0].get_facecolor(), alpha=1.0)
+    ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("tokens")
+    ax.set_title(title or xlabel, fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_labelled_bars(values: dict, ylabel: str = "", title: str = "", fmt: str = "{:.3f}",
+                       errors: dict | None = None, ax=None):
+    """A bar per entry ({label: value}), each annotated; optional error bars ({label: err})."""
+    plt = _plt()
+    fig = None
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(max(4.0, 1.1 * len(values) + 1.5), 3.2))
+    labels = list(values)
+    heights = [float(values[k]) for k in labels]
+    yerr = None if errors is None else [float(errors.get(k, 0.0)) for k in labels]
+    bars = ax.bar(range(len(labels)), heights, yerr=yerr, capsize=3, color="#6baed6")
+    for b, h in zip(bars, heights):
+        ax.text(b.get_x() + b.get_width() / 2, h, fmt.format(h), ha="center", va="bottom", fontsize=8)
+    ax.set_xticks(range(len(labels)))
+    ax.set_xticklabels(labels, rotation=20, ha="right", fontsize=8)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    if fig is not None:
+        fig.tight_layout()
+    return fig if fig is not None else ax.figure
+
+
+def ablation_rows(run_dirs, metric: str | None = None) -> list[dict]:
+    """One row per finished run directory (written by `train.Trainer`): its gate knobs
+    (lambda_e, lambda_i, lambda_n, tau, a1_mode), method, seed, and the last logged value of
+    `metric` (default: the last `eval_avg@n` key found). Directories without config.json or
+    metrics.jsonl, or without the metric, are skipped."""
+    rows = []
+    for d in run_dirs:
+        d = Path(d)
+        if not ((d / "config.json").is_file() and (d / "metrics.jsonl").is_file()):
+            continue
+        cfg = json.loads((d / "config.json").read_text())
+        history = read_jsonl(d / "metrics.jsonl")
+        key = metric
+        if key is None:
+            keys = [k for m in history for k in m if k.startswith("eval_avg@")]
+            key = keys[-1] if keys else None
+        values = [m[key] for m in history if key and m.get(key) is not None]
+        if not values:
+            continue
+        gate = cfg.get("gate") or {}
+        rows.append({"run": str(d), "method": cfg.get("method"), "seed": cfg.get("seed"),
+                     "lambda_e": gate.get("lambda_e"), "lambda_i": gate.get("lambda_i"),
+                     "lambda_n": gate.get("lambda_n"), "tau": gate.get("tau"),
+                     "a1_mode": gate.get("a1_mode"), "metric": key, "value": float(values[-1])})
+    return rows
+
+
+def plot_ablation_heatmap(rows: list[dict], x: str = "lambda_e", y: str = "lambda_i",
+                          facet: str | None = "tau", value: str = "value", title: str | None = None,
+                          baseline: float | None = None):
+    """Final accuracy over a grid of gate knobs: mean over seeds in each cell, annotated with
+    the spread (min-max over seeds) and the number of seeds.
+
+    rows: dicts with keys x, y, (facet), value (e.g. from `ablation_rows`). One panel per
+    distinct facet value (e.g. tau). baseline: a reference value (e.g. plain OPD) drawn in each
+    panel's title, so cells read as better or worse than it.
+    """
+    import matplotlib.colors as mcolors
+
+    plt = _plt()
+    facets = sorted({r.get(facet) for r in rows}, key=lambda v: (v is None, v)) if facet else [None]
+    xs = sorted({r[x] for r in rows})
+    ys = sorted({r[y] for r in rows})
+    vals = [r[value] for r in rows]
+    vmin, vmax = (min(vals), max(vals)) if vals else (0.0, 1.0)
+    if vmax - vmin < 1e-9:
+        vmin, vmax = vmin - 0.01, vmax + 0.01
+    norm = mcolors.Normalize(vmin=vmin, vmax=vmax)
+    fig, axes = plt.subplots(1, len(facets), figsize=(1.3 * len(xs) * len(facets) + 2.6, 0.9 * len(ys) + 1.9),
+                             squeeze=False, layout="constrained")
+    image = None
+    for ax, fv in zip(axes[0], facets):
+        grid = np.full((len(ys), len(xs)), np.nan)
+        for i, yv in enumerate(ys):
+            for j, xv in enumerate(xs):
+                cell = [r[value] for r in rows if r[x] == xv and r[y] == yv and (not facet or r.get(facet) == fv)]
+                if not cell:
+                    continue
+                grid[i, j] = float(np.mean(cell))
+                text = f"{np.mean(cell):.3f}"
+                if len(cell) > 1:
+                    text += f"\n[{min(cell):.3f}, {max(cell):.3f}]\nn={len(cell)}"
+                ax.text(j, i, text, ha="center", va="center", fontsize=7,
+                        color="white" if norm(np.mean(cell)) < 0.45 else "black")
+        image = ax.imshow(grid, cmap="viridis", norm=norm, origin="lower", aspect="auto")
+        ax.set_xticks(range(len(xs)))
+        ax.set_xticklabels([f"{v:g}" for v in xs])
+        ax.set_yticks(range(len(ys)))
+        ax.set_yticklabels([f"{v:g}" for v in ys])
+        ax.set_xlabel(x)
+        ax.set_ylabel(y)
+        head = f"{facet} = {fv:g}" if facet and fv is not None else ""
+        if baseline is not None:
+            head += f"{'; ' if head else ''}plain OPD {baseline:.3f}"
+        ax.set_title(head, fontsize=9)
+    if image is not None:
+        fig.colorbar(image, ax=list(axes[0]), fraction=0.05, pad=0.03,
+                     label=rows[0].get("metric", value) if rows else value)
+    fig.suptitle(title or "final accuracy: mean over seeds [min, max]", fontsize=10)
+    return fig
+
+
+def plot_process_layout(prompts_per_step: int, group_size: int, num_processes: int):
+    """How one optimizer step's rollouts sit on the processes of a multi-process run: each
+    process samples its own B prompts and G rollouts per prompt (a group never crosses
+    processes); the loss normaliser N counts every response token of every process."""
+    plt = _plt()
+    cmap = plt.get_cmap("tab10")
+    fig, ax = plt.subplots(figsize=(min(1.0 + 0.35 * prompts_per_step * group_size, 13), 0.9 * num_processes + 1.2))
+    for p in range(num_processes):
+        for b in range(prompts_per_step):
+            for g in range(group_size):
+                xpos = b * (group_size + 0.6) + g
+                ax.add_patch(plt.Rectangle((xpos, -p - 1), 0.9, 0.7, color=cmap(b % 10), alpha=0.85))
+            ax.text(b * (group_size + 0.6) + group_size / 2 - 0.3, -p - 0.15, f"prompt {b}",
+                    ha="center", va="bottom", fontsize=7)
+        ax.text(-0.5, -p - 0.65, f"process {p}", ha="right", va="center", fontsize=9)
+    width = prompts_per_step * (group_size + 0.6)
+    ax.set_xlim(-3.5, width)
+    ax.set_ylim(-num_processes - 0.2, 0.4)
+    ax.axis("off")
+    ax.set_title(f"{num_processes} processes x {prompts_per_step} prompts x G={group_size} rollouts: "
+                 "a1 uses one group (one colour), N sums every token of every process",
+                 fontsize=9, loc="left")
+    fig.tight_layout()
+    return fig
