@@ -1,0 +1,44 @@
+"""Rollouts: the scorer reads the same distribution the sampler drew from."""
+
+import torch
+
+from conftest import make_tiny_world
+from sgopd_lite.data import format_prompt
+from sgopd_lite.rollout import Rollouts, response_mask_from_eos, sample, sequence_logprobs, tokenize_prompts
+
+
+def test_recomputed_logprobs_match_the_samplers_own(char_tokenizer):
+    # Left-padded prompts of different lengths; generate's own logits vs one training-style
+    # forward pass over prompt + response: the old-policy log-probs must be the sampler's.
+    world = make_tiny_world(char_tokenizer)
+    tok, model = world.tokenizer, world.student
+    prompts = [format_prompt(tok, q, "") for q in ("1+2", "12-3+4", "7")]
+    ids, am = tokenize_prompts(tok, prompts)
+    assert (am == 0).any()                                   # some prompts are padded
+    torch.manual_seed(0)
+    out = model.generate(input_ids=ids, attention_mask=am, do_sample=True, temperature=1.0, top_k=0,
+                         max_new_tokens=12, output_logits=True, return_dict_in_generate=True,
+                         pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+    resp = out.sequences[:, ids.shape[1]:]
+    sampler = torch.stack([l.log_softmax(-1) for l in out.logits], 1).gather(-1, resp[..., None]).squeeze(-1)
+    mask, truncated = response_mask_from_eos(resp, tok.eos_token_id)
+    ro = Rollouts(ids, am, torch.where(mask.bool(), resp, tok.pad_token_id), mask, truncated,
+                  [""] * 3, torch.arange(3))
+    with torch.no_grad():
+        scorer = sequence_logprobs(model, ro)
+    assert ((scorer - sampler).abs() * mask).max() < 1e-4
+
+
+def test_sample_groups_rollouts_by_prompt_and_masks_by_position(char_tokenizer):
+    world = make_tiny_world(char_tokenizer)
+    tok = world.tokenizer
+    ro = sample(world.student, tok, [format_prompt(tok, "1+1", ""), format_prompt(tok, "2+2", "")],
+                num_samples=3, max_new_tokens=8)
+    assert ro.group_ids.tolist() == [0, 0, 0, 1, 1, 1]
+    assert ro.response_ids.shape == ro.response_mask.shape and len(ro.texts) == 6
+    lengths = ro.response_mask.sum(1)
+    assert (lengths >= 1).all() and (lengths <= 8).all()
+    # mask is a prefix: ones then zeros
+    assert torch.equal(ro.response_mask, (torch.arange(ro.response_mask.shape[1]) < lengths[:, None]).long())
+    sub = ro.select([1, 4])
+    assert sub.group_ids.tolist() == [0, 1] and sub.texts == [ro.texts[1], ro.texts[4]]
