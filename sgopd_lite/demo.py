@@ -34,7 +34,7 @@ def _pick_rollout(records: list[dict]) -> dict | None:
     return with_gate[-1] if with_gate else None
 
 
-def run_demo(out_dir: str = "runs/demo", steps: int | None = None, eval_problems: int = 256,
+def run_demo(out_dir: str = "runs/demo", steps: int | None = None, eval_problems: int = 128,
              eval_n: int = 8) -> dict:
     from .tiny_world import TinyWorldConfig, load_tiny_pair
     from .train import Trainer, World
@@ -108,6 +108,11 @@ def run_demo(out_dir: str = "runs/demo", steps: int | None = None, eval_problems
     ]
     for method, res in results.items():
         lines.append(f"| {method} | {res[f'avg@{n}']:.3f} | {res[f'pass@{n}']:.3f} |")
+    worse = [m for m, res in results.items() if res[f"avg@{n}"] < base.avg_at_n]
+    if worse:
+        lines += ["", f"Ended below the starting student: {', '.join(worse)}. On this CPU world on-policy "
+                  "distillation has not yet been made to learn within a demo's budget (README, 'Does on-policy "
+                  "distillation learn here?'); the demo shows the machinery and the diagnostics."]
     lines += ["", "One seed: differences here are not evidence either way; see `make reproduce` for seeds "
               "and intervals.", "",
               "Figures: learning_curves.png, kl_curves.png, gate_fractions.png, gate_tokens.png "

@@ -129,3 +129,15 @@ def test_resume_continues_exactly(tmp_path, char_tokenizer):
 def test_micro_batches_cover_the_batch():
     assert micro_batches(5, 2) == [slice(0, 2), slice(2, 4), slice(4, 5)]
     assert micro_batches(5, None) == [slice(0, 5)]
+
+
+def test_demo_writes_report_and_figures(tmp_path):
+    from sgopd_lite.demo import run_demo
+
+    summary = run_demo(out_dir=str(tmp_path / "demo"), steps=2, eval_problems=4, eval_n=2)
+    report = (tmp_path / "demo" / "report.md").read_text()
+    assert report.splitlines()[0].startswith("# make demo") and "sampled-token loss" in report.splitlines()[0]
+    assert "| opd |" in report and "| sgopd |" in report and "| starting student |" in report
+    for name in ("learning_curves.png", "kl_curves.png", "gate_fractions.png"):
+        assert (tmp_path / "demo" / name).stat().st_size > 1000, name
+    assert 0.0 <= summary["opd"]["avg@2"] <= 1.0 and 0.0 <= summary["sgopd"]["pass@2"] <= 1.0
