@@ -21,6 +21,7 @@ help:
 	@echo "make test      run the default test suite (CPU, offline, < 15 min on 2 cores)"
 	@echo "make test-all  also run tests marked slow"
 	@echo "make bench     run the benchmarks in benchmarks/"
+	@echo "make notebooks re-pair notebooks/*.py with their .ipynb (outputs stripped)"
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +43,9 @@ test: $(VENV)/.deps-ok
 
 test-all: $(VENV)/.deps-ok
 	$(OFFLINE) $(PY) -m pytest
+
+notebooks: $(VENV)/.deps-ok
+	$(PY) notebooks/sync.py
 
 bench: $(VENV)/.deps-ok
 	$(OFFLINE) $(PY) benchmarks/bench_logprob.py

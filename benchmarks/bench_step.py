@@ -29,13 +29,16 @@ def _world(random_models: bool):
     from sgopd_lite.tiny_world import NetConfig, build_tokenizer, load_tiny_pair, make_model
     from sgopd_lite.train import World
 
+    from sgopd_lite.tiny_world import TINY_INSTRUCTION
+
     if random_models:
         tok = build_tokenizer()
         teacher = make_model(NetConfig(128, 4, 4, 256), tok, 0).eval().requires_grad_(False)
         student = make_model(NetConfig(96, 2, 4, 192), tok, 1)
     else:
         tok, teacher, student = load_tiny_pair(build=True, verbose=True)
-    return World(tok, teacher, student, arithmetic_split("train"), arithmetic_split("eval"))
+    return World(tok, teacher, student, arithmetic_split("train"), arithmetic_split("eval"),
+                 instruction=TINY_INSTRUCTION)
 
 
 def _trainer(method, world, args, **kw):
@@ -43,7 +46,7 @@ def _trainer(method, world, args, **kw):
     from sgopd_lite.train import Trainer, World
 
     w = World(world.tokenizer, world.teacher, copy.deepcopy(world.student), world.train_problems,
-              world.eval_problems)
+              world.eval_problems, instruction=world.instruction)
     cfg = TrainConfig(method=method, steps=10_000, prompts_per_step=args.prompts, group_size=args.group,
                       eval_every=0, save_every=0, log_rollouts=0, out_dir="/tmp/sgopd_bench_step", **kw)
     return Trainer(cfg, world=w, verbose=False)

@@ -201,6 +201,7 @@ class Trainer:
         self.accelerator = accelerator or Accelerator(cpu=not torch.cuda.is_available())
         acc = self.accelerator
         self.out = Path(cfg.out_dir)
+        self.out.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(cfg.seed + acc.process_index)
         random.seed(cfg.seed + acc.process_index)
         np.random.seed(cfg.seed + acc.process_index)

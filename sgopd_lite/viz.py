@@ -349,7 +349,8 @@ def plot_gate_records(records: list[dict], color_by: str = "class", max_tokens: 
                 cmap, norm, key, sign = scale
                 color = cmap(norm(sign * rec[key][c]))
             ax.add_patch(plt.Rectangle((c, y), 0.95, 0.9, color=color))
-            ax.text(c + 0.47, y + 0.45, _visible(tok), ha="center", va="center", fontsize=8,
+            label = _visible(tok)
+            ax.text(c + 0.47, y + 0.45, label, ha="center", va="center", fontsize=8 if len(label) <= 2 else 4,
                     family="monospace")
         more = " ..." if len(rec["tokens"]) > max_tokens else ""
         ax.text(-0.3, y + 0.45, f"g{rec.get('group', 0)} r={rec.get('reward', 0):.0f} "
@@ -575,7 +576,7 @@ def plot_ablation_heatmap(rows: list[dict], x: str = "lambda_e", y: str = "lambd
     if vmax - vmin < 1e-9:
         vmin, vmax = vmin - 0.01, vmax + 0.01
     norm = mcolors.Normalize(vmin=vmin, vmax=vmax)
-    fig, axes = plt.subplots(1, len(facets), figsize=(1.3 * len(xs) * len(facets) + 2.6, 0.9 * len(ys) + 1.9),
+    fig, axes = plt.subplots(1, len(facets), figsize=(max(6.0, 1.6 * len(xs) * len(facets) + 2.6), max(3.6, 1.0 * len(ys) + 1.9)),
                              squeeze=False, layout="constrained")
     image = None
     for ax, fv in zip(axes[0], facets):
@@ -589,7 +590,7 @@ def plot_ablation_heatmap(rows: list[dict], x: str = "lambda_e", y: str = "lambd
                 text = f"{np.mean(cell):.3f}"
                 if len(cell) > 1:
                     text += f"\n[{min(cell):.3f}, {max(cell):.3f}]\nn={len(cell)}"
-                ax.text(j, i, text, ha="center", va="center", fontsize=7,
+                ax.text(j, i, text, ha="center", va="center", fontsize=8,
                         color="white" if norm(np.mean(cell)) < 0.45 else "black")
         image = ax.imshow(grid, cmap="viridis", norm=norm, origin="lower", aspect="auto")
         ax.set_xticks(range(len(xs)))
@@ -614,15 +615,17 @@ def plot_process_layout(prompts_per_step: int, group_size: int, num_processes: i
     process samples its own B prompts and G rollouts per prompt (a group never crosses
     processes); the loss normaliser N counts every response token of every process."""
     plt = _plt()
-    cmap = plt.get_cmap("tab10")
+    cmap = plt.get_cmap("tab20")
     fig, ax = plt.subplots(figsize=(min(1.0 + 0.35 * prompts_per_step * group_size, 13), 0.9 * num_processes + 1.2))
     for p in range(num_processes):
         for b in range(prompts_per_step):
             for g in range(group_size):
                 xpos = b * (group_size + 0.6) + g
-                ax.add_patch(plt.Rectangle((xpos, -p - 1), 0.9, 0.7, color=cmap(b % 10), alpha=0.85))
-            ax.text(b * (group_size + 0.6) + group_size / 2 - 0.3, -p - 0.15, f"prompt {b}",
-                    ha="center", va="bottom", fontsize=7)
+                ax.add_patch(plt.Rectangle((xpos, -p - 1), 0.9, 0.7, color=cmap((p * prompts_per_step + b) % 20),
+                                           alpha=0.85))
+            # every process draws its own prompts: a different colour for every (process, prompt)
+            ax.text(b * (group_size + 0.6) + group_size / 2 - 0.3, -p - 0.15,
+                    f"prompt {p * prompts_per_step + b}", ha="center", va="bottom", fontsize=7)
         ax.text(-0.5, -p - 0.65, f"process {p}", ha="right", va="center", fontsize=9)
     width = prompts_per_step * (group_size + 0.6)
     ax.set_xlim(-3.5, width)

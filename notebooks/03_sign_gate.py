@@ -1,0 +1,305 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     notebook_metadata_filter: sgopd_lite
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+#   sgopd_lite:
+#     min_images: 6
+# ---
+
+# %% [markdown]
+# # 03 · The sign-consistency gate: when to trust the teacher
+#
+# **What you will learn**
+#
+# * the two signals the gate compares: the verifier's `a1` (one number per rollout) and the
+#   teacher's `a2` (one number per token), METHOD.md §3;
+# * the four token classes (consensus, conflict type I, conflict type II, neutral) and the
+#   per-token coefficient `lambda_t` they select, METHOD.md §4, on a hand-made three-rollout
+#   group, then on real rollouts of a tiny world whose teacher is confidently wrong on carries;
+# * why plain OPD, ExOPD and conflict masking are just *settings* of the same gate;
+# * how `lambda_e`, `lambda_i`, `tau` and the `a1` mode change the picture, with sliders that
+#   re-colour saved rollouts live (no model runs again).
+#
+# **Time:** about 15 seconds on a 2-core laptop CPU (default mode); no GPU.
+
+# %%
+# Colab only: fetch the project and install it (does nothing anywhere else).
+import os
+import subprocess
+import sys
+
+REPO_URL = "https://github.com/OWNER/sgopd_lite"  # placeholder: set to the project's public repository
+if "google.colab" in sys.modules:
+    if not os.path.isdir("sgopd_lite_repo"):
+        subprocess.run(["git", "clone", "--depth", "1", REPO_URL, "sgopd_lite_repo"], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", "sgopd_lite_repo[notebooks]"], check=True)
+    sys.path.insert(0, os.path.abspath("sgopd_lite_repo"))  # the running kernel predates the install
+    from google.colab import output
+    output.enable_custom_widget_manager()   # ipywidgets sliders in Colab
+
+# %% tags=["parameters"]
+SMOKE = os.environ.get("SGOPD_SMOKE") == "1"   # CI smoke run: same cells, smaller sizes
+
+NUM_PROMPTS = 4 if SMOKE else 16     # tiny-world prompts for the real rollouts
+GROUP_SIZE = 4 if SMOKE else 8       # G rollouts per prompt (the paper uses 8)
+MAX_NEW_TOKENS = 40                  # response budget
+TEACHER_NOISE = 1.0                  # 1.0: the teacher forgets every carry (assumption A2 broken)
+SEED = 0
+
+# %%
+import torch
+from IPython.display import Markdown, display
+from transformers.utils import logging as hf_logging
+
+from sgopd_lite import rollout, viz
+from sgopd_lite.data import arithmetic_split, format_prompt
+from sgopd_lite.gate import GateConfig, TokenClass, group_advantage, sign_gate
+from sgopd_lite.tiny_world import TinyWorldConfig, load_tiny_pair
+from sgopd_lite.verifier import rewards as verifier_rewards
+
+hf_logging.disable_progress_bar()
+torch.manual_seed(SEED)
+
+# %% [markdown]
+# ## 1. Two signals
+#
+# * **Teacher, per token:** `a2_{i,t} = log pi_T(y_{i,t}) - log pi_old(y_{i,t})` (notebook 01):
+#   positive = the teacher pushes this token up, negative = down.
+# * **Verifier, per rollout:** `a1_i = r_i - mean_G(r)` over the G rollouts of the same prompt
+#   (`a1_mode="group"`, the default), or `a1_i = 2 r_i - 1` (`a1_mode="sign"`). Only its
+#   **sign** matters: + means "this rollout should become more likely", - "less likely".
+#   In group mode a group whose rollouts are all right (or all wrong) has `a1 = 0`: the verifier
+#   gives no evidence there.
+#
+# ## 2. Four classes, one coefficient each
+#
+# | class | condition | lambda_t | default |
+# |---|---|---|---|
+# | consensus | sign(a1) = sign(a2), abs(a2) > tau, a1 != 0 | lambda_e (extrapolate, >= 1) | 1.8 |
+# | conflict type I | a1 > 0 (correct rollout) but a2 < -tau: the teacher pushes a token of a *right* answer down | lambda_i (interpolate, in [0, 1]) | 1.0 |
+# | conflict type II | a1 < 0 (wrong rollout) but a2 > tau: the teacher pushes a token of a *wrong* answer up | lambda_i | 1.0 |
+# | neutral | a1 = 0, or abs(a2) <= tau | lambda_n | 1.0 |
+#
+# and the per-token advantage is `A = lambda_t * a2` (reference `"old"`, the default; see
+# section 4 for the G-OPD form with another reference).
+#
+# ### A hand-made group of three rollouts
+#
+# Question `7+5`, gold answer `12`. The teacher below has the habit of our noisy tiny teacher:
+# it forgets carries, so it prefers `7+5=2`. The student wrote three answers:
+#
+# * rollout 0: `7+5=12` (correct). The teacher dislikes the carried `1`: **conflict type I**.
+# * rollout 1: `7+5=13` (wrong). The teacher dislikes `1` and `3` too: **consensus** (both say
+#   "less likely"), so these get the extrapolated `lambda_e`.
+# * rollout 2: `7+5=2` (wrong). The teacher *likes* the `2`: **conflict type II**.
+#
+# Log-probs are written by hand (R = 3 rollouts, T = 7 positions; rollout 2 is one token
+# shorter, so its last position is masked out).
+
+# %%
+tokens = [["7", "+", "5", "=", "1", "2", "<|end|>"],
+          ["7", "+", "5", "=", "1", "3", "<|end|>"],
+          ["7", "+", "5", "=", "2", "<|end|>"]]
+old_logp = torch.tensor([[-0.10, -0.05, -0.10, -0.05, -0.90, -0.40, -0.10],
+                         [-0.10, -0.05, -0.10, -0.05, -0.90, -1.20, -0.10],
+                         [-0.10, -0.05, -0.10, -0.05, -1.60, -0.10, 0.00]])     # (3, 7) log pi_old
+teacher_logp = torch.tensor([[-0.05, -0.02, -0.05, -0.02, -2.30, -0.20, -0.05],
+                             [-0.05, -0.02, -0.05, -0.02, -2.30, -4.00, -0.05],
+                             [-0.05, -0.02, -0.05, -0.02, -0.30, -0.05, 0.00]])  # (3, 7) log pi_T
+mask = torch.tensor([[1, 1, 1, 1, 1, 1, 1],
+                     [1, 1, 1, 1, 1, 1, 1],
+                     [1, 1, 1, 1, 1, 1, 0]])                                       # (3, 7)
+rewards = torch.tensor([1.0, 0.0, 0.0])                                            # (3,) verifier
+group_ids = torch.tensor([0, 0, 0])                                                # one prompt
+
+print("a1 (group mode):", group_advantage(rewards, group_ids, "group").tolist())
+print("a1 (sign mode): ", group_advantage(rewards, group_ids, "sign").tolist())
+out = sign_gate(teacher_logp, old_logp, rewards, group_ids, mask, cfg=GateConfig())
+rows = ["| rollout | r | a1 | token | a2 | class | lambda_t | A = lambda_t a2 |", "|---|---|---|---|---|---|---|---|"]
+for i, toks in enumerate(tokens):
+    for t, tok in enumerate(toks):
+        rows.append(f"| {i} | {rewards[i]:.0f} | {out.a1[i]:+.2f} | `{tok}` | {out.a2[i, t]:+.2f} | "
+                    f"{TokenClass(int(out.token_class[i, t])).name.lower()} | {out.lambda_t[i, t]:.1f} | "
+                    f"{out.advantage[i, t]:+.3f} |")
+display(Markdown("\n".join(rows)))
+print({k: round(v, 3) for k, v in out.metrics.items()})
+
+# %% [markdown]
+# The same group as pictures (these helpers take the records the trainer writes to
+# `rollouts.jsonl`; `viz.gate_records` builds them by calling `gate.sign_gate`):
+
+# %%
+hand = viz.GateInputs(teacher_logp, old_logp, rewards, group_ids, mask, tokens)
+hand_records, _ = viz.gate_records(hand, GateConfig())
+viz.plot_gate_records(hand_records, color_by="class", title="hand-made group: gate classes");
+viz.plot_gate_records(hand_records, color_by="advantage", title="hand-made group: advantage A = lambda_t * a2");
+
+# %% [markdown]
+# **Reading the two conflict types.**
+#
+# * *Type I* (red): the rollout is **correct**, yet the teacher pushes one of its tokens down.
+#   Plain OPD would follow the teacher and make the right answer less likely; the gate damps
+#   that push with `lambda_i` (0 removes it).
+# * *Type II* (orange): the rollout is **wrong**, yet the teacher pushes one of its tokens up.
+#   Sometimes that is the teacher being wrong (the `2` of `7+5=2`); often it is harmless: in a
+#   wrong rollout most tokens (`7`, `+`, `5`, `=`) are fine and the teacher is simply a bit more
+#   confident about them. That is why `tau`, a dead zone on `|a2|`, exists: tiny pushes carry no
+#   evidence either way and become neutral.
+
+# %%
+with_tau = sign_gate(teacher_logp, old_logp, rewards, group_ids, mask, cfg=GateConfig(tau=0.1))
+print("classes with tau = 0:  ", out.token_class.tolist())
+print("classes with tau = 0.1:", with_tau.token_class.tolist())
+print("fractions, tau = 0.1:", {k: round(v, 2) for k, v in with_tau.metrics.items() if k.startswith("frac_")})
+
+# %% [markdown]
+# ## 3. No evidence: all-right and all-wrong groups, and the a1 mode
+#
+# If every rollout of a prompt is correct, `r - mean(r) = 0`: in group mode the verifier says
+# nothing about which rollout is better, so every token is neutral and gets plain OPD
+# (`lambda_n = 1`). Sign mode reads each verdict alone and treats every correct rollout as
+# positive evidence.
+
+# %%
+all_right = torch.ones(3)
+for mode in ("group", "sign"):
+    o = sign_gate(teacher_logp, old_logp, all_right, group_ids, mask, cfg=GateConfig(a1_mode=mode))
+    print(f"all-correct group, a1_mode={mode!r}: a1 = {o.a1.tolist()}, "
+          f"consensus {o.metrics['frac_consensus']:.0%}, conflict I {o.metrics['frac_conflict_i']:.0%}, "
+          f"neutral {o.metrics['frac_neutral']:.0%}")
+
+# %% [markdown]
+# ## 4. Plain OPD, ExOPD and conflict masking are settings of the same gate
+#
+# The general advantage (G-OPD form, METHOD §5) is
+# `A = (log pi_T - log pi_old) + (lambda_t - 1) (log pi_T - log pi_ref)`:
+#
+# * `GateConfig.opd()`: every lambda = 1, so `A = a2` on every token (plain OPD);
+# * `GateConfig.exopd(lam)`: every lambda = `lam` with `pi_ref` = the initial student
+#   (ExOPD / G-OPD). With `reference="old"` the same setting is a uniform `A = lam * a2`;
+# * `GateConfig.conflict_masking()`: `lambda_e = 1`, `lambda_i = 0`: drop conflict tokens,
+#   plain OPD elsewhere (close to OPDVR's ReLU gate);
+# * `GateConfig()`: SG-OPD's best reported setting, `lambda_e = 1.8`, `lambda_i = 1.0`.
+#
+# Checked exactly on the hand-made group:
+
+# %%
+a2 = teacher_logp - old_logp
+m = mask.bool()
+opd = sign_gate(teacher_logp, old_logp, rewards, group_ids, mask, cfg=GateConfig.opd())
+print("plain OPD: A == a2 on every response token:", torch.allclose(opd.advantage[m], a2[m]))
+
+ref_logp = old_logp - 0.2          # pretend the student has moved since its initial checkpoint
+ex = sign_gate(teacher_logp, old_logp, rewards, group_ids, mask, ref_logp=ref_logp, cfg=GateConfig.exopd(1.25))
+expected = a2 + 0.25 * (teacher_logp - ref_logp)
+print("ExOPD(1.25), reference = initial: A == a2 + 0.25 (log pi_T - log pi_ref):",
+      torch.allclose(ex.advantage[m], expected[m]))
+ex_old = sign_gate(teacher_logp, old_logp, rewards, group_ids, mask, cfg=GateConfig.exopd(1.25, reference="old"))
+print("ExOPD(1.25), reference = old: A == 1.25 a2:", torch.allclose(ex_old.advantage[m], 1.25 * a2[m]))
+
+cm = sign_gate(teacher_logp, old_logp, rewards, group_ids, mask, cfg=GateConfig.conflict_masking())
+conflict = (cm.token_class == TokenClass.CONFLICT_I) | (cm.token_class == TokenClass.CONFLICT_II)
+print("conflict masking: A == 0 on the", int(conflict.sum()), "conflict tokens:", bool((cm.advantage[conflict] == 0).all()),
+      "and A == a2 elsewhere:", torch.allclose(cm.advantage[m & ~conflict], a2[m & ~conflict]))
+
+settings = {
+    "plain OPD": GateConfig.opd(),
+    "ExOPD 1.25 (reference old: uniform scaling)": GateConfig.exopd(1.25, reference="old"),
+    "conflict masking (1.0 / 0.0)": GateConfig.conflict_masking(),
+    "SG-OPD (1.8 / 1.0)": GateConfig(),
+    "SG-OPD (1.8 / 0.5), tau 0.1": GateConfig(lambda_i=0.5, tau=0.1),
+}
+viz.plot_gate_settings(hand, settings, color_by="advantage");
+
+# %% [markdown]
+# ## 5. Real rollouts: a tiny world whose teacher forgets carries
+#
+# `TinyWorldConfig(teacher_noise=1)` trains the teacher on solutions that forget the carry of
+# every carrying addition (`7+5=2`), so it is *confidently wrong* on exactly those digits,
+# while the verifier still knows the right answer: OPD's assumption A2 ("every teacher token
+# preference is trustworthy") is broken on purpose. Type I conflicts should gather on the digits
+# right after a carrying `+`.
+
+# %%
+wcfg = TinyWorldConfig(teacher_noise=TEACHER_NOISE)
+tok, teacher, student = load_tiny_pair(cfg=wcfg)
+problems = arithmetic_split("eval")[:NUM_PROMPTS]
+prompts = [format_prompt(tok, p.question, instruction=wcfg.instruction) for p in problems]
+
+torch.manual_seed(SEED)
+ro = rollout.sample(student, tok, prompts, GROUP_SIZE, max_new_tokens=MAX_NEW_TOKENS, temperature=1.0)
+r = torch.tensor(verifier_rewards(ro.texts, [p.answer for p in problems for _ in range(GROUP_SIZE)]))
+with torch.no_grad():
+    t_logp = rollout.sequence_logprobs(teacher, ro)    # (R, T)
+    o_logp = rollout.sequence_logprobs(student, ro)    # (R, T)
+inputs = viz.GateInputs.from_rollouts(tok, ro, t_logp, o_logp, r)   # saved: everything the gate needs
+records, metrics = viz.gate_records(inputs, GateConfig())
+
+print(f"{len(ro)} rollouts, {r.mean():.0%} correct; "
+      f"{metrics['frac_rollouts_no_evidence']:.0%} of rollouts are in all-right/all-wrong groups (a1 = 0)")
+viz.plot_labelled_bars({"consensus": metrics["frac_consensus"], "conflict I": metrics["frac_conflict_i"],
+                        "conflict II": metrics["frac_conflict_ii"], "neutral": metrics["frac_neutral"]},
+                       ylabel="fraction of response tokens", fmt="{:.1%}",
+                       title=f"gate classes on {len(ro)} student rollouts (teacher_noise={TEACHER_NOISE})");
+
+# %% [markdown]
+# The groups with mixed verdicts (the only ones with evidence in group mode), rollout by rollout:
+
+# %%
+mixed = [g for g in range(len(problems)) if 0 < r[ro.group_ids == g].sum() < GROUP_SIZE]
+shown_groups = mixed[:2] if mixed else [0]
+shown = [i for i in range(len(ro)) if int(ro.group_ids[i]) in shown_groups]
+print("questions:", [problems[g].question + " = " + problems[g].answer for g in shown_groups])
+viz.plot_gate_records([records[i] for i in shown], color_by="class",
+                      title=f"groups {shown_groups}: gate classes (SG-OPD defaults)");
+
+# %% [markdown]
+# Some type I conflicts in context (`[x]` marks the token): a rollout graded correct, and a
+# token of it that the teacher pushes down. Two different things show up:
+#
+# * the teacher's own mistake: a carry digit it learned to forget (the `1` of `7+6=14`);
+# * a correct *final* answer reached through a wrong step (`4+1=7 / 7+3=8 / \boxed{8}`) or
+#   followed by junk after the box: the verifier grades only the final answer, so the whole
+#   rollout gets `a1 > 0`, and here the teacher is *right* to push the wrong step down.
+#
+# The gate cannot tell these apart: `lambda_i < 1` damps both. That is the price of a
+# rollout-level verifier. (Our observation on this toy task, not a claim of the paper.)
+
+# %%
+found = 0
+for rec in records:
+    for t, c in enumerate(rec["token_class"]):
+        if c == TokenClass.CONFLICT_I and found < 6:
+            text = "".join(rec["tokens"][:t]) + "[" + rec["tokens"][t] + "]" + "".join(rec["tokens"][t + 1:])
+            print(f"a2 {rec['a2'][t]:+.2f}: {text!r}")
+            found += 1
+if not found:
+    print("no type I conflict in this sample (try more prompts)")
+
+# %% [markdown]
+# ## 6. Explore the gate live
+#
+# The sliders re-run `gate.sign_gate` on the saved inputs of the groups above (milliseconds; no
+# model runs). Things to try: `lambda_i = 0` (conflict masking) and watch the red/orange tokens'
+# advantage vanish in the "advantage" colouring; raise `tau` and watch the small type II pushes
+# in wrong rollouts turn neutral; switch `a1 mode` to `sign` and see all-right groups gain
+# evidence. In a headless run (CI, GitHub's viewer) you see the static starting picture.
+
+# %%
+viz.gate_explorer(inputs, indices=shown, cfg=GateConfig(), color_by="class");
+
+# %% [markdown]
+# **Take-aways.** The gate never changes *which direction* a token is pushed (the sign of `A`
+# is the sign of `a2` with the default reference); it changes *how hard*: harder where the
+# verifier agrees with the teacher, softer (or not at all) where they disagree. Notebook 05 trains
+# with it, notebook 06 sweeps its two coefficients.

@@ -1,0 +1,246 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     notebook_metadata_filter: sgopd_lite
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+#   sgopd_lite:
+#     min_images: 6
+# ---
+
+# %% [markdown]
+# # 04 · Phased teacher sampling: fixing the cold start
+#
+# **What you will learn**
+#
+# * why OPD's first assumption (A1: the student's trajectories stay where the teacher's
+#   preferences mean something) breaks at cold start, shown on a tiny world where the student
+#   writes its solutions in a style the teacher never saw;
+# * the phased-teacher-sampling (PTS) schedule `w(k)` of METHOD.md §6 (`scheduler.pts_weight`)
+#   and how many prompts get teacher rollouts (`scheduler.teacher_prompt_count`);
+# * teacher rollouts, filtered by the verifier (acceptance rate), and the auxiliary
+#   cross-entropy `L_CE` on the accepted ones (`losses.aux_ce_loss`);
+# * a short cold-start comparison, the same gated OPD with and without PTS, on that world.
+#
+# **Time:** about 1.5 minutes on a 2-core laptop CPU (default mode); no GPU.
+
+# %%
+# Colab only: fetch the project and install it (does nothing anywhere else).
+import os
+import subprocess
+import sys
+
+REPO_URL = "https://github.com/OWNER/sgopd_lite"  # placeholder: set to the project's public repository
+if "google.colab" in sys.modules:
+    if not os.path.isdir("sgopd_lite_repo"):
+        subprocess.run(["git", "clone", "--depth", "1", REPO_URL, "sgopd_lite_repo"], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", "sgopd_lite_repo[notebooks]"], check=True)
+    sys.path.insert(0, os.path.abspath("sgopd_lite_repo"))  # the running kernel predates the install
+
+# %% tags=["parameters"]
+SMOKE = os.environ.get("SGOPD_SMOKE") == "1"   # CI smoke run: same cells, smaller sizes
+
+NUM_PROMPTS = 4 if SMOKE else 16     # prompts for the pictures of sections 1-3
+GROUP_SIZE = 4 if SMOKE else 8       # G student rollouts per prompt
+STEPS = 3 if SMOKE else 60           # optimizer steps of each cold-start run
+PROMPTS_PER_STEP = 4 if SMOKE else 16
+PTS_K1, PTS_K2 = (1, 2) if SMOKE else (20, 45)   # warm phase, then cosine decay (scaled to the short run)
+EVAL_PROBLEMS = 16 if SMOKE else 128 # held-out problems for the final avg@n
+EVAL_N = 2 if SMOKE else 4           # samples per held-out problem
+MAX_NEW_TOKENS = 40
+SEED = 0
+
+# %%
+import math
+import shutil
+import time
+
+import torch
+from transformers.utils import logging as hf_logging
+
+from sgopd_lite import losses, rollout, viz
+from sgopd_lite.config import TrainConfig
+from sgopd_lite.data import REPO_ROOT, arithmetic_split, format_prompt
+from sgopd_lite.scheduler import PTSConfig, pts_weight, teacher_prompt_count
+from sgopd_lite.tiny_world import TinyWorldConfig, load_tiny_pair
+from sgopd_lite.train import Trainer, World
+from sgopd_lite.verifier import rewards as verifier_rewards
+
+hf_logging.disable_progress_bar()
+torch.manual_seed(SEED)
+RUNS = REPO_ROOT / "runs" / "notebooks" / "04_phased_teacher_sampling"
+
+# %% [markdown]
+# ## 1. The schedule
+#
+#     w(k) = w0                                               k <  K1   (warm: teacher mixing on)
+#     w(k) = w0 * 0.5 * (1 + cos(pi * (k - K1) / (K2 - K1)))  K1 <= k < K2   (cosine decay)
+#     w(k) = 0                                                k >= K2   (pure gated OPD)
+#
+# The paper gives no values for `w0, K1, K2, rho, M`; `PTSConfig()`'s defaults are this
+# project's choice for a 300-step tiny run (README, "Readings of the paper"). With `K1 = K2`
+# the weight drops straight from `w0` to 0.
+
+# %%
+cfg = PTSConfig()
+print(cfg)
+for k in (0, 49, 50, 100, 149, 150):
+    print(f"k={k:>3}: w(k) = {pts_weight(k, cfg):.4f}, prompts of a 16-prompt batch with teacher rollouts: "
+          f"{teacher_prompt_count(k, 16, cfg)}")
+viz.plot_pts_schedule(cfg, 200);
+viz.plot_pts_schedule(PTSConfig(k1=80, k2=80), 200);
+
+# %% [markdown]
+# ## 2. Why a cold start needs it: a student off the teacher's distribution
+#
+# `TinyWorldConfig(style_gap=1)` trains the student on solutions written in *prose*
+# (`4+1 is 5 / 5+3 is 8 / so \boxed{8}`), a style the teacher never saw (`4+1=5 / 5+3=8 /
+# \boxed{8}`). Its answers can still be right, but on its own trajectories the teacher's
+# per-token opinions are about a text it cannot read: assumption A1 fails. The same prompts,
+# in the default world and in the style-gap world:
+
+# %%
+problems = arithmetic_split("eval")[:NUM_PROMPTS]
+a2_by_world, worlds = {}, {}
+for name, wcfg in [("same style (style_gap=0)", TinyWorldConfig()),
+                   ("prose student (style_gap=1)", TinyWorldConfig(style_gap=1.0))]:
+    tok, teacher, student = load_tiny_pair(cfg=wcfg, verbose=False)
+    worlds[name] = (wcfg, tok, teacher, student)
+    prompts = [format_prompt(tok, p.question, instruction=wcfg.instruction) for p in problems]
+    torch.manual_seed(SEED)
+    ro = rollout.sample(student, tok, prompts, GROUP_SIZE, max_new_tokens=MAX_NEW_TOKENS)
+    with torch.no_grad():
+        a2 = rollout.sequence_logprobs(teacher, ro) - rollout.sequence_logprobs(student, ro)   # (R, T)
+    a2_by_world[name] = a2[ro.response_mask.bool()].numpy()
+    r = verifier_rewards(ro.texts, [p.answer for p in problems for _ in range(GROUP_SIZE)])
+    print(f"{name}: student reward {sum(r) / len(r):.0%}, k1 estimate of KL(pi_old || pi_T) "
+          f"{-a2_by_world[name].mean():.2f}; e.g. {ro.texts[0]!r}")
+viz.plot_value_histograms(a2_by_world, title="a2 on the student's own tokens: the teacher cannot read prose");
+
+# %% [markdown]
+# ## 3. Teacher rollouts, filtered by the verifier
+#
+# While `w(k) > 0`, `ceil(rho * B)` prompts of the batch (at least one) also get `M` teacher
+# rollouts at the student's temperature; the verifier keeps the correct ones
+# ("verifier-endorsed"). With a teacher that is mostly right the acceptance rate is high; with
+# the carry-forgetting teacher of notebook 03 (`teacher_noise=1`) it drops, and the filter is
+# what keeps its wrong solutions out of `L_CE`.
+
+# %%
+wcfg, tok, teacher, student = worlds["prose student (style_gap=1)"]
+# In training only ceil(rho * B) prompts of a batch get teacher rollouts; here all NUM_PROMPTS
+# do, so that the acceptance rates below rest on more than a handful of samples.
+print(f"a {NUM_PROMPTS}-prompt batch at step 0 would send {teacher_prompt_count(0, NUM_PROMPTS, cfg)} "
+      f"prompts to the teacher")
+t_problems = problems
+t_prompts = [format_prompt(tok, p.question, instruction=wcfg.instruction) for p in t_problems]
+acceptance = {}
+for name, t_model in [("teacher (clean)", teacher),
+                      ("teacher_noise=1", load_tiny_pair(cfg=TinyWorldConfig(teacher_noise=1.0), verbose=False)[1])]:
+    torch.manual_seed(SEED)
+    t_ro = rollout.sample(t_model, tok, t_prompts, cfg.m, max_new_tokens=MAX_NEW_TOKENS)
+    ok = verifier_rewards(t_ro.texts, [p.answer for p in t_problems for _ in range(cfg.m)])
+    acceptance[name] = sum(ok) / len(ok)
+    print(f"{name}: {len(t_problems)} prompts x M={cfg.m} rollouts, accepted {sum(ok):.0f}/{len(ok)}")
+    if name == "teacher (clean)":
+        accepted = t_ro.select([i for i, v in enumerate(ok) if v > 0])
+        for text, v in list(zip(t_ro.texts, ok))[:3]:
+            print(f"   {'kept   ' if v else 'dropped'} {text!r}")
+viz.plot_labelled_bars(acceptance, ylabel="accepted fraction", fmt="{:.0%}",
+                       title="verifier acceptance of teacher rollouts");
+
+# %% [markdown]
+# ## 4. The auxiliary loss on accepted teacher rollouts
+#
+#     L = L_SG + w(k) * L_CE,    L_CE = -(1 / N_T) * sum_t m^T_t * log pi_theta(y^T_t | h^T_t)
+#
+# a token-mean cross-entropy of the *student* on the teacher's accepted tokens: supervised
+# fine-tuning on verifier-endorsed teacher text, which pulls the student's trajectories back to
+# where the teacher's preferences mean something. With no accepted rollout, `L_CE = 0` (still
+# connected to the graph, so backward works unchanged).
+
+# %%
+logp = rollout.sequence_logprobs(student, accepted)                   # (R_T, T), with grad
+ce = losses.aux_ce_loss(logp, accepted.response_mask)
+ce.backward()
+grad_norm = math.sqrt(sum(float(p.grad.norm()) ** 2 for p in student.parameters() if p.grad is not None))
+print(f"L_CE on {len(accepted)} accepted teacher rollouts ({int(accepted.response_mask.sum())} tokens): "
+      f"{ce.item():.3f} nats/token, gradient norm {grad_norm:.2f}")
+empty = losses.aux_ce_loss(logp, torch.zeros_like(accepted.response_mask))
+print(f"no accepted rollout: L_CE = {empty.item()}, requires_grad = {empty.requires_grad}")
+student.zero_grad(set_to_none=True)
+
+# %% [markdown]
+# ## 5. Cold start with and without PTS
+#
+# Both runs use the sign gate with the default coefficients (1.8 / 1.0) on the style-gap
+# world, from the same starting student, same seed and same prompts; only PTS differs:
+# `gate_only` (no teacher rollouts) vs `sgopd` (gate + PTS with `K1`, `K2` scaled down to
+# this short run). Each run is `STEPS` optimizer steps of `PROMPTS_PER_STEP` prompts x G
+# rollouts, then an evaluation on `EVAL_PROBLEMS` held-out problems with `EVAL_N` samples each.
+#
+# A run folder that already holds a checkpoint would be *resumed* by the trainer, so each run
+# starts by deleting its folder.
+
+# %%
+style_world = TinyWorldConfig(style_gap=1.0)
+pts = {"k1": PTS_K1, "k2": PTS_K2}
+histories, seconds = {}, {}
+for method in ("gate_only", "sgopd"):
+    out_dir = RUNS / method
+    shutil.rmtree(out_dir, ignore_errors=True)
+    tok, teacher, student = load_tiny_pair(cfg=style_world, verbose=False)   # the same start for both
+    world = World(tok, teacher, student, arithmetic_split("train"), arithmetic_split("eval")[:EVAL_PROBLEMS],
+                  instruction=style_world.instruction)
+    run_cfg = TrainConfig(method=method, steps=STEPS, prompts_per_step=PROMPTS_PER_STEP, group_size=GROUP_SIZE,
+                          pts=pts, eval_every=0, eval_problems=EVAL_PROBLEMS, eval_n=EVAL_N, save_every=0,
+                          seed=SEED, world={"style_gap": 1.0}, out_dir=str(out_dir))
+    name = f"{method} ({'PTS' if run_cfg.pts.enabled else 'no PTS'})"
+    t = time.perf_counter()
+    histories[name] = Trainer(run_cfg, world=world, verbose=False).run()
+    seconds[name] = time.perf_counter() - t
+
+for name, h in histories.items():
+    last = h[-1]
+    print(f"{name:>20}: held-out avg@{EVAL_N} {last[f'eval_avg@{EVAL_N}']:.3f}, pass@{EVAL_N} "
+          f"{last[f'eval_pass@{EVAL_N}']:.3f}; last-step k1 KL {last['kl_k1']:.2f}; {seconds[name]:.0f} s")
+
+# %%
+viz.plot_learning_curves(histories, "kl_k1", smooth=1, title="k1 estimate of KL(student || teacher) on student rollouts");
+viz.plot_learning_curves(histories, "reward_mean", smooth=5, title="training reward (student rollouts)");
+
+# %% [markdown]
+# What the PTS run did step by step: its weight `w(k)` and the teacher rollouts' acceptance rate.
+
+# %%
+pts_run = {k: v for k, v in histories.items() if "(PTS)" in k}
+viz.plot_learning_curves(pts_run, "pts_w", smooth=1, title="w(k) in the PTS run");
+viz.plot_learning_curves(pts_run, "teacher_accept_rate", smooth=1, title="teacher-rollout acceptance rate");
+
+# %%
+for name, h in histories.items():
+    first = sum(m["reward_mean"] for m in h[:5]) / len(h[:5])
+    last = sum(m["reward_mean"] for m in h[-5:]) / len(h[-5:])
+    print(f"{name:>20}: training reward {first:.3f} (first 5 steps) -> {last:.3f} (last 5), "
+          f"k1 KL {h[0]['kl_k1']:.2f} -> {h[-1]['kl_k1']:.2f}")
+
+# %% [markdown]
+# **Reading it.** PTS is meant to pull the student's trajectories back to the teacher's
+# distribution, so watch the KL on the student's own rollouts: with PTS it should fall faster.
+# Watch the reward too. In this project's measurements on this world (one seed each, 120-step
+# runs of 16 prompts x 8 at lr 3e-4 and 1e-4, sampled and dense loss, PTS with the default
+# K1 = 50, K2 = 150), *every* variant first lost most of the student's accuracy, from about 15%
+# training reward to about 1% within 20-40 steps, while the student abandoned its prose style,
+# and recovered only to 2-4% by step 120; PTS lowered the KL faster but did not prevent the
+# drop. So this tiny style-gap world shows the cold-start *problem* clearly, and a short run does
+# not show PTS solving it. (Our measurement on a toy, not a claim about the paper.) With one
+# seed and a few dozen steps, treat the numbers above as a demonstration of the machinery, not
+# evidence; notebook 06 and `make reproduce` are the place for seeds and spread.

@@ -1,0 +1,179 @@
+"""The step-by-step notebooks (notebooks/NN_*.py, jupytext percent sources paired with .ipynb):
+
+(a) every source and its .ipynb hold the same cells (`make notebooks` re-syncs them);
+(b) the committed .ipynb hold no outputs;
+(c) every notebook opens with what it teaches and how long it takes, has the Colab guard and a
+    `parameters` cell with the SMOKE switch;
+(d) every notebook runs headless, top to bottom, with SGOPD_SMOKE=1 (small sizes), with no cell
+    error, and shows at least the number of figures it declares in its metadata
+    (`sgopd_lite.min_images`). Executed copies go to pytest's tmp_path, never to notebooks/.
+
+The kernel is "python3" resolved to the interpreter running pytest (a kernelspec written into a
+temporary JUPYTER_PATH), so the notebooks see the same environment as the tests.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+jupytext = pytest.importorskip("jupytext", reason="the notebooks extra is not installed (pip install -e .[notebooks])")
+nbformat = pytest.importorskip("nbformat")
+
+ROOT = Path(__file__).resolve().parents[1]
+NB_DIR = ROOT / "notebooks"
+SHARED_DATA = ROOT.parent / "shared" / "data"
+SOURCES = sorted(NB_DIR.glob("[0-9][0-9]_*.py"))
+IDS = [p.stem for p in SOURCES]
+CELL_TIMEOUT = 600   # seconds per cell; the smoke sizes take seconds
+
+_spec = importlib.util.spec_from_file_location("notebook_sync", NB_DIR / "sync.py")
+sync = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(sync)
+
+
+def test_the_seven_notebooks_exist():
+    assert [p.stem[:2] for p in SOURCES] == [f"{i:02d}" for i in range(1, 8)], IDS
+
+
+@pytest.mark.parametrize("src", SOURCES, ids=IDS)
+def test_source_and_ipynb_are_in_sync(src):
+    problem = sync.out_of_sync(src)
+    assert problem is None, f"notebooks/{src.stem}: {problem}. Run `make notebooks` to re-sync the pair."
+
+
+@pytest.mark.parametrize("src", SOURCES, ids=IDS)
+def test_committed_ipynb_has_no_outputs(src):
+    ipynb = src.with_suffix(".ipynb")
+    assert ipynb.is_file(), f"notebooks/{ipynb.name} is missing. Run `make notebooks`."
+    assert not sync.has_outputs(ipynb), (f"notebooks/{ipynb.name} holds outputs or execution counts. "
+                                         "Run `make notebooks` (it clears them).")
+
+
+@pytest.mark.parametrize("src", SOURCES, ids=IDS)
+def test_notebook_structure(src):
+    nb = jupytext.read(src)
+    first = nb.cells[0]
+    assert first.cell_type == "markdown" and "What you will learn" in first.source and "**Time:**" in first.source, \
+        f"{src.name}: the first cell must say what the reader will learn and how long it takes"
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert 'if "google.colab" in sys.modules:' in code[0].source and "REPO_URL" in code[0].source, \
+        f"{src.name}: the first code cell must be the guarded Colab install"
+    params = [c for c in code if "parameters" in c.metadata.get("tags", [])]
+    assert len(params) == 1, f"{src.name}: needs exactly one cell tagged 'parameters'"
+    assert 'SMOKE = os.environ.get("SGOPD_SMOKE") == "1"' in params[0].source, \
+        f"{src.name}: the parameters cell must define SMOKE from SGOPD_SMOKE"
+    assert isinstance(nb.metadata.get("sgopd_lite", {}).get("min_images"), int), \
+        f"{src.name}: declare the figures it must show as `sgopd_lite: min_images: N` in the jupytext header"
+
+
+# --------------------------------------------------------------------------------------------
+# Smoke execution
+# --------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def kernel_env(tmp_path_factory):
+    """Environment of the kernels: this interpreter as "python3", offline, small sizes."""
+    from ipykernel.kernelspec import write_kernel_spec
+
+    jupyter_path = tmp_path_factory.mktemp("jupyter")
+    write_kernel_spec(str(jupyter_path / "kernels" / "python3"))   # argv = [sys.executable, -m, ipykernel_launcher, ...]
+    env = {
+        "JUPYTER_PATH": str(jupyter_path),
+        "SGOPD_SMOKE": "1",
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "MPLBACKEND": "module://matplotlib_inline.backend_inline",
+        # One thread: on a 2-core machine shared with other jobs, two spinning OpenMP threads per
+        # process were measured 10-30x slower than one; the smoke sizes gain nothing from two.
+        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
+    }
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    yield env
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+def _count_images(nb) -> int:
+    return sum(1 for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+               if "image/png" in o.get("data", {}))
+
+
+@pytest.mark.parametrize("src", SOURCES, ids=IDS)
+def test_notebook_runs_headless_in_smoke_mode(src, kernel_env, tmp_path):
+    from nbclient import NotebookClient
+
+    nb = jupytext.read(src)
+    meta = nb.metadata.get("sgopd_lite", {})
+    need = meta.get("min_images", 1)
+    if not SHARED_DATA.is_dir():
+        need = meta.get("min_images_without_shared_data", need)
+    client = NotebookClient(nb, timeout=CELL_TIMEOUT, kernel_name="python3",
+                            resources={"metadata": {"path": str(NB_DIR)}})
+    start = time.perf_counter()
+    try:
+        client.execute()       # raises CellExecutionError, naming the cell, on the first error
+    finally:
+        nbformat.write(nb, tmp_path / f"{src.stem}.ipynb")   # the executed copy, for debugging
+    seconds = time.perf_counter() - start
+    images = _count_images(nb)
+    print(f"\n{src.stem}: {seconds:.1f} s in smoke mode, {images} figures (executed copy: {tmp_path})")
+    errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    assert not errors, f"{src.name}: a cell raised {errors[0].get('ename')}: {errors[0].get('evalue')}"
+    assert images >= need, f"{src.name}: showed {images} figures (image/png outputs), promises at least {need}"
+
+
+# --------------------------------------------------------------------------------------------
+# The notebook helpers added to sgopd_lite.viz (re-gating saved inputs without any model)
+# --------------------------------------------------------------------------------------------
+
+def test_gate_records_match_sign_gate_and_survive_a_round_trip_through_records():
+    import torch
+
+    from sgopd_lite import viz
+    from sgopd_lite.gate import GateConfig, sign_gate
+
+    teacher = torch.tensor([[-0.1, -2.0, -0.5, -0.3], [-0.2, -0.1, -3.0, 0.0], [-1.0, -0.2, -0.4, -0.6]])
+    old = torch.full_like(teacher, -0.5)
+    mask = torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0], [1, 1, 1, 1]])
+    rewards, groups = torch.tensor([1.0, 0.0, 0.0]), torch.tensor([0, 0, 0])
+    inputs = viz.GateInputs(teacher, old, rewards, groups, mask, [list("1+2="), list("1-2"), list("3==3")])
+    for cfg in (GateConfig(), GateConfig.opd(), GateConfig.conflict_masking(), GateConfig(tau=0.3, lambda_i=0.5)):
+        records, metrics = viz.gate_records(inputs, cfg)
+        direct = sign_gate(teacher, old, rewards, groups, mask, cfg=cfg)
+        assert metrics == direct.metrics
+        for i, rec in enumerate(records):
+            n = int(mask[i].sum())
+            assert rec["token_class"] == direct.token_class[i, :n].tolist()
+            assert rec["advantage"] == pytest.approx(direct.advantage[i, :n].tolist())
+        # records -> inputs -> records: the saved a1 (group mode) is reproduced exactly
+        again, _ = viz.gate_records(viz.GateInputs.from_records(records), cfg)
+        assert [r["token_class"] for r in again] == [r["token_class"] for r in records]
+        assert [r["a1"] for r in again] == pytest.approx([r["a1"] for r in records])
+        assert [r["advantage"] for r in again] == [pytest.approx(r["advantage"]) for r in records]
+    # sign mode on records: a1 = 2r - 1 from the saved rewards
+    signed, _ = viz.gate_records(viz.GateInputs.from_records(records), GateConfig(a1_mode="sign"))
+    assert [r["a1"] for r in signed] == [1.0, -1.0, -1.0]
+
+
+def test_static_figures_of_the_notebook_helpers():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from sgopd_lite import viz
+
+    rows = [{"lambda_e": e, "lambda_i": i, "tau": 0.0, "seed": s, "value": 0.1 * e + 0.01 * s, "metric": "eval_avg@4"}
+            for e in (1.0, 1.8) for i in (0.0, 1.0) for s in (0, 1)]
+    assert viz.plot_ablation_heatmap(rows, baseline=0.1).axes
+    assert viz.plot_process_layout(3, 4, 2).axes
+    assert viz.plot_labelled_bars({"a": 1.0, "b": 0.5}).axes
