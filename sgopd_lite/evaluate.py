@@ -53,7 +53,8 @@ class EvalResult:
 
 def evaluate(model, tokenizer, problems: list[Problem], n: int = 8, k: int | None = None,
              temperature: float = 1.0, max_new_tokens: int = 64, batch_size: int = 256,
-             instruction: str = DEFAULT_INSTRUCTION, top_p: float = 1.0) -> EvalResult:
+             instruction: str = DEFAULT_INSTRUCTION, top_p: float = 1.0,
+             vocab_size: int | None = None) -> EvalResult:
     """Sample n responses per problem, grade them, and score avg@n and pass@k (k defaults to n)."""
     k = n if k is None else k
     if k > n:
@@ -66,7 +67,8 @@ def evaluate(model, tokenizer, problems: list[Problem], n: int = 8, k: int | Non
     for s in range(0, len(prompts), per_call):
         batch = problems[s:s + per_call]
         ro = sample(model, tokenizer, prompts[s:s + per_call], num_samples=n,
-                    max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p)
+                    max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
+                    vocab_size=vocab_size)
         golds = [p.answer for p in batch for _ in range(n)]
         verdicts = grade_batch(ro.texts, golds)
         correct += [sum(verdicts[i * n:(i + 1) * n]) for i in range(len(batch))]

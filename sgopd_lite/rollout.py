@@ -96,11 +96,16 @@ def tokenize_prompts(tokenizer, prompts: list[str], device=None) -> tuple[torch.
 
 @torch.no_grad()
 def sample(model, tokenizer, prompts: list[str], num_samples: int = 1, max_new_tokens: int = 64,
-           temperature: float = 1.0, top_p: float = 1.0, batch_size: int | None = None) -> Rollouts:
+           temperature: float = 1.0, top_p: float = 1.0, batch_size: int | None = None,
+           vocab_size: int | None = None) -> Rollouts:
     """`num_samples` sampled responses for each prompt (rollouts of prompt i are contiguous).
 
     prompts: already formatted (see `data.format_prompt`). temperature = 0 means greedy.
     batch_size: rollouts per `generate` call (None: all at once).
+    vocab_size: the tokenizer's size when the model has more embedding rows (Qwen: 151,936 rows
+    for 151,665 tokens). The padding rows are suppressed while sampling, so the sampler draws
+    from exactly the distribution the scorer computes on sliced logits, and never emits an id
+    the tokenizer does not have (a random-init Qwen-shaped model did, measured on a GPU).
     """
     device = next(model.parameters()).device
     expanded = [p for p in prompts for _ in range(num_samples)]
@@ -117,6 +122,9 @@ def sample(model, tokenizer, prompts: list[str], num_samples: int = 1, max_new_t
             ids, am = prompt_ids[s:s + step], prompt_mask[s:s + step]
             gen_kwargs = dict(max_new_tokens=max_new_tokens, pad_token_id=pad_id,
                               eos_token_id=sorted(eos))
+            rows = model.config.vocab_size
+            if vocab_size is not None and rows > vocab_size:
+                gen_kwargs["suppress_tokens"] = list(range(vocab_size, rows))
             if temperature > 0:
                 gen_kwargs.update(do_sample=True, temperature=temperature, top_p=top_p, top_k=0)
             else:

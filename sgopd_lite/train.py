@@ -253,7 +253,8 @@ class Trainer:
         times = {}
 
         t = time.perf_counter()
-        ro = sample(self.policy, self.tok, prompts, cfg.group_size, cfg.max_new_tokens, cfg.temperature)
+        ro = sample(self.policy, self.tok, prompts, cfg.group_size, cfg.max_new_tokens, cfg.temperature,
+                    vocab_size=self.world.vocab_size)
         times["rollout"] = time.perf_counter() - t
 
         t = time.perf_counter()
@@ -304,7 +305,8 @@ class Trainer:
         if w_k > 0 and cfg.method != "grpo":
             t = time.perf_counter()
             n_t = teacher_prompt_count(k, len(prompts), cfg.pts)
-            t_ro = sample(self.teacher, tok, prompts[:n_t], cfg.pts.m, cfg.max_new_tokens, cfg.temperature)
+            t_ro = sample(self.teacher, tok, prompts[:n_t], cfg.pts.m, cfg.max_new_tokens, cfg.temperature,
+                          vocab_size=vocab)
             t_golds = [p.answer for p in problems[:n_t] for _ in range(cfg.pts.m)]
             accepted = [i for i, ok in enumerate(verifier_rewards(t_ro.texts, t_golds)) if ok > 0]
             m["teacher_accept_rate"] = len(accepted) / len(t_ro)
@@ -403,7 +405,7 @@ class Trainer:
         problems = self.world.eval_problems[:self.cfg.eval_problems]
         res = evaluate(self.policy, self.tok, problems, n=self.cfg.eval_n,
                        temperature=self.cfg.temperature, max_new_tokens=self.cfg.max_new_tokens,
-                       instruction=self.world.instruction)
+                       instruction=self.world.instruction, vocab_size=self.world.vocab_size)
         return {f"eval_avg@{res.n}": res.avg_at_n, f"eval_pass@{res.k}": res.pass_at_k,
                 "eval_seconds": res.seconds}
 

@@ -42,3 +42,32 @@ def test_sample_groups_rollouts_by_prompt_and_masks_by_position(char_tokenizer):
     assert torch.equal(ro.response_mask, (torch.arange(ro.response_mask.shape[1]) < lengths[:, None]).long())
     sub = ro.select([1, 4])
     assert sub.group_ids.tolist() == [0, 1] and sub.texts == [ro.texts[1], ro.texts[4]]
+
+
+def test_padding_rows_are_never_sampled(char_tokenizer):
+    # A model with 50 embedding rows more than the tokenizer has tokens (as Qwen has 271), whose
+    # padding rows are made likely: sampling with vocab_size must never emit them.
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    tok = char_tokenizer
+    rows = len(tok) + 50
+    cfg = Qwen2Config(vocab_size=rows, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                      num_key_value_heads=2, intermediate_size=64, tie_word_embeddings=False,
+                      eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    cfg._attn_implementation = "eager"
+    torch.manual_seed(0)
+    model = Qwen2ForCausalLM(cfg)
+    head = torch.nn.Linear(32, rows, bias=True)
+    with torch.no_grad():
+        head.weight.copy_(model.lm_head.weight)
+        head.bias.zero_()
+        head.bias[len(tok):] = 5.0                      # padding rows now carry most of the mass
+    model.lm_head = head
+    prompts = [format_prompt(tok, "1+2", "")] * 4
+    unguarded = sample(model, tok, prompts, 2, max_new_tokens=10)
+    assert (unguarded.response_ids >= len(tok)).any()   # the hazard is real
+    guarded = sample(model, tok, prompts, 2, max_new_tokens=10, vocab_size=len(tok))
+    assert (guarded.response_ids < len(tok)).all()
+    with torch.no_grad():
+        logp = sequence_logprobs(model, guarded, vocab_size=len(tok))
+    assert torch.isfinite(logp).all()
