@@ -138,7 +138,14 @@ def main(argv=None) -> int:
     p.set_defaults(fn=_cmd_demo)
 
     args = ap.parse_args(argv)
-    return args.fn(args)
+    from .config import ConfigError
+    from .data import DataError
+
+    try:
+        return args.fn(args)
+    except (ConfigError, DataError) as err:   # bad input: one clear line, no traceback
+        print(f"sgopd_lite {args.command}: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -152,3 +152,11 @@ def test_pass_at_k_matches_brute_force():
 def test_pass_at_k_needs_n_at_least_k():
     with pytest.raises(ValueError, match="at least 8 samples"):
         pass_at_k(4, 1, 8)
+
+
+def test_cli_reports_bad_config_in_one_line(capsys):
+    from sgopd_lite.__main__ import main
+
+    assert main(["train", "gate.lambda_e=0.5"]) == 2
+    err = capsys.readouterr().err
+    assert "lambda_e" in err and "Traceback" not in err
