@@ -39,6 +39,7 @@ def main():
     ap.add_argument("--teacher-noise", type=float, default=0.0)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--warmup", type=int, default=10)
+    ap.add_argument("--dense-beta", type=float, default=1.0, help="dense loss: 1 reverse KL, 0 forward KL")
     ap.add_argument("--adv-clip", type=float, default=None)
     ap.add_argument("--eval-problems", type=int, default=256)
     ap.add_argument("--eval-every", type=int, default=0, help="also evaluate during training")
@@ -52,12 +53,12 @@ def main():
     before = evaluate(student, tok, held_out, n=8, max_new_tokens=40, instruction=wcfg.instruction)
     gate = {"adv_clip": args.adv_clip} if args.adv_clip else None
     cfg = TrainConfig(method=args.method, loss_type=args.loss_type, steps=args.steps, lr=args.lr,
-                      warmup_steps=args.warmup, gate=gate,
+                      warmup_steps=args.warmup, gate=gate, dense_beta=args.dense_beta,
                       group_size=args.group_size, prompts_per_step=args.prompts, seed=args.seed,
                       eval_every=args.eval_every, save_every=0, log_rollouts=0, eval_problems=args.eval_problems,
                       world={"style_gap": args.style_gap, "teacher_noise": args.teacher_noise},
                       out_dir=f"{args.out_dir}/{args.method}-{args.loss_type}-lr{args.lr:g}-g{args.group_size}"
-                              f"-n{args.steps}-w{args.warmup}-s{args.seed}")
+                              f"-n{args.steps}-w{args.warmup}-b{args.dense_beta:g}-s{args.seed}")
     world = World(tok, teacher, student, arithmetic_split("train"), held_out, instruction=wcfg.instruction)
     t = time.perf_counter()
     Trainer(cfg, world=world, verbose=True).run()

@@ -62,6 +62,7 @@ class TrainConfig:
     pts: PTSConfig | None = None       # None = the preset's
     exopd_lambda: float = 1.25         # reward scale of the exopd preset
     loss_type: str = "sampled"         # "sampled" (the paper's REINFORCE form) or "dense" (full-vocab KL)
+    dense_beta: float = 1.0            # dense loss divergence: 1 reverse KL (METHOD §5), 0 forward KL
     steps: int = 300                   # optimizer steps
     prompts_per_step: int = 16         # B prompts per step
     group_size: int = 8                # G rollouts per prompt (G = 8 learns; G = 4 barely moved)
@@ -129,6 +130,7 @@ def validate(cfg: TrainConfig) -> None:
         v = getattr(cfg, name)
         need(isinstance(v, int) and v >= 0, name, f"must be an integer >= 0, got {v!r}")
     need(cfg.lr > 0, "lr", f"must be > 0, got {cfg.lr}")
+    need(0.0 <= cfg.dense_beta <= 1.0, "dense_beta", f"must be in [0, 1], got {cfg.dense_beta}")
     need(cfg.temperature > 0, "temperature", f"on-policy sampling needs a temperature > 0, got {cfg.temperature}")
     need(cfg.micro_batch_size is None or cfg.micro_batch_size >= 1, "micro_batch_size",
          f"must be >= 1 or null, got {cfg.micro_batch_size!r}")

@@ -324,14 +324,17 @@ def reverse_kl(student_logits, teacher_logits, mask=None, chunk_size=None) -> to
 
 def dense_distill_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
                        lambda_t: torch.Tensor, mask: torch.Tensor, num_tokens: float,
-                       chunk_size: int | None = None) -> torch.Tensor:
+                       chunk_size: int | None = None, beta: float = 1.0) -> torch.Tensor:
     """The `dense` loss (this project's extension, METHOD §5; not the paper's form):
 
         L_dense = (1 / N) * sum_{i,t} m_{i,t} * lambda_t * KL(pi_theta(.|h_{i,t}) || pi_T(.|h_{i,t}))
 
     logits (B, T, V); lambda_t (B, T) from the sampled token's gate class (detached);
     mask (B, T); N the step's global response-token count, as in `policy_gradient_loss`.
+    beta: the divergence at each student-visited position, as in `generalized_jsd`: 1 (default,
+    METHOD §5) is the reverse KL above; 0 is the forward KL(pi_T || pi_theta) (on-policy GKD's
+    mode-covering form); in between, JSD(beta).
     """
     n = _check_normaliser(num_tokens)
-    kl = token_divergence(student_logits, teacher_logits, 1.0, chunk_size)        # (B, T)
+    kl = token_divergence(student_logits, teacher_logits, beta, chunk_size)       # (B, T)
     return masked_sum(lambda_t.detach() * kl, mask) / n

@@ -370,7 +370,8 @@ class Trainer:
                     if cfg.loss_type == "dense":
                         with torch.no_grad():
                             t_logits = response_logits(self.teacher, mb, vocab)
-                        loss = dense_distill_loss(logits, t_logits, lambda_t[s], mb.response_mask, N)
+                        loss = dense_distill_loss(logits, t_logits, lambda_t[s], mb.response_mask, N,
+                                                  beta=cfg.dense_beta)
                     else:
                         logp = token_logprobs(logits, mb.response_ids)                  # (b, T)
                         if cfg.ppo_epochs > 1:

@@ -261,3 +261,11 @@ def test_dense_loss_weights_reverse_kl_by_lambda():
 def test_divergence_rejects_mismatched_vocabularies():
     with pytest.raises(ValueError, match="slice"):
         L.reverse_kl(torch.zeros(1, 2, 5), torch.zeros(1, 2, 6))
+
+
+def test_dense_loss_beta_zero_is_forward_kl():
+    s = _logits(seed=10, dtype=torch.float32)
+    t = _logits(seed=11, dtype=torch.float32)
+    ones = torch.ones(3, 5)
+    torch.testing.assert_close(L.dense_distill_loss(s, t, ones, ones, 15, beta=0.0), L.forward_kl(s, t),
+                               atol=1e-5, rtol=1e-5)
