@@ -37,6 +37,8 @@ def main():
     ap.add_argument("--prompts", type=int, default=16)
     ap.add_argument("--style-gap", type=float, default=0.0)
     ap.add_argument("--teacher-noise", type=float, default=0.0)
+    ap.add_argument("--student-steps", type=int, default=None, help="SFT steps of the student (world design)")
+    ap.add_argument("--teacher-dir", default=None, help="use this saved teacher instead of the world's")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--warmup", type=int, default=10)
     ap.add_argument("--dense-beta", type=float, default=1.0, help="dense loss: 1 reverse KL, 0 forward KL")
@@ -46,8 +48,13 @@ def main():
     ap.add_argument("--out-dir", default="runs/bench_learning")
     args = ap.parse_args()
 
-    wcfg = TinyWorldConfig(style_gap=args.style_gap, teacher_noise=args.teacher_noise)
+    extra = {} if args.student_steps is None else {"student_steps": args.student_steps}
+    wcfg = TinyWorldConfig(style_gap=args.style_gap, teacher_noise=args.teacher_noise, **extra)
     tok, teacher, student = load_tiny_pair(cfg=wcfg)
+    if args.teacher_dir:
+        from transformers import AutoModelForCausalLM
+        teacher = AutoModelForCausalLM.from_pretrained(args.teacher_dir, attn_implementation="eager")
+        teacher.eval().requires_grad_(False)
     held_out = arithmetic_split("eval")[:args.eval_problems]
     torch.manual_seed(1000 + args.seed)
     before = evaluate(student, tok, held_out, n=8, max_new_tokens=40, instruction=wcfg.instruction)
@@ -58,7 +65,7 @@ def main():
                       eval_every=args.eval_every, save_every=0, log_rollouts=0, eval_problems=args.eval_problems,
                       world={"style_gap": args.style_gap, "teacher_noise": args.teacher_noise},
                       out_dir=f"{args.out_dir}/{args.method}-{args.loss_type}-lr{args.lr:g}-g{args.group_size}"
-                              f"-n{args.steps}-w{args.warmup}-b{args.dense_beta:g}-s{args.seed}")
+                              f"-n{args.steps}-w{args.warmup}-b{args.dense_beta:g}-ss{args.student_steps}-t{bool(args.teacher_dir)}-s{args.seed}")
     world = World(tok, teacher, student, arithmetic_split("train"), held_out, instruction=wcfg.instruction)
     t = time.perf_counter()
     Trainer(cfg, world=world, verbose=True).run()
