@@ -19,7 +19,6 @@ Every field is checked before any model is loaded; errors name the field.
 from __future__ import annotations
 
 import dataclasses
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 

@@ -94,7 +94,7 @@ def run_demo(out_dir: str = "runs/demo", steps: int | None = None, eval_problems
     total = time.perf_counter() - start
     n = eval_n
     lines = [
-        f"# make demo: OPD vs SG-OPD (sampled-token loss, the paper's form), tiny world with both assumptions broken",
+        "# make demo: OPD vs SG-OPD (sampled-token loss, the paper's form), tiny world with both assumptions broken",
         "",
         f"World: style_gap={wcfg.style_gap} (student writes another solution style: A1 broken), "
         f"teacher_noise={wcfg.teacher_noise} (teacher forgets every carry: A2 broken).",

@@ -38,7 +38,6 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 # Elements (rows x V) of float32 work memory per chunk: 2**24 floats = 64 MiB.

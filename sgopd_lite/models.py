@@ -472,7 +472,7 @@ def load_smollm2(cache_dir: str | os.PathLike | None = None, dtype: torch.dtype 
     A LlamaForCausalLM: 134.5M parameters, 30 layers, vocabulary 49,152, tied embeddings, ChatML
     template (<|im_start|> ... <|im_end|>), EOS = pad = <|im_end|>.
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     path = smollm2_dir(cache_dir, verbose=verbose)
     return load_tokenizer(path), AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
@@ -530,7 +530,7 @@ def make_pruned_student(model, keep_layers: int | list[int] | None = None):
 def smollm2_student_dir(keep_layers: int | None = None, cache_dir: str | os.PathLike | None = None,
                         verbose: bool = True) -> Path:
     """Directory of the layer-pruned SmolLM2 student (model + tokenizer), built once next to SmolLM2."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     teacher_dir = smollm2_dir(cache_dir, verbose=verbose)
     n_layers = json.loads((teacher_dir / "config.json").read_text())["num_hidden_layers"]

@@ -40,6 +40,12 @@ class Rollouts:
                         truncated=self.truncated[idx], texts=[self.texts[i] for i in idx.tolist()],
                         group_ids=self.group_ids[idx])
 
+    def to(self, device) -> "Rollouts":
+        """The same rollouts with every tensor on `device`."""
+        return Rollouts(prompt_ids=self.prompt_ids.to(device), prompt_mask=self.prompt_mask.to(device),
+                        response_ids=self.response_ids.to(device), response_mask=self.response_mask.to(device),
+                        truncated=self.truncated.to(device), texts=self.texts, group_ids=self.group_ids.to(device))
+
     @property
     def input_ids(self) -> torch.Tensor:
         """(R, P + T): prompt and response, the sequence the training forward pass reads."""

@@ -23,17 +23,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import random
 import string
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
-from .data import (DATA_DIR, DEFAULT_INSTRUCTION, ArithmeticTask, arithmetic_split, format_prompt,
+from .data import (DATA_DIR, ArithmeticTask, arithmetic_split, format_prompt,
                    sample_expression, expression_text, solve)
 from .losses import masked_mean, token_logprobs
 

@@ -28,8 +28,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
-import os
 import random
 import shutil
 import time
@@ -41,7 +39,7 @@ import torch
 
 from .config import TrainConfig, config_to_dict
 from .data import DEFAULT_INSTRUCTION, Problem, arithmetic_split, format_prompt, load_jsonl
-from .gate import TokenClass, sign_gate
+from .gate import sign_gate
 from .models import _is_peft, frozen_reference_copy, reference_context
 from .losses import (aux_ce_loss, dense_distill_loss, entropy_from_logits, masked_mean,
                      policy_gradient_loss, ppo_clip_loss, token_logprobs)
@@ -261,7 +259,7 @@ class Trainer:
         golds = [p.answer for p in problems for _ in range(cfg.group_size)]
         r = torch.tensor(verifier_rewards(ro.texts, golds), device=acc.device)
         times["verify"] = time.perf_counter() - t
-        return Batch(problems, prompts, _to_device(ro, acc.device), r, times)
+        return Batch(problems, prompts, ro.to(acc.device), r, times)
 
     def learn(self, k: int, batch: "Batch") -> dict:
         """Steps 3-6 of METHOD §7 on collected rollouts; returns the step's metrics."""
@@ -275,15 +273,13 @@ class Trainer:
         gate_out = None
         self.student.eval()   # dropout off for scoring; identical to training mode without dropout
         with torch.no_grad():
-            old_logp = torch.cat([sequence_logprobs(self.student, ro.select(s), vocab)
-                                  for s in micro_batches(len(ro), cfg.micro_batch_size)])
+            old_logp = self._score(self.student, ro)
             if cfg.method == "grpo":
                 a1 = grpo_advantage(r, ro.group_ids)
                 advantage = a1[:, None] * mask
                 lambda_t = torch.ones_like(old_logp)
             else:
-                teacher_logp = torch.cat([sequence_logprobs(self.teacher, ro.select(s), vocab)
-                                          for s in micro_batches(len(ro), cfg.micro_batch_size)])
+                teacher_logp = self._score(self.teacher, ro)
                 if not bool(torch.isfinite(teacher_logp[mask.bool()]).all()):
                     times["teacher"] = time.perf_counter() - t
                     self.student.train()
@@ -291,8 +287,7 @@ class Trainer:
                 ref_logp = None
                 if cfg.gate.reference == "initial":
                     with self.reference_model() as ref:
-                        ref_logp = torch.cat([sequence_logprobs(ref, ro.select(s), vocab)
-                                              for s in micro_batches(len(ro), cfg.micro_batch_size)])
+                        ref_logp = self._score(ref, ro)
                 gate_out = sign_gate(teacher_logp, old_logp, r, ro.group_ids, mask, ref_logp, cfg.gate)
                 advantage, lambda_t = gate_out.advantage, gate_out.lambda_t
                 m.update(gate_out.metrics)
@@ -311,7 +306,7 @@ class Trainer:
             accepted = [i for i, ok in enumerate(verifier_rewards(t_ro.texts, t_golds)) if ok > 0]
             m["teacher_accept_rate"] = len(accepted) / len(t_ro)
             if accepted:
-                teacher_ro = _to_device(t_ro.select(accepted), acc.device)
+                teacher_ro = t_ro.select(accepted).to(acc.device)
             times["teacher_sampling"] = time.perf_counter() - t
 
         # 6. update
@@ -328,6 +323,12 @@ class Trainer:
         if cfg.log_rollouts and acc.is_main_process:
             self._save_rollouts(k, ro, gate_out, r)
         return m
+
+    def _score(self, model, ro: Rollouts) -> torch.Tensor:
+        """No-grad log-probs (R, T) of the rollouts' tokens under `model`, one micro-batch at a time."""
+        with torch.no_grad():
+            return torch.cat([sequence_logprobs(model, ro.select(s), self.world.vocab_size)
+                              for s in micro_batches(len(ro), self.cfg.micro_batch_size)])
 
     def _update(self, ro, old_logp, advantage, lambda_t, teacher_ro, w_k) -> dict:
         """One optimizer step (or ppo_epochs of them) on this batch; returns loss metrics."""
@@ -467,12 +468,6 @@ def train(cfg: TrainConfig, world: World | None = None, verbose: bool = True,
 
 
 # --------------------------------------------------------------------------------------------
-
-def _to_device(ro: Rollouts, device) -> Rollouts:
-    return Rollouts(prompt_ids=ro.prompt_ids.to(device), prompt_mask=ro.prompt_mask.to(device),
-                    response_ids=ro.response_ids.to(device), response_mask=ro.response_mask.to(device),
-                    truncated=ro.truncated.to(device), texts=ro.texts, group_ids=ro.group_ids.to(device))
-
 
 def _time_metrics(times: dict) -> dict:
     return {f"time_{k}": v for k, v in times.items()}

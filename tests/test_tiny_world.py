@@ -1,6 +1,5 @@
 """The tiny world's tokenizer and models (no training: that is what `world --report` measures)."""
 
-import torch
 
 from sgopd_lite.data import format_prompt
 from sgopd_lite.tiny_world import NetConfig, TinyWorldConfig, build_tokenizer, load_tokenizer, make_model, role_key
