@@ -19,6 +19,7 @@ Every field is checked before any model is loaded; errors name the field.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +31,8 @@ from .scheduler import PTSConfig
 METHODS = ("opd", "exopd", "gate_only", "pts_only", "sgopd", "grpo")
 LOSS_TYPES = ("sampled", "dense")
 SIZES = ("tiny", "smol", "qwen")
+# Experiment trackers (through accelerate) and the package each one needs.
+TRACKERS = {"tensorboard": ("tensorboard", "tensorboardX"), "wandb": ("wandb",)}
 
 
 class ConfigError(ValueError):
@@ -81,8 +84,12 @@ class TrainConfig:
     save_every: int = 50               # checkpoint period in steps (0 = only at the end)
     seed: int = 0                      # seeds data order, sampling and initialisation
     out_dir: str = "runs/default"      # logs, checkpoints, final model
+    report_to: list[str] = field(default_factory=list)  # extra trackers besides metrics.jsonl:
+                                       # "tensorboard" (events in out_dir/sgopd_lite/), "wandb"
 
     def __post_init__(self):
+        if isinstance(self.report_to, str):          # `report_to=tensorboard` on the command line
+            self.report_to = [self.report_to]
         resolve_preset(self)
         validate(self)
 
@@ -146,6 +153,12 @@ def validate(cfg: TrainConfig) -> None:
         need(0.0 <= v <= 1.0, f"world.{name}", f"must be in [0, 1], got {v}")
     need(cfg.world.student_quant in ("none", "4bit", "8bit"), "world.student_quant",
          f"must be 'none', '4bit' or '8bit', got {cfg.world.student_quant!r}")
+    need(isinstance(cfg.report_to, (list, tuple)) and all(t in TRACKERS for t in cfg.report_to),
+         "report_to", f"must be a list of {sorted(TRACKERS)}, got {cfg.report_to!r}")
+    for tracker in cfg.report_to:
+        # accelerate silently skips a tracker whose package is missing; say so up front instead
+        need(any(importlib.util.find_spec(pkg) for pkg in TRACKERS[tracker]), "report_to",
+             f"{tracker!r} needs the {TRACKERS[tracker][0]!r} package: pip install {TRACKERS[tracker][0]}")
     for name in ("teacher", "student", "train_data", "eval_data"):
         v = getattr(cfg.world, name)
         # a local-looking path must exist; anything else may be a hub id (checked at load time)
@@ -233,3 +246,20 @@ def load_config(path=None, overrides: list[str] | None = None, **kwargs) -> Trai
 
 def config_to_dict(cfg: TrainConfig) -> dict:
     return dataclasses.asdict(cfg)
+
+
+def flat_config(cfg: TrainConfig) -> dict:
+    """The config as one level of `a.b` keys with scalar values (what trackers store as
+    hyper-parameters): lists become strings, nested dataclasses become dotted keys."""
+    out = {}
+
+    def walk(prefix, value):
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(f"{prefix}{k}.", v)
+        else:
+            key = prefix[:-1]
+            out[key] = value if value is None or isinstance(value, (bool, int, float, str)) else str(value)
+
+    walk("", config_to_dict(cfg))
+    return out

@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import TrainConfig, config_to_dict
+from .config import ConfigError, TrainConfig, config_to_dict, flat_config
 from .data import DEFAULT_INSTRUCTION, Problem, arithmetic_split, format_prompt, load_jsonl
 from .gate import sign_gate
 from .models import _is_peft, frozen_reference_copy, reference_context
@@ -196,7 +196,8 @@ class Trainer:
 
         self.cfg = cfg
         self.verbose = verbose
-        self.accelerator = accelerator or Accelerator(cpu=not torch.cuda.is_available())
+        self.accelerator = accelerator or Accelerator(cpu=not torch.cuda.is_available(),
+                                                      log_with=cfg.report_to or None, project_dir=cfg.out_dir)
         acc = self.accelerator
         self.out = Path(cfg.out_dir)
         self.out.mkdir(parents=True, exist_ok=True)
@@ -431,6 +432,15 @@ class Trainer:
             metrics_path.unlink(missing_ok=True)
             (self.out / "rollouts.jsonl").unlink(missing_ok=True)
             (self.out / "config.json").write_text(json.dumps(config_to_dict(cfg), indent=2, default=str))
+        self._start_trackers()
+        try:
+            return self._loop(metrics_path, stop_after)
+        finally:
+            self._end_trackers()
+
+    def _loop(self, metrics_path: Path, stop_after: int | None) -> list[dict]:
+        """The steps of `run()`: train, evaluate, log, checkpoint."""
+        cfg, acc = self.cfg, self.accelerator
         history = []
         end = cfg.steps if stop_after is None else min(cfg.steps, stop_after)
         try:
@@ -447,6 +457,7 @@ class Trainer:
             if acc.is_main_process:
                 with metrics_path.open("a") as f:
                     f.write(json.dumps(m) + "\n")
+                acc.log(numeric_metrics(m), step=k)   # TensorBoard / W&B, when report_to names them
                 if hasattr(bar, "set_postfix"):
                     bar.set_postfix(reward=f"{m.get('reward_mean', float('nan')):.2f}",
                                     kl=f"{m.get('kl_k1', float('nan')):.3f}")
@@ -459,6 +470,36 @@ class Trainer:
             self.policy.save_pretrained(self.out / "final")
             self.tok.save_pretrained(self.out / "final")
         return history
+
+    # -- experiment trackers (accelerate) --------------------------------------------------
+    def _start_trackers(self) -> None:
+        """Start the trackers of `cfg.report_to` (metrics.jsonl is always written besides).
+
+        TensorBoard writes to out_dir/sgopd_lite/; W&B takes its usual environment variables
+        (WANDB_MODE=offline keeps a run local). The config goes in as flat hyper-parameters.
+        """
+        acc = self.accelerator
+        if self.cfg.report_to and not acc.log_with:
+            raise ConfigError("report_to: the Accelerator given to Trainer has no trackers; build it with "
+                              "Accelerator(log_with=cfg.report_to, project_dir=cfg.out_dir) or let Trainer build it")
+        if acc.log_with and not acc.trackers:
+            acc.init_trackers("sgopd_lite", config=flat_config(self.cfg))
+
+    def _end_trackers(self) -> None:
+        """Close the trackers (flushes TensorBoard, finishes the W&B run).
+
+        This is the tracker half of `accelerator.end_training()`; the other half destroys the
+        process group, which the caller (or a second Trainer in the same process) may still need.
+        """
+        acc = self.accelerator
+        for tracker in acc.trackers:
+            tracker.finish()
+        acc.trackers = []
+
+
+def numeric_metrics(m: dict) -> dict:
+    """The numbers of a step's metrics (trackers plot scalars; skip-reason strings stay in the JSONL)."""
+    return {k: float(v) for k, v in m.items() if isinstance(v, (int, float)) and k != "step"}
 
 
 def train(cfg: TrainConfig, world: World | None = None, verbose: bool = True,
