@@ -14,6 +14,9 @@ Presets (`method`) set the gate and the phased-teacher-sampling knobs of METHOD.
 
 A preset only fills in what the user did not set: explicit `gate.*` / `pts.*` values win.
 Every field is checked before any model is loaded; errors name the field.
+
+Rollout engines (`rollout_engine`, engines.py): "hf" (HF generate, the default, CPU and GPU)
+or "vllm" (GPU, the optional extra `pip install '.[vllm]'`, LoRA students, knobs in `vllm.*`).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from pathlib import Path
 
 import yaml
 
+from .engines import ENGINES, VLLM_INSTALL_HINT, vllm_importable
 from .gate import GateConfig
 from .scheduler import PTSConfig
 
@@ -55,6 +59,21 @@ class WorldConfig:
 
 
 @dataclass
+class VLLMConfig:
+    """The vLLM rollout engine's knobs; read only when rollout_engine = "vllm" (engines.py)."""
+
+    gpu_memory_utilization: float = 0.3  # share of the GPU vLLM may take (weights + KV cache);
+                                         # the trainer's own models live in the rest
+    dtype: str = "auto"                  # vLLM's weight dtype; "auto" = the checkpoint's (bf16 for Qwen2.5)
+    max_model_len: int | None = None     # prompt + response tokens; None = the model's (32k for
+                                         # Qwen2.5: set it to save KV-cache memory)
+    enforce_eager: bool = False          # True skips CUDA-graph capture: faster start, slower decoding
+    model: str | None = None             # base checkpoint vLLM loads; None = the LoRA student's base
+    max_lora_rank: int | None = None     # None = the student's LoRA rank
+    adapter_dir: str | None = None       # where each step's adapter is saved; None = a temporary folder
+
+
+@dataclass
 class TrainConfig:
     """One on-policy distillation run (METHOD.md §7). Defaults: the tiny world on CPU."""
 
@@ -70,6 +89,13 @@ class TrainConfig:
     group_size: int = 8                # G rollouts per prompt (G = 8 learns; G = 4 barely moved)
     max_new_tokens: int = 40           # response budget (tiny solutions need about 30 tokens)
     temperature: float = 1.0           # sampling temperature of student and teacher rollouts
+    rollout_engine: str = "hf"         # student rollouts: "hf" (HF generate, CPU/GPU) or "vllm"
+                                       # (GPU, `pip install '.[vllm]'`, LoRA student; knobs in vllm.*)
+    vllm: VLLMConfig = field(default_factory=VLLMConfig)
+    engine_check_every: int = 50       # compare the engine's log-probs with the trainer's at the first
+                                       # step and every N steps (0 = never; the hf engine has none)
+    engine_logp_tol: float = 0.05      # max mean |log-prob gap| per token, nats, before the run stops;
+                                       # 0.05 is for matching precision, a bf16 or 4-bit-base gap is larger
     lr: float = 3e-4                   # AdamW learning rate (1e-3 drifted away from the teacher)
     warmup_steps: int = 10             # linear learning-rate warm-up
     weight_decay: float = 0.0          # AdamW weight decay
@@ -108,6 +134,8 @@ def resolve_preset(cfg: TrainConfig) -> None:
         cfg.pts = _preset_pts(cfg)
     if isinstance(cfg.world, dict):
         cfg.world = WorldConfig(**cfg.world)
+    if isinstance(cfg.vllm, dict):
+        cfg.vllm = VLLMConfig(**cfg.vllm)
 
 
 def _preset_gate(cfg: TrainConfig) -> GateConfig:
@@ -164,13 +192,37 @@ def validate(cfg: TrainConfig) -> None:
         # a local-looking path must exist; anything else may be a hub id (checked at load time)
         if isinstance(v, str) and (v.startswith((".", "/", "~")) or v.endswith(".jsonl")):
             need(Path(v).expanduser().exists(), f"world.{name}", f"path {v!r} does not exist")
+    _validate_engine(cfg, need)
+
+
+def _validate_engine(cfg: TrainConfig, need) -> None:
+    """The rollout engine's fields; "vllm" must be importable (checked without importing it)."""
+    need(cfg.rollout_engine in ENGINES, "rollout_engine", f"must be one of {ENGINES}, got {cfg.rollout_engine!r}")
+    v = cfg.engine_check_every
+    need(isinstance(v, int) and not isinstance(v, bool) and v >= 0, "engine_check_every",
+         f"must be an integer >= 0, got {v!r}")
+    need(isinstance(cfg.engine_logp_tol, (int, float)) and cfg.engine_logp_tol > 0, "engine_logp_tol",
+         f"must be > 0 (nats), got {cfg.engine_logp_tol!r}")
+    vc = cfg.vllm
+    need(0.0 < vc.gpu_memory_utilization <= 1.0, "vllm.gpu_memory_utilization",
+         f"must be in (0, 1], got {vc.gpu_memory_utilization}")
+    for name in ("max_model_len", "max_lora_rank"):
+        x = getattr(vc, name)
+        need(x is None or (isinstance(x, int) and x >= 1), f"vllm.{name}", f"must be an integer >= 1 or null, got {x!r}")
+    need(vc.max_model_len is None or vc.max_model_len > cfg.max_new_tokens, "vllm.max_model_len",
+         f"must exceed max_new_tokens ({cfg.max_new_tokens}) to leave room for the prompt, got {vc.max_model_len}")
+    if cfg.rollout_engine == "vllm":
+        lora = cfg.world.lora if cfg.world.lora is not None else cfg.world.size != "tiny"
+        need(lora, "rollout_engine", "'vllm' receives the student as a LoRA adapter each step and needs "
+             "a LoRA student (world.lora=true); full-weight delivery is not implemented, use 'hf'")
+        need(vllm_importable(), "rollout_engine", VLLM_INSTALL_HINT)
 
 
 # --------------------------------------------------------------------------------------------
 # YAML and key=value overrides
 # --------------------------------------------------------------------------------------------
 
-_NESTED = {"world": WorldConfig, "gate": GateConfig, "pts": PTSConfig}
+_NESTED = {"world": WorldConfig, "gate": GateConfig, "pts": PTSConfig, "vllm": VLLMConfig}
 
 
 def _coerce(text: str):
