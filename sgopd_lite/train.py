@@ -119,6 +119,30 @@ def global_sum(accelerator, value: float) -> float:
     return float(accelerator.reduce(t, reduction="sum").item())
 
 
+def backend_problem(cfg: TrainConfig, distributed_type: str, zero_stage: int = 0) -> str | None:
+    """Why this loop cannot run under accelerate's backend (DeepSpeed / FSDP), or None if it can.
+
+    * ZeRO-3 and FSDP shard the student's weights, but evaluation and checkpoints here run on the
+      main process only; a sharded forward there would wait forever for the other processes.
+    * Under DeepSpeed, every `accelerator.backward` call is also an optimizer step, so a step
+      must make exactly one backward call: one micro-batch and no teacher-rollout CE pass.
+    """
+    dt = str(distributed_type).split(".")[-1]                    # DistributedType or plain name
+    if dt == "FSDP" or (dt == "DEEPSPEED" and zero_stage == 3):
+        return (f"{'FSDP' if dt == 'FSDP' else 'DeepSpeed ZeRO-3'} shards the student's weights, but this "
+                "trainer evaluates and saves checkpoints on the main process only, which needs whole weights "
+                "there; use configs/accelerate/deepspeed_zero2.yaml or multi_gpu.yaml (configs/accelerate/README.md)")
+    if dt == "DEEPSPEED":
+        rollouts = cfg.prompts_per_step * cfg.group_size
+        if cfg.micro_batch_size is not None and cfg.micro_batch_size < rollouts:
+            return (f"micro_batch_size: under DeepSpeed every backward call is an optimizer step; "
+                    f"{cfg.micro_batch_size} < {rollouts} rollouts would make several per step; set it to null")
+        if cfg.pts.enabled and cfg.method != "grpo":
+            return ("pts.enabled: under DeepSpeed every backward call is an optimizer step, and phased teacher "
+                    "sampling adds a second one; use a method without it (opd, exopd, gate_only) or pts.enabled=false")
+    return None
+
+
 def token_table(tokenizer, ro: Rollouts, gate_out, rewards, i: int) -> dict:
     """One rollout with per-token a1, a2, class, lambda_t and A, for the plotting code."""
     n = int(ro.response_mask[i].sum())
@@ -432,6 +456,10 @@ class Trainer:
             metrics_path.unlink(missing_ok=True)
             (self.out / "rollouts.jsonl").unlink(missing_ok=True)
             (self.out / "config.json").write_text(json.dumps(config_to_dict(cfg), indent=2, default=str))
+        ds = getattr(acc.state, "deepspeed_plugin", None)
+        problem = backend_problem(cfg, acc.distributed_type, ds.zero_stage if ds is not None else 0)
+        if problem:
+            raise ConfigError(problem)
         self._start_trackers()
         try:
             return self._loop(metrics_path, stop_after)
