@@ -196,7 +196,7 @@ def validate(cfg: TrainConfig) -> None:
 
 
 def _validate_engine(cfg: TrainConfig, need) -> None:
-    """The rollout engine's fields; "vllm" must be importable (checked without importing it)."""
+    """The rollout engine's fields (whether vllm is installed: `check_engine_installed`)."""
     need(cfg.rollout_engine in ENGINES, "rollout_engine", f"must be one of {ENGINES}, got {cfg.rollout_engine!r}")
     v = cfg.engine_check_every
     need(isinstance(v, int) and not isinstance(v, bool) and v >= 0, "engine_check_every",
@@ -215,7 +215,14 @@ def _validate_engine(cfg: TrainConfig, need) -> None:
         lora = cfg.world.lora if cfg.world.lora is not None else cfg.world.size != "tiny"
         need(lora, "rollout_engine", "'vllm' receives the student as a LoRA adapter each step and needs "
              "a LoRA student (world.lora=true); full-weight delivery is not implemented, use 'hf'")
-        need(vllm_importable(), "rollout_engine", VLLM_INSTALL_HINT)
+
+
+def check_engine_installed(cfg: TrainConfig) -> None:
+    """ConfigError unless this machine can run cfg's rollout engine (vllm importable, found without
+    importing it). Not part of `validate`: a GPU config stays loadable (and testable) on a machine
+    without vLLM; `Trainer` calls this first, before any model is loaded."""
+    if cfg.rollout_engine == "vllm" and not vllm_importable():
+        raise ConfigError(f"rollout_engine: {VLLM_INSTALL_HINT}")
 
 
 # --------------------------------------------------------------------------------------------

@@ -47,8 +47,8 @@ import torch
 from .rollout import Rollouts, eos_token_ids, response_mask_from_eos, sample, tokenize_prompts
 
 ENGINES = ("hf", "vllm")
-VLLM_INSTALL_HINT = ("rollout_engine='vllm' needs the optional vLLM extra: pip install '.[vllm]' "
-                     "(a GPU machine; vLLM pins its own torch), or use rollout_engine='hf'")
+VLLM_INSTALL_HINT = ("'vllm' needs the optional vLLM extra: pip install '.[vllm]' "
+                     "(on a GPU machine; vLLM pins its own torch), or use rollout_engine='hf'")
 
 
 def vllm_importable() -> bool:
@@ -149,7 +149,7 @@ class VLLMEngine:
             from vllm import LLM, SamplingParams
             from vllm.lora.request import LoRARequest
         except ImportError as err:
-            raise ImportError(f"{VLLM_INSTALL_HINT} ({err})") from None
+            raise ImportError(f"rollout_engine {VLLM_INSTALL_HINT} ({err})") from None
         self._LLM, self._SamplingParams, self._LoRARequest = LLM, SamplingParams, LoRARequest
         self.llm_kwargs = dict(gpu_memory_utilization=gpu_memory_utilization, dtype=dtype,
                                enforce_eager=enforce_eager, seed=seed)

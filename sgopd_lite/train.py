@@ -209,6 +209,7 @@ class Batch:
     rollouts: Rollouts
     rewards: torch.Tensor      # (R,) verifier rewards
     times: dict                # seconds per phase so far
+    metrics: dict | None = None  # other numbers of steps 1-2 (engine_logp_gap on check steps)
 
 
 class Trainer:
@@ -218,6 +219,9 @@ class Trainer:
                  verbose: bool = True):
         from accelerate import Accelerator
 
+        from .config import check_engine_installed
+
+        check_engine_installed(cfg)      # a missing vllm extra fails here, before any model loads
         self.cfg = cfg
         self.verbose = verbose
         self.accelerator = accelerator or Accelerator(cpu=not torch.cuda.is_available(),
@@ -247,6 +251,13 @@ class Trainer:
         self.scheduler = scheduler
         self.step = 0
         self.prompts = [format_prompt(self.tok, p.question, w.instruction) for p in w.train_problems]
+        # who samples the student's rollouts (engines.py); vllm is imported only when chosen
+        from .engines import make_engine
+        if cfg.rollout_engine != "hf" and acc.num_processes > 1:
+            raise ConfigError(f"rollout_engine: {cfg.rollout_engine!r} runs one engine in one process; "
+                              f"this run has {acc.num_processes} processes (use 'hf', or one process)")
+        self.engine = make_engine(cfg)
+        self._engine_checked = False
 
     # -- helpers -------------------------------------------------------------------------
     @property
@@ -276,15 +287,38 @@ class Trainer:
         times = {}
 
         t = time.perf_counter()
-        ro = sample(self.policy, self.tok, prompts, cfg.group_size, cfg.max_new_tokens, cfg.temperature,
-                    vocab_size=self.world.vocab_size)
+        self.engine.sync(self.policy, k)             # deliver the current weights (vLLM: LoRA adapter)
+        out = self.engine.sample(self.policy, self.tok, prompts, cfg.group_size, cfg.max_new_tokens,
+                                 cfg.temperature, vocab_size=self.world.vocab_size)
+        ro = out.rollouts
         times["rollout"] = time.perf_counter() - t
+
+        # Is the engine sampling the current policy? Its own log-probs vs the training model's,
+        # at the first step and every engine_check_every steps (engines without log-probs: never).
+        # This scores the rollouts once more on check steps only; learn() recomputes old_logp.
+        metrics = {}
+        if out.logprobs is not None and cfg.engine_check_every and (
+                not self._engine_checked or k % cfg.engine_check_every == 0):
+            from .engines import check_engine_logp
+
+            t = time.perf_counter()
+            was_training = self.student.training
+            self.student.eval()
+            ro_dev = ro.to(acc.device)
+            train_logp = self._score(self.student, ro_dev)
+            self.student.train(was_training)
+            metrics["engine_logp_gap"] = check_engine_logp(out.logprobs, train_logp, ro_dev.response_mask,
+                                                           cfg.engine_logp_tol, self.engine.name)
+            self._engine_checked = True
+            times["engine_check"] = time.perf_counter() - t
+            self.log(f"step {k}: engine_logp_gap {metrics['engine_logp_gap']:.2e} nats/token "
+                     f"(tolerance {cfg.engine_logp_tol})")
 
         t = time.perf_counter()
         golds = [p.answer for p in problems for _ in range(cfg.group_size)]
         r = torch.tensor(verifier_rewards(ro.texts, golds), device=acc.device)
         times["verify"] = time.perf_counter() - t
-        return Batch(problems, prompts, ro.to(acc.device), r, times)
+        return Batch(problems, prompts, ro.to(acc.device), r, times, metrics)
 
     def learn(self, k: int, batch: "Batch") -> dict:
         """Steps 3-6 of METHOD §7 on collected rollouts; returns the step's metrics."""
