@@ -162,6 +162,7 @@ class VLLMEngine:
         self.llm = None                # built on the first sync, when the policy is known
         self.lora_request = None
         self.synced_step = None
+        self.n_syncs = 0               # LoRA ids are 1, 2, 3, ...: never reused, even for a repeated step
 
     def _build(self, policy) -> None:
         adapter = policy.active_adapter if isinstance(policy.active_adapter, str) else policy.active_adapter[0]
@@ -177,7 +178,7 @@ class VLLMEngine:
         """Save the policy's adapter and make the next `sample` use it (new name, id and folder).
 
         vLLM caches adapters by their integer id: reusing an id after the weights changed would
-        keep sampling the cached (stale) adapter, hence a fresh id every step.
+        keep sampling the cached (stale) adapter, hence a fresh id on every call.
         """
         if not _is_peft(policy):
             raise NotImplementedError(
@@ -186,13 +187,14 @@ class VLLMEngine:
                 "use rollout_engine='hf' for a full fine-tune.")
         if self.llm is None:
             self._build(policy)
-        path = self.adapter_root / f"step_{step:06d}"
+        self.n_syncs += 1
+        path = self.adapter_root / f"adapter_{self.n_syncs:06d}_step_{step}"
         shutil.rmtree(path, ignore_errors=True)
         policy.save_pretrained(str(path))
         previous = self.lora_request
-        self.lora_request = self._LoRARequest(f"policy_step_{step}", step + 1, str(path))
+        self.lora_request = self._LoRARequest(f"policy_{self.n_syncs}_step_{step}", self.n_syncs, str(path))
         self.synced_step = step
-        if previous is not None and Path(previous.lora_path) != path:
+        if previous is not None:
             # vLLM reads the folder when the request is first scheduled; the previous step's
             # adapter has been loaded (and used) by now, so its folder can go.
             shutil.rmtree(previous.lora_path, ignore_errors=True)
