@@ -12,6 +12,7 @@ Where things live (METHOD.md is the specification; each module names its section
     tiny_world.py  the CPU teacher/student pair and its two assumption-breaking knobs
     models.py      SmolLM2 / Qwen loaders, LoRA and QLoRA, tokenizer compatibility checks
     rollout.py     sampling with HF generate, the position-based response mask, log-probs
+    engines.py     rollout engines behind one interface: HF generate (default) and vLLM
     config.py      the training config dataclasses, presets, YAML and key=value overrides
     train.py       the on-policy loop of METHOD §7 (accelerate for several processes)
     evaluate.py    avg@n and unbiased pass@k                                                (§9)

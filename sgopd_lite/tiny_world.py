@@ -107,6 +107,7 @@ class TinyWorldConfig:
 
     style_gap: float = 0.0        # fraction of student SFT solutions in the "prose" style (A1)
     teacher_noise: float = 0.0    # fraction of teacher SFT solutions with forgotten carries (A2)
+    student_slip: float = 0.0     # fraction of student SFT solutions with forgotten carries
     teacher: NetConfig = NetConfig(hidden=128, layers=4, heads=4, mlp=256)   # 0.67M parameters
     student: NetConfig = NetConfig(hidden=96, layers=2, heads=4, mlp=192)    # 0.19M parameters
     teacher_steps: int = 1600     # SFT steps for the teacher (800 gave 54% avg@8, 1200 gave 71%)
@@ -118,7 +119,7 @@ class TinyWorldConfig:
     instruction: str = TINY_INSTRUCTION   # text after the question in the user turn
 
     def __post_init__(self):
-        for name in ("style_gap", "teacher_noise"):
+        for name in ("style_gap", "teacher_noise", "student_slip"):
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
                 raise ValueError(f"TinyWorldConfig.{name} must be in [0, 1], got {v}")
@@ -153,7 +154,10 @@ def sft_examples(rng: random.Random, n: int, cfg: TinyWorldConfig, role: str,
         if question in exclude:
             continue
         style = "prose" if role == "student" and rng.random() < cfg.style_gap else "chain"
-        slip = role == "teacher" and rng.random() < cfg.teacher_noise
+        if role == "teacher":
+            slip = rng.random() < cfg.teacher_noise
+        else:   # draws only when the knob is on, so existing students rebuild bit for bit
+            slip = cfg.student_slip > 0 and rng.random() < cfg.student_slip
         out.append((question, solve(operands, ops, style, slip=slip)[0]))
     return out
 
@@ -219,6 +223,8 @@ def role_key(cfg: TinyWorldConfig, role: str) -> str:
         own = {"net": asdict(cfg.teacher), "steps": cfg.teacher_steps, "teacher_noise": cfg.teacher_noise}
     elif role == "student":
         own = {"net": asdict(cfg.student), "steps": cfg.student_steps, "style_gap": cfg.style_gap}
+        if cfg.student_slip:   # keeps the keys of models built before this knob existed
+            own["student_slip"] = cfg.student_slip
     else:
         raise ValueError(f"role must be 'teacher' or 'student', got {role!r}")
     blob = json.dumps({"role": role, **shared, **own}, sort_keys=True)

@@ -2,7 +2,7 @@
 
 One step, top to bottom (`train_step`):
 
-    1. sample B prompts; G student rollouts each                    (rollout.sample)
+    1. sample B prompts; G student rollouts each                    (engines: HF generate / vLLM)
     2. verify every rollout: r in {0, 1}                            (verifier.rewards)
     3. no-grad forwards: teacher, old policy, and the reference     (rollout.sequence_logprobs)
        when gate.reference = "initial"
@@ -324,7 +324,7 @@ class Trainer:
         """Steps 3-6 of METHOD §7 on collected rollouts; returns the step's metrics."""
         cfg, acc, tok, vocab = self.cfg, self.accelerator, self.tok, self.world.vocab_size
         problems, prompts, ro, r = batch.problems, batch.prompts, batch.rollouts, batch.rewards
-        times, m = dict(batch.times), {"step": k, "lr": self.scheduler.get_last_lr()[0]}
+        times, m = dict(batch.times), {"step": k, "lr": self.scheduler.get_last_lr()[0], **(batch.metrics or {})}
         mask = ro.response_mask
 
         # 3-4. teacher / old / reference log-probs, gate
