@@ -14,7 +14,10 @@ EXTRAS ?= dev,qlora,notebooks
 PY      := $(VENV)/bin/python
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_NO_ADVISORY_WARNINGS=1
 
-.PHONY: help demo test test-all bench notebooks clean-venv
+.PHONY: help demo test test-all bench notebooks reproduce report clean-venv
+
+# worker processes for make reproduce (one torch thread each)
+JOBS ?= 2
 
 help:
 	@echo "make demo      run the main walk-through (CPU, offline)"
@@ -22,6 +25,7 @@ help:
 	@echo "make test-all  also run tests marked slow"
 	@echo "make bench     run the benchmarks in benchmarks/"
 	@echo "make notebooks re-pair notebooks/*.py with their .ipynb (outputs stripped)"
+	@echo "make reproduce the seeded study (resumable; JOBS=2 workers), then docs/results.md"
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +54,13 @@ notebooks: $(VENV)/.deps-ok
 bench: $(VENV)/.deps-ok
 	$(OFFLINE) $(PY) benchmarks/bench_logprob.py
 	$(OFFLINE) $(PY) benchmarks/bench_verifier.py
+
+reproduce: $(VENV)/.deps-ok
+	$(OFFLINE) $(PY) -m sgopd_lite reproduce --jobs $(JOBS)
+	$(OFFLINE) $(PY) -m sgopd_lite report
+
+report: $(VENV)/.deps-ok
+	$(OFFLINE) $(PY) -m sgopd_lite report
 
 clean-venv:
 	rm -rf $(VENV)

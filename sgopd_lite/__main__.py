@@ -5,6 +5,8 @@
     world   --size tiny --report                         build the tiny world and print its table
     data                                                 regenerate data/arith_{train,eval}.jsonl
     demo                                                 the README's main job (make demo)
+    reproduce --jobs 2                                   the seeded study (make reproduce; resumes)
+    report                                               docs/results.md from the finished runs
 """
 
 from __future__ import annotations
@@ -93,6 +95,34 @@ def _cmd_demo(args) -> int:
     return 0
 
 
+def _cmd_reproduce(args) -> int:
+    from .reproduce import reproduce
+
+    kw = {k: getattr(args, k) for k in ("steps", "seeds", "grid_seeds")}
+    if args.results_dir:
+        kw["results_dir"] = args.results_dir
+    if args.work_dir:
+        kw["work_dir"] = args.work_dir
+    done = reproduce(jobs=args.jobs, worker=args.worker, limit=args.limit, **kw)
+    if args.worker is None:
+        print(f"[reproduce] {done} runs finished in this invocation; `python -m sgopd_lite report` "
+              "writes docs/results.md once every run is there")
+    return 0
+
+
+def _cmd_report(args) -> int:
+    from .reproduce import ReportError, write_report
+
+    kw = {"results_dir": args.results_dir} if args.results_dir else {}
+    try:
+        path = write_report(**kw)
+    except ReportError as err:
+        print(f"sgopd_lite report: {err}", file=sys.stderr)
+        return 2
+    print(f"wrote {path}")
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="sgopd_lite", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -136,6 +166,22 @@ def main(argv=None) -> int:
     p.add_argument("--out-dir", default="runs/demo")
     p.add_argument("--steps", type=int, default=None)
     p.set_defaults(fn=_cmd_demo)
+
+    from .reproduce import GRID_SEEDS, SEEDS, STEPS
+    p = sub.add_parser("reproduce", help="the seeded study behind docs/results.md (resumable)")
+    p.add_argument("--jobs", type=int, default=1, help="worker processes (one torch thread each)")
+    p.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--limit", type=int, default=None, help="at most this many runs per worker")
+    p.add_argument("--steps", type=int, default=STEPS)
+    p.add_argument("--seeds", type=int, default=SEEDS)
+    p.add_argument("--grid-seeds", type=int, default=GRID_SEEDS)
+    p.add_argument("--results-dir", default=None, help="where run summaries go (default results/runs)")
+    p.add_argument("--work-dir", default=None, help="checkpoints of unfinished runs (default runs/reproduce)")
+    p.set_defaults(fn=_cmd_reproduce)
+
+    p = sub.add_parser("report", help="write docs/results.md from the finished runs")
+    p.add_argument("--results-dir", default=None)
+    p.set_defaults(fn=_cmd_report)
 
     args = ap.parse_args(argv)
     from .config import ConfigError

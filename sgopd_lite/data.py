@@ -108,14 +108,20 @@ def has_carry(a: int, op: str, b: int) -> bool:
     return op == "+" and a >= 0 and b >= 0 and (a % 10 + b % 10) >= 10
 
 
-def solve(operands: list[int], ops: list[str], style: str = "chain", slip: bool = False
-          ) -> tuple[str, int]:
+def has_borrow(a: int, op: str, b: int) -> bool:
+    """True for a subtraction a - b >= 0 with a >= 10 whose units digit needs a borrow."""
+    return op == "-" and 10 <= a and 0 <= b <= a and a % 10 < b % 10
+
+
+def solve(operands: list[int], ops: list[str], style: str = "chain", slip: bool = False,
+          borrow_slip: bool = False) -> tuple[str, int]:
     """A worked solution, left to right, one step per line, and its final value.
 
     style "chain":  15-4=11 / 11+16=27 / \\boxed{27}
     style "prose":  15-4 is 11 / 11+16 is 27 / so \\boxed{27}
     slip=True: every carrying addition forgets its carry (result 10 too small) and the rest of
     the solution continues from the wrong value, so the boxed answer is wrong too.
+    borrow_slip=True: every borrowing subtraction forgets its borrow (result 10 too large).
     """
     if style not in STYLES:
         raise ValueError(f"style must be one of {STYLES}, got {style!r}")
@@ -124,6 +130,8 @@ def solve(operands: list[int], ops: list[str], style: str = "chain", slip: bool 
         value = _apply(acc, op, b)
         if slip and has_carry(acc, op, b):
             value -= 10
+        if borrow_slip and has_borrow(acc, op, b):
+            value += 10
         step = f"{acc}{op}{b}"
         lines.append(f"{step}={value}" if style == "chain" else f"{step} is {value}")
         acc = value

@@ -156,9 +156,11 @@ def sft_examples(rng: random.Random, n: int, cfg: TinyWorldConfig, role: str,
         style = "prose" if role == "student" and rng.random() < cfg.style_gap else "chain"
         if role == "teacher":
             slip = rng.random() < cfg.teacher_noise
+            solution = solve(operands, ops, style, slip=slip)[0]
         else:   # draws only when the knob is on, so existing students rebuild bit for bit
             slip = cfg.student_slip > 0 and rng.random() < cfg.student_slip
-        out.append((question, solve(operands, ops, style, slip=slip)[0]))
+            solution = solve(operands, ops, style, slip=slip, borrow_slip=slip)[0]
+        out.append((question, solution))
     return out
 
 

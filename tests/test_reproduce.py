@@ -1,0 +1,121 @@
+"""The reproduction study's plan and its report generator (docs/results.md).
+
+The generator must refuse missing or partial runs instead of printing a table with holes; with
+every run present it writes the tables, the paired differences and the figures.
+"""
+
+import json
+import re
+import math
+
+import numpy as np
+import pytest
+
+from sgopd_lite import reproduce as R
+
+
+def test_plan_covers_every_cell_and_the_grid():
+    runs = R.plan()
+    main = [r for r in runs if r.group == "main"]
+    grid = [r for r in runs if r.group == "grid"]
+    assert len(main) == len(R.SETTINGS) * len(R.METHODS) * R.SEEDS == 100
+    assert len(grid) == len(R.GRID_LAMBDA_E) * len(R.GRID_LAMBDA_I) * R.GRID_SEEDS >= 27
+    assert len({r.name for r in runs}) == len(runs)                    # names are unique
+    assert {r.setting for r in grid} == {"both"} and R.SEEDS >= 5 and R.GRID_SEEDS >= 3
+    # seed-major: the first 20 runs cover every main cell once
+    assert {(r.setting, r.method) for r in runs[:20]} == {(s, m) for s in R.SETTINGS for m in R.METHODS}
+
+
+def test_run_spec_builds_a_valid_config(tmp_path):
+    cfg = R.RunSpec("both", "sgopd", 2, 1.4, 0.5).train_config(tmp_path, steps=7)
+    assert (cfg.world.style_gap, cfg.world.teacher_noise) == (1.0, 1.0)
+    assert (cfg.gate.lambda_e, cfg.gate.lambda_i, cfg.seed, cfg.steps) == (1.4, 0.5, 2, 7)
+    assert cfg.pts.enabled
+    exo = R.RunSpec("hold", "exopd", 0).train_config(tmp_path)
+    assert exo.gate.lambda_e == exo.gate.lambda_i == 1.25 and not exo.pts.enabled
+
+
+def test_mean_ci_matches_the_t_interval():
+    m, h = R.mean_ci([0.1, 0.2, 0.3, 0.4, 0.5])
+    assert m == pytest.approx(0.3)
+    assert h == pytest.approx(2.776 * np.std([0.1, 0.2, 0.3, 0.4, 0.5], ddof=1) / math.sqrt(5), rel=1e-4)
+    assert R.mean_ci([0.7]) == (0.7, 0.0)
+
+
+def _fake_summary(spec, rng):
+    # SG-OPD is made 5 points better than OPD in every setting, the rest noise
+    base = 0.4 + (0.05 if spec.method == "sgopd" else 0.0) + rng.normal(0, 0.01)
+    curve = [[k, base * k / 20] for k in range(0, 20, 5)]
+    fracs = {f: [[k, 0.25] for k in range(0, 20, 5)] for f in
+             ("frac_consensus", "frac_conflict_i", "frac_conflict_ii", "frac_neutral")}
+    return {"name": spec.name, "group": spec.group, "setting": spec.setting, "method": spec.method,
+            "seed": spec.seed, "lambda_e": 1.8 if spec.lambda_e is None else spec.lambda_e,
+            "lambda_i": 1.0 if spec.lambda_i is None else spec.lambda_i,
+            "steps": 20, "lr": 3e-4, "loss_type": "sampled", "avg": base, "pass": min(1.0, base + 0.3), "n": 8, "eval_problems": 256,
+            "skipped_steps": 0, "curves": {"reward_mean": curve, "kl_k1": curve, **fracs},
+            "seconds": 60.0, "machine": "test machine", "finished": "2026-11-26 00:00:00"}
+
+
+def _write_all(results_dir, seeds=2, grid_seeds=2):
+    rng = np.random.default_rng(0)
+    for spec in R.plan(seeds, grid_seeds):
+        path = spec.summary_path(results_dir)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(_fake_summary(spec, rng)))
+    start = {s: {"teacher": {"avg": 0.9, "pass": 1.0}, "student": {"avg": 0.3, "pass": 0.7}} for s in R.SETTINGS}
+    (results_dir / "start.json").write_text(json.dumps(start))
+
+
+def test_report_refuses_missing_runs(tmp_path):
+    _write_all(tmp_path)
+    victim = R.plan(2, 2)[7]
+    victim.summary_path(tmp_path).unlink()
+    with pytest.raises(R.ReportError, match=rf"1 of {len(R.plan(2, 2))} runs missing.*{victim.name}"):
+        R.write_report(tmp_path, tmp_path / "docs", seeds=2, grid_seeds=2)
+    assert not (tmp_path / "docs" / "results.md").exists()
+
+
+def test_report_refuses_partial_or_corrupt_runs(tmp_path):
+    _write_all(tmp_path)
+    spec = R.plan(2, 2)[3]
+    spec.summary_path(tmp_path).write_text('{"name": "cut off')              # interrupted write
+    with pytest.raises(R.ReportError, match="unreadable"):
+        R.write_report(tmp_path, tmp_path / "docs", seeds=2, grid_seeds=2)
+    s = _fake_summary(spec, np.random.default_rng(1))
+    s["avg"] = float("nan")
+    spec.summary_path(tmp_path).write_text(json.dumps(s))                      # a run without a score
+    with pytest.raises(R.ReportError, match="no finite avg"):
+        R.write_report(tmp_path, tmp_path / "docs", seeds=2, grid_seeds=2)
+    _write_all(tmp_path)
+    (tmp_path / "start.json").unlink()
+    with pytest.raises(R.ReportError, match="start.json"):
+        R.write_report(tmp_path, tmp_path / "docs", seeds=2, grid_seeds=2)
+
+
+def test_report_with_every_run_has_tables_differences_and_figures(tmp_path):
+    _write_all(tmp_path)
+    out = R.write_report(tmp_path, tmp_path / "docs", seeds=2, grid_seeds=2)
+    text = out.read_text()
+    for name in R.SETTING_NAMES.values():
+        assert name in text
+    assert "| SG-OPD | avg@8 |" in text and "(higher)" in text       # the planted +5 points are found
+    found = [float(x) for x in re.findall(r"SG-OPD - OPD = ([+-][0-9.]+) ", text)]
+    assert len(found) == len(R.SETTINGS) and all(3.0 < x < 7.0 for x in found)   # about +5 points
+    assert "test machine" in text and "nan" not in text.lower()
+    for fig in ("ablation_heatmap.png", "curves_reward_mean.png", "curves_kl_k1.png", "gate_fractions.png"):
+        assert (tmp_path / "docs" / "figures" / fig).stat().st_size > 1000
+
+
+def test_pending_skips_finished_runs(tmp_path):
+    runs = R.plan(1, 1)
+    _write_all(tmp_path, 1, 1)
+    runs[0].summary_path(tmp_path).unlink()
+    assert R.pending(runs, tmp_path) == [runs[0]]
+
+
+def test_cli_report_exits_2_with_one_line_when_runs_are_missing(tmp_path, capsys):
+    from sgopd_lite.__main__ import main
+
+    assert main(["report", "--results-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "runs missing" in err and "make reproduce" in err and "Traceback" not in err
