@@ -38,6 +38,9 @@ def main():
     ap.add_argument("--style-gap", type=float, default=0.0)
     ap.add_argument("--teacher-noise", type=float, default=0.0)
     ap.add_argument("--student-steps", type=int, default=None, help="SFT steps of the student (world design)")
+    ap.add_argument("--student-slip", type=float, default=None,
+                    help="fraction of the student's SFT solutions that forget carries and borrows (world design)")
+    ap.add_argument("--student-mlp", type=int, default=None, help="MLP width of the student (world design)")
     ap.add_argument("--teacher-dir", default=None, help="use this saved teacher instead of the world's")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--warmup", type=int, default=10)
@@ -49,6 +52,11 @@ def main():
     args = ap.parse_args()
 
     extra = {} if args.student_steps is None else {"student_steps": args.student_steps}
+    if args.student_slip is not None:
+        extra["student_slip"] = args.student_slip
+    if args.student_mlp is not None:
+        from sgopd_lite.tiny_world import NetConfig
+        extra["student"] = NetConfig(hidden=96, layers=2, heads=4, mlp=args.student_mlp)
     wcfg = TinyWorldConfig(style_gap=args.style_gap, teacher_noise=args.teacher_noise, **extra)
     tok, teacher, student = load_tiny_pair(cfg=wcfg)
     if args.teacher_dir:
@@ -65,7 +73,7 @@ def main():
                       eval_every=args.eval_every, save_every=0, log_rollouts=0, eval_problems=args.eval_problems,
                       world={"style_gap": args.style_gap, "teacher_noise": args.teacher_noise},
                       out_dir=f"{args.out_dir}/{args.method}-{args.loss_type}-lr{args.lr:g}-g{args.group_size}"
-                              f"-n{args.steps}-w{args.warmup}-b{args.dense_beta:g}-ss{args.student_steps}-t{bool(args.teacher_dir)}-s{args.seed}")
+                              f"-n{args.steps}-w{args.warmup}-b{args.dense_beta:g}-ss{args.student_steps}-sl{args.student_slip}-sm{args.student_mlp}-t{bool(args.teacher_dir)}-s{args.seed}")
     world = World(tok, teacher, student, arithmetic_split("train"), held_out, instruction=wcfg.instruction)
     t = time.perf_counter()
     Trainer(cfg, world=world, verbose=True).run()

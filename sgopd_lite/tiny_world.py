@@ -6,7 +6,12 @@ on a task where METHOD.md's two OPD assumptions can be broken on purpose.
   code as SmolLM2 or Qwen (`data.format_prompt`).
 * Models: transformers `Qwen2ForCausalLM` from a config, random init, trained here by supervised
   fine-tuning (SFT) on worked arithmetic solutions (`data.solve`). The teacher is larger and
-  trained longer; the student is smaller and stopped early, so on-policy distillation has room.
+  learned from clean solutions. The student is smaller and learned from *sloppy* ones: by
+  default 90% of its SFT solutions forget every carry and every borrow (`student_slip`), so it
+  has seen both the right and the wrong step and picked up a habit that a teacher can correct
+  token by token. (A student that was merely stopped early, with errors spread everywhere,
+  did not improve under on-policy distillation within minutes: README, "Does on-policy
+  distillation learn here?".)
 * Knob `style_gap` (breaks A1, trajectory alignment): that fraction of the student's SFT
   solutions is written in the "prose" style, which the teacher never saw, so the student's own
   trajectories leave the teacher's distribution.
@@ -107,11 +112,11 @@ class TinyWorldConfig:
 
     style_gap: float = 0.0        # fraction of student SFT solutions in the "prose" style (A1)
     teacher_noise: float = 0.0    # fraction of teacher SFT solutions with forgotten carries (A2)
-    student_slip: float = 0.0     # fraction of student SFT solutions with forgotten carries
+    student_slip: float = 0.9     # fraction of student SFT solutions that forget carries and borrows
     teacher: NetConfig = NetConfig(hidden=128, layers=4, heads=4, mlp=256)   # 0.67M parameters
-    student: NetConfig = NetConfig(hidden=96, layers=2, heads=4, mlp=192)    # 0.19M parameters
+    student: NetConfig = NetConfig(hidden=96, layers=2, heads=4, mlp=384)    # 0.31M parameters
     teacher_steps: int = 1600     # SFT steps for the teacher (800 gave 54% avg@8, 1200 gave 71%)
-    student_steps: int = 500      # SFT steps for the student: stopped early on purpose (~20% avg@8)
+    student_steps: int = 1000     # SFT steps for the student (its habit, not its training time, limits it)
     batch_size: int = 64          # SFT sequences per step
     lr: float = 3e-3              # peak learning rate of the one-cycle schedule
     seed: int = 0
@@ -120,6 +125,8 @@ class TinyWorldConfig:
 
     def __post_init__(self):
         for name in ("style_gap", "teacher_noise", "student_slip"):
+            # one type for the cache key: style_gap=1 (from YAML) and 1.0 are the same world
+            object.__setattr__(self, name, float(getattr(self, name)))
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
                 raise ValueError(f"TinyWorldConfig.{name} must be in [0, 1], got {v}")
@@ -294,6 +301,26 @@ def build_seconds(cfg: TinyWorldConfig) -> dict:
     return out
 
 
+@torch.no_grad()
+def knob_evidence(tokenizer, teacher, student, problems, n: int = 8, instruction: str = TINY_INSTRUCTION,
+                  max_new_tokens: int = 40) -> dict:
+    """Per-token evidence that a knob does what it says, on the student's own rollouts:
+    mean a2 = log pi_T - log pi_S of the sampled tokens (minus the k1 KL estimate) and the
+    fraction of conflict tokens of METHOD §4 (teacher and verifier disagree), default gate."""
+    from .gate import GateConfig, sign_gate
+    from .rollout import sample, sequence_logprobs
+    from .verifier import rewards
+
+    prompts = [format_prompt(tokenizer, p.question, instruction) for p in problems]
+    ro = sample(student, tokenizer, prompts, n, max_new_tokens, 1.0)
+    r = torch.tensor(rewards(ro.texts, [p.answer for p in problems for _ in range(n)]))
+    out = sign_gate(sequence_logprobs(teacher, ro), sequence_logprobs(student, ro), r, ro.group_ids,
+                    ro.response_mask, None, GateConfig())
+    m = out.metrics
+    return {"a2_mean": m["a2_mean"], "conflict_frac": m["frac_conflict_i"] + m["frac_conflict_ii"],
+            "rollouts": len(ro)}
+
+
 # The knob settings of the world report: both assumptions hold, A1 broken, A2 broken, both.
 REPORT_SETTINGS = (
     ("assumptions hold", 0.0, 0.0),
@@ -304,7 +331,7 @@ REPORT_SETTINGS = (
 
 
 def world_report(n: int = 8, rebuild: bool = False, build_dir=None, limit: int | None = None,
-                 settings=REPORT_SETTINGS, verbose: bool = True) -> list[dict]:
+                 settings=REPORT_SETTINGS, verbose: bool = True, evidence_problems: int = 128) -> list[dict]:
     """Build (or reuse) each knob setting's pair and print teacher / student avg@n and pass@n
     on the held-out split, with each model's build time (`python -m sgopd_lite world --report`).
 
@@ -332,6 +359,9 @@ def world_report(n: int = 8, rebuild: bool = False, build_dir=None, limit: int |
             res = evaluate(model, tok, problems, n=n, max_new_tokens=40, instruction=cfg.instruction)
             row[role] = {f"avg@{n}": res.avg_at_n, f"pass@{n}": res.pass_at_k,
                          "build_seconds": secs[role], "eval_seconds": res.seconds}
+        torch.manual_seed(0)
+        row["evidence"] = knob_evidence(tok, teacher, student, problems[:evidence_problems], n=n,
+                                        instruction=cfg.instruction)
         rows.append(row)
         if verbose:
             print(f"  {name}: teacher avg@{n} {row['teacher'][f'avg@{n}']:.3f}, "
@@ -339,10 +369,13 @@ def world_report(n: int = 8, rebuild: bool = False, build_dir=None, limit: int |
     print(f"\nTiny world, held-out split ({len(problems)} problems, n = {n} samples at temperature 1.0,"
           f" torch {torch.__version__}, {torch.get_num_threads()} threads)\n")
     print(f"| setting | teacher avg@{n} | teacher pass@{n} | student avg@{n} | student pass@{n} "
-          "| teacher build s | student build s |")
-    print("|---|---|---|---|---|---|---|")
+          "| mean a2 on student rollouts | conflict tokens | teacher build s | student build s |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        t, s = r["teacher"], r["student"]
+        t, s, e = r["teacher"], r["student"], r["evidence"]
         print(f"| {r['setting']} | {t[f'avg@{n}']:.3f} | {t[f'pass@{n}']:.3f} | {s[f'avg@{n}']:.3f} "
-              f"| {s[f'pass@{n}']:.3f} | {t['build_seconds']} | {s['build_seconds']} |")
+              f"| {s[f'pass@{n}']:.3f} | {e['a2_mean']:.3f} | {e['conflict_frac']:.3f} "
+              f"| {t['build_seconds']} | {s['build_seconds']} |")
+    print(f"\n(mean a2 and conflict tokens: {rows[0]['evidence']['rollouts']} student rollouts per setting, "
+          "default gate; a2 < 0 is the student-teacher disagreement, conflict = teacher and verifier disagree)")
     return rows

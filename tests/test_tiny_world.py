@@ -40,3 +40,49 @@ def test_models_end_responses_with_the_tokenizers_eos():
     assert model.generation_config.eos_token_id == tok.eos_token_id
     assert model.config.vocab_size == len(tok)
     assert model.config._attn_implementation == "eager"
+
+
+def test_student_slip_forgets_carries_and_borrows_in_the_students_data_only():
+    import random
+
+    from sgopd_lite.data import has_borrow, has_carry, solve
+    from sgopd_lite.tiny_world import sft_examples
+
+    assert solve([15, 7], ["-"], borrow_slip=True) == ("15-7=18\n\\boxed{18}", 18)   # borrow forgotten
+    assert solve([15, 7], ["+"], slip=True)[1] == 12                                 # carry forgotten
+    assert has_borrow(15, "-", 7) and not has_borrow(17, "-", 5) and not has_borrow(5, "-", 7)
+    cfg = TinyWorldConfig(student_slip=1.0)
+    student = sft_examples(random.Random(0), 200, cfg, "student", set())
+    teacher = sft_examples(random.Random(0), 200, cfg, "teacher", set())
+
+    def wrong(pairs):
+        return sum(f"\\boxed{{{eval(q)}}}" not in sol for q, sol in pairs)
+    assert wrong(teacher) == 0                       # the knob leaves the teacher's data clean
+    assert wrong(student) > 40                       # every carrying / borrowing problem goes wrong
+    # the default student keeps 10% clean solutions: it has seen the right step too
+    assert TinyWorldConfig().student_slip == 0.9
+    assert role_key(TinyWorldConfig(student_slip=0.5), "student") != role_key(TinyWorldConfig(), "student")
+    assert has_carry(15, "+", 7)
+
+
+def test_knob_evidence_is_zero_when_the_student_is_the_teacher():
+    import torch
+
+    from sgopd_lite.data import arithmetic_split
+    from sgopd_lite.tiny_world import knob_evidence
+
+    tok = build_tokenizer()
+    model = make_model(NetConfig(hidden=32, layers=1, heads=2, mlp=64), tok, seed=0).eval()
+    torch.manual_seed(0)
+    ev = knob_evidence(tok, model, model, arithmetic_split("eval")[:4], n=2, max_new_tokens=8)
+    assert ev["rollouts"] == 8 and abs(ev["a2_mean"]) < 1e-6
+    sharp = make_model(NetConfig(hidden=32, layers=1, heads=2, mlp=64), tok, seed=0).eval()
+    with torch.no_grad():
+        sharp.model.norm.weight *= 30          # a peaked student: the near-uniform teacher disagrees
+    torch.manual_seed(0)
+    assert knob_evidence(tok, model, sharp, arithmetic_split("eval")[:4], n=2, max_new_tokens=8)["a2_mean"] < -0.5
+
+
+def test_knob_values_from_yaml_ints_hit_the_same_cache_entry():
+    assert role_key(TinyWorldConfig(style_gap=1), "student") == role_key(TinyWorldConfig(style_gap=1.0), "student")
+    assert role_key(TinyWorldConfig(teacher_noise=1), "teacher") == role_key(TinyWorldConfig(teacher_noise=1.0), "teacher")
