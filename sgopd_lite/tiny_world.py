@@ -30,6 +30,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import string
 import time
 from dataclasses import asdict, dataclass
@@ -301,12 +302,28 @@ def build_seconds(cfg: TinyWorldConfig) -> dict:
     return out
 
 
+def first_mistake(question: str, response: str) -> int | None:
+    """Character (= token) index where a response first leaves the correct worked solution of
+    `question`, in whichever style the response is written; None if it never does."""
+    operands = [int(x) for x in re.findall(r"\d+", question)]
+    ops = re.findall(r"(?<=\d)[+-]", question)
+    gold = solve(operands, ops, "prose" if " is " in response else "chain")[0]
+    for i, (a, b) in enumerate(zip(response, gold)):
+        if a != b:
+            return i
+    return None if len(response) >= len(gold) else len(response)
+
+
 @torch.no_grad()
 def knob_evidence(tokenizer, teacher, student, problems, n: int = 8, instruction: str = TINY_INSTRUCTION,
                   max_new_tokens: int = 40) -> dict:
     """Per-token evidence that a knob does what it says, on the student's own rollouts:
-    mean a2 = log pi_T - log pi_S of the sampled tokens (minus the k1 KL estimate) and the
-    fraction of conflict tokens of METHOD §4 (teacher and verifier disagree), default gate."""
+
+    a2_mean        mean a2 = log pi_T - log pi_S of the sampled tokens (minus the k1 KL estimate)
+    conflict_frac  fraction of conflict tokens of METHOD §4 (teacher and verifier disagree)
+    endorse_rate   of the wrong rollouts, the fraction whose *first mistake* the teacher
+                   endorses (a2 >= 0 on that token): where A2 holds this is near 0
+    """
     from .gate import GateConfig, sign_gate
     from .rollout import sample, sequence_logprobs
     from .verifier import rewards
@@ -316,9 +333,15 @@ def knob_evidence(tokenizer, teacher, student, problems, n: int = 8, instruction
     r = torch.tensor(rewards(ro.texts, [p.answer for p in problems for _ in range(n)]))
     out = sign_gate(sequence_logprobs(teacher, ro), sequence_logprobs(student, ro), r, ro.group_ids,
                     ro.response_mask, None, GateConfig())
+    endorsed, wrong = 0, 0
+    for i, text in enumerate(ro.texts):
+        pos = first_mistake(problems[i // n].question, text) if r[i] == 0 else None
+        if pos is not None and pos < int(ro.response_mask[i].sum()):   # one token per character
+            wrong += 1
+            endorsed += int(out.a2[i, pos] >= 0)
     m = out.metrics
     return {"a2_mean": m["a2_mean"], "conflict_frac": m["frac_conflict_i"] + m["frac_conflict_ii"],
-            "rollouts": len(ro)}
+            "endorse_rate": endorsed / wrong if wrong else float("nan"), "rollouts": len(ro)}
 
 
 # The knob settings of the world report: both assumptions hold, A1 broken, A2 broken, both.
@@ -369,12 +392,13 @@ def world_report(n: int = 8, rebuild: bool = False, build_dir=None, limit: int |
     print(f"\nTiny world, held-out split ({len(problems)} problems, n = {n} samples at temperature 1.0,"
           f" torch {torch.__version__}, {torch.get_num_threads()} threads)\n")
     print(f"| setting | teacher avg@{n} | teacher pass@{n} | student avg@{n} | student pass@{n} "
-          "| mean a2 on student rollouts | conflict tokens | teacher build s | student build s |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "| mean a2 on student rollouts | conflict tokens | first mistakes the teacher endorses "
+          "| teacher build s | student build s |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         t, s, e = r["teacher"], r["student"], r["evidence"]
         print(f"| {r['setting']} | {t[f'avg@{n}']:.3f} | {t[f'pass@{n}']:.3f} | {s[f'avg@{n}']:.3f} "
-              f"| {s[f'pass@{n}']:.3f} | {e['a2_mean']:.3f} | {e['conflict_frac']:.3f} "
+              f"| {s[f'pass@{n}']:.3f} | {e['a2_mean']:.3f} | {e['conflict_frac']:.3f} | {e['endorse_rate']:.3f} "
               f"| {t['build_seconds']} | {s['build_seconds']} |")
     print(f"\n(mean a2 and conflict tokens: {rows[0]['evidence']['rollouts']} student rollouts per setting, "
           "default gate; a2 < 0 is the student-teacher disagreement, conflict = teacher and verifier disagree)")

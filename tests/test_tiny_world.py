@@ -86,3 +86,12 @@ def test_knob_evidence_is_zero_when_the_student_is_the_teacher():
 def test_knob_values_from_yaml_ints_hit_the_same_cache_entry():
     assert role_key(TinyWorldConfig(style_gap=1), "student") == role_key(TinyWorldConfig(style_gap=1.0), "student")
     assert role_key(TinyWorldConfig(teacher_noise=1), "teacher") == role_key(TinyWorldConfig(teacher_noise=1.0), "teacher")
+
+
+def test_first_mistake_finds_the_first_wrong_character_in_either_style():
+    from sgopd_lite.tiny_world import first_mistake
+
+    assert first_mistake("15-4+16", "15-4=11\n11+16=27\n\\boxed{27}") is None
+    assert first_mistake("15-4+16", "15-4=12\n12+16=28\n\\boxed{28}") == 6
+    assert first_mistake("15-4+16", "15-4 is 11\n11+16 is 26\nso \\boxed{26}") == 21
+    assert first_mistake("15-4+16", "15-4=11\n11+16=27") == 17          # stopped early
