@@ -94,4 +94,4 @@ def test_first_mistake_finds_the_first_wrong_character_in_either_style():
     assert first_mistake("15-4+16", "15-4=11\n11+16=27\n\\boxed{27}") is None
     assert first_mistake("15-4+16", "15-4=12\n12+16=28\n\\boxed{28}") == 6
     assert first_mistake("15-4+16", "15-4 is 11\n11+16 is 26\nso \\boxed{26}") == 21
-    assert first_mistake("15-4+16", "15-4=11\n11+16=27") == 17          # stopped early
+    assert first_mistake("15-4+16", "15-4=11\n11+16=27") == 16          # EOS where "\\n" belonged
