@@ -170,10 +170,12 @@ viz.plot_learning_curves({"REINFORCE with A = a2": history}, metric="kl", smooth
 # %% [markdown]
 # ## 3. The same signal on real rollouts of the tiny world
 #
-# The tiny world (`sgopd_lite.tiny_world`) is a ~0.7M-parameter teacher and a ~0.2M-parameter
+# The tiny world (`sgopd_lite.tiny_world`) is a ~0.7M-parameter teacher and a ~0.3M-parameter
 # student, both Qwen2 architectures with a character vocabulary, trained here on multi-step
 # arithmetic (`15-4+16` -> `15-4=11`, `11+16=27`, `\boxed{27}`). The default pair has both
-# OPD assumptions intact; the student is stopped early, so it is much weaker than the teacher.
+# OPD assumptions intact. The student learned from sloppy solutions (most of them forget
+# carries and borrows), so it has a habit the teacher can correct token by token: look for
+# strongly negative a2 exactly on the digit where a carry or a borrow was forgotten.
 #
 # Steps, each one library call:
 # 1. `rollout.sample`: GROUP_SIZE student rollouts per prompt at temperature 1;

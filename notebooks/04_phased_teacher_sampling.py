@@ -235,12 +235,11 @@ for name, h in histories.items():
 # %% [markdown]
 # **Reading it.** PTS is meant to pull the student's trajectories back to the teacher's
 # distribution, so watch the KL on the student's own rollouts: with PTS it should fall faster.
-# Watch the reward too. In this project's measurements on this world (one seed each, 120-step
-# runs of 16 prompts x 8 at lr 3e-4 and 1e-4, sampled and dense loss, PTS with the default
-# K1 = 50, K2 = 150), *every* variant first lost most of the student's accuracy, from about 15%
-# training reward to about 1% within 20-40 steps, while the student abandoned its prose style,
-# and recovered only to 2-4% by step 120; PTS lowered the KL faster but did not prevent the
-# drop. So this tiny style-gap world shows the cold-start *problem* clearly, and a short run does
-# not show PTS solving it. (Our measurement on a toy, not a claim about the paper.) With one
+# Watch the reward too: in the style-gap world the student's prose is far from anything the
+# teacher has seen (mean a2 about -6.5, see the README's world table), so plain OPD first
+# pulls the student out of its own style, and the reward can drop before it recovers; PTS
+# adds correct teacher-style solutions while that happens. (In an earlier design of this
+# world, with a student that was merely stopped early, every variant lost most of its accuracy
+# in the first 20-40 steps, PTS included; the README records that search.) With one
 # seed and a few dozen steps, treat the numbers above as a demonstration of the machinery, not
 # evidence; notebook 06 and `make reproduce` are the place for seeds and spread.

@@ -161,5 +161,6 @@ display(Markdown("\n".join(table)))
 # changes the final accuracy by several points, which is as large as any effect a grid this
 # size can show. METHOD.md §10: SG-OPD's reported gain (+1.98 avg@n, +7.50 pass@k) comes from
 # the paper, and an independent reproduction found it setting-dependent (from -0.3 to +0.6
-# points). To say anything about the coefficients, run more steps and seeds (`make reproduce`
-# once it exists) and compare intervals, not single numbers.
+# points). To say anything about the coefficients, run more steps and seeds (`make reproduce`,
+# whose grid on the both-broken world writes docs/results.md) and compare intervals, not
+# single numbers.
