@@ -119,3 +119,21 @@ def test_cli_report_exits_2_with_one_line_when_runs_are_missing(tmp_path, capsys
     assert main(["report", "--results-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "runs missing" in err and "make reproduce" in err and "Traceback" not in err
+
+
+def test_reproduce_runs_a_slice_writes_summaries_and_resumes(tmp_path, monkeypatch):
+    # a 2-step, 4-problem version of the real protocol on the committed tiny world
+    monkeypatch.setattr(R, "EVAL_PROBLEMS", 4)
+    monkeypatch.setattr(R, "EVAL_N", 2)
+    results, work = tmp_path / "results", tmp_path / "work"
+    done = R.reproduce(jobs=1, limit=1, results_dir=results, work_dir=work, steps=2, seeds=1, grid_seeds=1)
+    assert done == 1
+    first = R.plan(1, 1)[0]
+    s = json.loads(first.summary_path(results).read_text())
+    assert s["name"] == first.name and s["steps"] == 2 and 0.0 <= s["avg"] <= s["pass"] <= 1.0
+    assert s["curves"]["reward_mean"][0][0] == 0 and "frac_consensus" in s["curves"]
+    assert set(json.loads((results / "start.json").read_text())) == set(R.SETTINGS)
+    # a second invocation skips the finished run and takes the next one
+    R.reproduce(jobs=1, limit=1, results_dir=results, work_dir=work, steps=2, seeds=1, grid_seeds=1)
+    assert len(R.pending(R.plan(1, 1), results)) == len(R.plan(1, 1)) - 2
+    assert json.loads(first.summary_path(results).read_text())["finished"] == s["finished"]
