@@ -119,8 +119,11 @@ def run_demo(out_dir: str = "runs/demo", steps: int | None = None, eval_problems
         lines.append(f"| {method} | {res[f'avg@{n}']:.3f} | {res[f'pass@{n}']:.3f} |")
     worse = [m for m, res in results.items() if res[f"avg@{n}"] < base.avg_at_n]
     if worse:
-        lines += ["", f"Ended below the starting student: {', '.join(worse)}. With the teacher confidently "
-                  "wrong on every carry (A2 broken), following it token by token can cost accuracy."]
+        lines += ["", f"Ended below the starting student: {', '.join(worse)}. Here the student writes a style "
+                  "the teacher never saw (A1 broken: its per-token log-ratio to the teacher averages about -7) "
+                  "and the teacher forgets every carry (A2 broken). Pulled token by token towards a teacher "
+                  "whose preferences mean little on its prose, the student loses its own format before it "
+                  "learns the teacher's: read the sampled rollouts in */rollouts.jsonl and the KL curve."]
     lines += ["", "One seed: differences here are not evidence either way; see `make reproduce` for seeds "
               "and intervals.", "",
               "Figures: learning_curves.png, kl_curves.png, gate_fractions.png, gate_tokens.png "

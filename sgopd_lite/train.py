@@ -78,7 +78,7 @@ def load_world(cfg: TrainConfig, verbose: bool = True) -> World:
                      held_out or arithmetic_split("eval"), instruction=wcfg.instruction)
     from .models import ModelConfig, load_models
     mcfg = ModelConfig(size=w.size, teacher=w.teacher, student=w.student,
-                       student_quant=w.student_quant,
+                       student_quant=w.student_quant, teacher_finetune_steps=w.teacher_finetune_steps,
                        **({} if w.lora is None else {"lora": w.lora}))
     pair = load_models(mcfg)
     return World(pair.tokenizer, pair.teacher, pair.student, train or arithmetic_split("train"),
