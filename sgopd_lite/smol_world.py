@@ -1,9 +1,9 @@
 """The smol world's teacher: SmolLM2-135M-Instruct after a short supervised fine-tune on the
 project's arithmetic task, built once on the CPU and cached.
 
-As shipped, SmolLM2-135M-Instruct barely solves the task (it answers in its own words and
-rarely boxes the right number), and a teacher that is mostly wrong gives on-policy distillation
-nothing to teach. So the smol teacher is SmolLM2 after a few dozen steps of supervised
+As shipped, SmolLM2-135M-Instruct does not solve the task (0 of 64 held-out problems in 8
+samples each: it answers in its own words), and a teacher that is always wrong gives on-policy
+distillation nothing to teach. So the smol teacher is SmolLM2 after 80 steps of supervised
 fine-tuning (SFT) on worked solutions of the training split, in the "chain" style
 (`15-4=11 / 11+16=27 / \\boxed{27}`, data.solve), prompted exactly as the trainer and the
 evaluation prompt it: `data.format_prompt` with SmolLM2's chat template and
@@ -14,20 +14,29 @@ and the student has to learn it.
 The loss is the per-token mean negative log-likelihood of the response tokens and the EOS after
 them (the loss mask comes from positions, tiny_world.sft_batch), and the logits are computed
 only at those positions: with a 49,152-token vocabulary the LM head is a fifth of the forward
-cost, and the prompt (45 tokens, most of them SmolLM2's default system prompt) is longer than
-the response (16-27 tokens).
+cost, and the prompt (44-49 tokens, 24 of them SmolLM2's default system prompt and the chat
+markup) is longer than the response (20 tokens on average, at most 27 with the EOS).
 
-This project's choices (measured on the 2-core build machine, README "The smol world"):
+Measured on the 2-core build machine, one torch thread (`benchmarks/bench_smol_teacher.py`;
+64 held-out problems, temperature 1, max_new_tokens 48):
 
-* Full fine-tune with the tied embedding matrix frozen (28M of the 134.5M weights: the task
-  needs no new tokens, and AdamW on them costs time), AdamW, linear warm-up then cosine decay.
-* A few dozen steps of 8 sequences. The held-out accuracy of the result is measured at build
-  time and stored in `meta.json` next to the weights, with the time and thread count.
+    SmolLM2 as shipped                           avg@8 0.000  pass@8 0.000
+    this teacher: 80 steps x 8, lr 1e-4, 297 s    avg@8 0.555  pass@8 0.875   (avg@4 0.598)
+    the pruned student (15 of 30 layers)         avg@8 0.000  pass@8 0.000
+
+and on the way there (avg@4, same problems): 60 steps at lr 5e-5 0.461 (248 s), 60 steps at
+2e-4 0.434 (221 s), 100 steps training only the top 15 layers at 1e-4 0.387 (238 s: cheaper
+steps, worse teacher). LoRA was not trained to an accuracy: in a short side-by-side probe on
+the shared machine (3 steps each, noisy) a LoRA step (r = 16, all linear layers) took 3.4-4.9 s
+and a full step 4.8-8.0 s, while the full steps of the real fine-tune then ran at 3.7 s, so
+the fine-tune is full: every weight trains except the tied embedding / LM-head matrix (28M of
+the 134.5M weights; the task needs no new tokens), AdamW, 5 warm-up steps then cosine decay.
 
 The built teacher lives under models.cache_root() (next to the converted SmolLM2), in a folder
-named by the hash of `SmolTeacherConfig`: change a field and a new teacher is built.
-`load_models(ModelConfig(size="smol"))` uses it by default; `teacher_finetune_steps=0` gives
-SmolLM2 as shipped.
+named by the hash of `SmolTeacherConfig`, with a meta.json that records the steps, seconds,
+threads, losses and the build-time held-out avg@4: change a field and a new teacher is built.
+`load_models(ModelConfig(size="smol"))` uses it by default (building it on first use, about six
+minutes with the evaluation); `teacher_finetune_steps=0` gives SmolLM2 as shipped.
 """
 
 from __future__ import annotations
@@ -46,7 +55,7 @@ import torch.nn.functional as F
 
 from .data import DEFAULT_INSTRUCTION, Problem, arithmetic_split
 
-SMOL_TEACHER_STEPS = 60     # default SFT steps of the smol teacher (see SmolTeacherConfig.steps)
+SMOL_TEACHER_STEPS = 80     # default SFT steps of the smol teacher (see SmolTeacherConfig.steps)
 
 
 @dataclass(frozen=True)
@@ -55,7 +64,7 @@ class SmolTeacherConfig:
 
     steps: int = SMOL_TEACHER_STEPS   # optimizer steps; 0 = SmolLM2 as shipped (nothing is built)
     batch_size: int = 8               # sequences per step
-    lr: float = 5e-5                  # peak learning rate (AdamW, no weight decay)
+    lr: float = 1e-4                  # peak learning rate (AdamW, no weight decay)
     warmup: int = 5                   # linear warm-up steps, then cosine decay to 0
     train_embeddings: bool = False    # also train the (tied) embedding / LM-head matrix
     seed: int = 0                     # order of the training problems
@@ -122,6 +131,7 @@ def finetune(model, tokenizer, problems: list[Problem], cfg: SmolTeacherConfig =
         raise ValueError("finetune needs problems with worked solutions (Problem.solution)")
     if tokenizer.pad_token is None:      # padding is masked out by position, any id will do
         tokenizer.pad_token = tokenizer.eos_token
+    was_trainable = {name: p.requires_grad for name, p in model.named_parameters()}
     if not cfg.train_embeddings:
         model.get_input_embeddings().weight.requires_grad_(False)   # tied: the LM head too
     params = [p for p in model.parameters() if p.requires_grad]
@@ -149,8 +159,8 @@ def finetune(model, tokenizer, problems: list[Problem], cfg: SmolTeacherConfig =
             recent = losses[-log_every:]
             print(f"  [smol teacher] step {step + 1}/{cfg.steps} loss {sum(recent) / len(recent):.4f} "
                   f"({time.perf_counter() - start:.0f} s)", flush=True)
-    if not cfg.train_embeddings:
-        model.get_input_embeddings().weight.requires_grad_(True)
+    for name, p in model.named_parameters():
+        p.requires_grad_(was_trainable[name])
     model.eval()
     return losses
 
