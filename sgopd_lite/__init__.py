@@ -10,6 +10,7 @@ Where things live (METHOD.md is the specification; each module names its section
 
     data.py        problem sets (the arithmetic task, reasoning-gym, JSONL, hub) and the prompt
     tiny_world.py  the CPU teacher/student pair and its two assumption-breaking knobs
+    smol_world.py  the smol teacher: SmolLM2-135M after its short, cached task fine-tune
     models.py      SmolLM2 / Qwen loaders, LoRA and QLoRA, tokenizer compatibility checks
     rollout.py     sampling with HF generate, the position-based response mask, log-probs
     engines.py     rollout engines behind one interface: HF generate (default) and vLLM
