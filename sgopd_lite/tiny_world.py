@@ -319,7 +319,7 @@ def knob_evidence(tokenizer, teacher, student, problems, n: int = 8, instruction
                   max_new_tokens: int = 40) -> dict:
     """Per-token evidence that a knob does what it says, on the student's own rollouts:
 
-    a2_mean        mean a2 = log pi_T - log pi_S of the sampled tokens (minus the k1 KL estimate)
+    a2_mean        mean of a2 = log pi_T - log pi_S over sampled tokens (= minus the k1 KL estimate)
     conflict_frac  fraction of conflict tokens of METHOD §4 (teacher and verifier disagree)
     endorse_rate   of the wrong rollouts, the fraction whose *first mistake* the teacher
                    endorses (a2 >= 0 on that token): where A2 holds this is near 0
