@@ -232,8 +232,10 @@ def mean_ci(values) -> tuple[float, float]:
     return float(v.mean()), float(t * v.std(ddof=1) / math.sqrt(len(v)))
 
 
-def load_summaries(runs: list[RunSpec], results_dir: Path = RESULTS_DIR) -> dict[str, dict]:
-    """The summary of every run of `runs`; raises ReportError naming what is missing or broken."""
+def load_summaries(runs: list[RunSpec], results_dir: Path = RESULTS_DIR, steps: int | None = STEPS
+                   ) -> dict[str, dict]:
+    """The summary of every run of `runs`; raises ReportError naming what is missing or broken
+    (including a run of another protocol: `steps` other than the plan's)."""
     missing, broken, out = [], [], {}
     for spec in runs:
         path = spec.summary_path(results_dir)
@@ -247,6 +249,9 @@ def load_summaries(runs: list[RunSpec], results_dir: Path = RESULTS_DIR) -> dict
             continue
         if not all(isinstance(s.get(k), (int, float)) and math.isfinite(s[k]) for k in ("avg", "pass")):
             broken.append(f"{path.name} (no finite avg/pass)")
+            continue
+        if steps is not None and s.get("steps") != steps:
+            broken.append(f"{path.name} (ran {s.get('steps')} steps, the plan says {steps})")
             continue
         out[spec.name] = s
     if missing or broken:
@@ -280,12 +285,12 @@ def _curves(summaries: list[dict], key: str):
 
 
 def write_report(results_dir: Path = RESULTS_DIR, docs_dir: Path = DOCS_DIR, seeds: int = SEEDS,
-                 grid_seeds: int = GRID_SEEDS) -> Path:
+                 grid_seeds: int = GRID_SEEDS, steps: int | None = STEPS) -> Path:
     """docs/results.md and docs/figures/*.png from the run summaries (ReportError if any is missing)."""
     from . import viz
 
     runs = plan(seeds, grid_seeds)
-    summ = load_summaries(runs, results_dir)
+    summ = load_summaries(runs, results_dir, steps)
     start_path = Path(results_dir) / "start.json"
     if not start_path.is_file():
         raise ReportError(f"cannot write the report: {start_path} is missing (run `make reproduce`)")

@@ -71,7 +71,7 @@ def test_report_refuses_missing_runs(tmp_path):
     victim = R.plan(2, 2)[7]
     victim.summary_path(tmp_path).unlink()
     with pytest.raises(R.ReportError, match=rf"1 of {len(R.plan(2, 2))} runs missing.*{victim.name}"):
-        R.write_report(tmp_path, tmp_path / "docs", seeds=2, grid_seeds=2)
+        R.write_report(tmp_path, tmp_path / "docs", seeds=2, grid_seeds=2, steps=20)
     assert not (tmp_path / "docs" / "results.md").exists()
 
 
@@ -80,21 +80,27 @@ def test_report_refuses_partial_or_corrupt_runs(tmp_path):
     spec = R.plan(2, 2)[3]
     spec.summary_path(tmp_path).write_text('{"name": "cut off')              # interrupted write
     with pytest.raises(R.ReportError, match="unreadable"):
-        R.write_report(tmp_path, tmp_path / "docs", seeds=2, grid_seeds=2)
+        R.write_report(tmp_path, tmp_path / "docs", seeds=2, grid_seeds=2, steps=20)
     s = _fake_summary(spec, np.random.default_rng(1))
     s["avg"] = float("nan")
     spec.summary_path(tmp_path).write_text(json.dumps(s))                      # a run without a score
     with pytest.raises(R.ReportError, match="no finite avg"):
-        R.write_report(tmp_path, tmp_path / "docs", seeds=2, grid_seeds=2)
+        R.write_report(tmp_path, tmp_path / "docs", seeds=2, grid_seeds=2, steps=20)
+    _write_all(tmp_path)
+    s = _fake_summary(spec, np.random.default_rng(1))
+    s["steps"] = 5                                                             # another protocol
+    spec.summary_path(tmp_path).write_text(json.dumps(s))
+    with pytest.raises(R.ReportError, match="ran 5 steps, the plan says 20"):
+        R.write_report(tmp_path, tmp_path / "docs", seeds=2, grid_seeds=2, steps=20)
     _write_all(tmp_path)
     (tmp_path / "start.json").unlink()
     with pytest.raises(R.ReportError, match="start.json"):
-        R.write_report(tmp_path, tmp_path / "docs", seeds=2, grid_seeds=2)
+        R.write_report(tmp_path, tmp_path / "docs", seeds=2, grid_seeds=2, steps=20)
 
 
 def test_report_with_every_run_has_tables_differences_and_figures(tmp_path):
     _write_all(tmp_path)
-    out = R.write_report(tmp_path, tmp_path / "docs", seeds=2, grid_seeds=2)
+    out = R.write_report(tmp_path, tmp_path / "docs", seeds=2, grid_seeds=2, steps=20)
     text = out.read_text()
     for name in R.SETTING_NAMES.values():
         assert name in text
