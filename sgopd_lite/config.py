@@ -58,6 +58,8 @@ class WorldConfig:
     student_quant: str = "none"      # "none" | "4bit" (QLoRA) | "8bit"
     teacher_finetune_steps: int | None = None  # smol: SFT steps of the default teacher's task
                                      # fine-tune (smol_world.py); None = its default, 0 = as shipped
+    student_finetune_steps: int | None = None  # smol: SFT steps of the default pruned student on sloppy
+                                     # solutions (smol_world.py); None = its default, 0 = pruned as it is
 
 
 @dataclass
@@ -183,11 +185,12 @@ def validate(cfg: TrainConfig) -> None:
         need(0.0 <= v <= 1.0, f"world.{name}", f"must be in [0, 1], got {v}")
     need(cfg.world.student_quant in ("none", "4bit", "8bit"), "world.student_quant",
          f"must be 'none', '4bit' or '8bit', got {cfg.world.student_quant!r}")
-    steps = cfg.world.teacher_finetune_steps
-    need(steps is None or (isinstance(steps, int) and not isinstance(steps, bool) and steps >= 0),
-         "world.teacher_finetune_steps", f"must be an integer >= 0 or null, got {steps!r}")
-    need(steps is None or (cfg.world.size == "smol" and cfg.world.teacher is None), "world.teacher_finetune_steps",
-         "only the default smol teacher is fine-tuned here (world.size=smol, no world.teacher)")
+    for role in ("teacher", "student"):
+        name, steps = f"world.{role}_finetune_steps", getattr(cfg.world, f"{role}_finetune_steps")
+        need(steps is None or (isinstance(steps, int) and not isinstance(steps, bool) and steps >= 0),
+             name, f"must be an integer >= 0 or null, got {steps!r}")
+        need(steps is None or (cfg.world.size == "smol" and getattr(cfg.world, role) is None), name,
+             f"only the default smol {role} is fine-tuned here (world.size=smol, no world.{role})")
     need(isinstance(cfg.report_to, (list, tuple)) and all(t in TRACKERS for t in cfg.report_to),
          "report_to", f"must be a list of {sorted(TRACKERS)}, got {cfg.report_to!r}")
     for tracker in cfg.report_to:

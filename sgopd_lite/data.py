@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -97,6 +98,14 @@ def expression_text(operands: list[int], ops: list[str]) -> str:
     for op, b in zip(ops, operands[1:]):
         text += f"{op}{b}"
     return text
+
+
+def parse_expression(text: str) -> tuple[list[int], list[str]]:
+    """Operands and operators of a question written by `expression_text` ("15-4+16")."""
+    if not re.fullmatch(r"\d+(?:[-+*]\d+)+", text):
+        raise DataError(f"{text!r} is not an arithmetic question of this project (like '15-4+16')")
+    operands = [int(x) for x in re.findall(r"\d+", text)]
+    return operands, re.findall(r"[-+*]", text)
 
 
 def _apply(a: int, op: str, b: int) -> int:

@@ -18,6 +18,7 @@ What is here:
     slice_logits         drop a model's padding rows from its logits
     smollm2_gguf_path / load_smollm2 / make_pruned_student    the offline SmolLM2 pair
     smol_teacher_path    the smol teacher: SmolLM2 after its cached task fine-tune (smol_world.py)
+    smol_student_path    the smol student: pruned SmolLM2 after its cached sloppy fine-tune
     trainable_parameter_summary
 
 The three sizes:
@@ -28,7 +29,9 @@ The three sizes:
            fine-tune on the arithmetic task (smol_world.py, built once and cached next to the
            conversion; out of the box SmolLM2 barely solves the task; `teacher_finetune_steps=0`
            gives it as shipped); student = the ORIGINAL SmolLM2 with half of its 30 decoder
-           layers removed (`make_pruned_student`), never pruned from the fine-tuned teacher.
+           layers removed (`make_pruned_student`), never pruned from the fine-tuned teacher,
+           then a short SFT on sloppy solutions (smol_world.SmolStudentConfig, cached;
+           `student_finetune_steps=0` gives the pruned copy as it is).
     qwen   the paper-scale pair, downloaded from the hub by the user (never by tests):
            teacher Qwen/Qwen2.5-Math-1.5B-Instruct, student Qwen/Qwen2.5-0.5B-Instruct.
            Both use the Qwen2.5 tokenizer (151,665 tokens: 151,643 BPE + 22 specials, EOS
@@ -123,6 +126,8 @@ class ModelConfig:
     student_layers: int | None = None  # smol: decoder layers the pruned student keeps; None = half
     teacher_finetune_steps: int | None = None  # smol: SFT steps of the default teacher's task fine-tune
     #                                    (smol_world.py); None = SMOL_TEACHER_STEPS, 0 = SmolLM2 as shipped
+    student_finetune_steps: int | None = None  # smol: SFT steps of the default pruned student on sloppy
+    #                                    solutions; None = SMOL_STUDENT_STEPS, 0 = the pruned copy as it is
 
     def __post_init__(self):
         if self.size not in SIZES:
@@ -178,12 +183,13 @@ class ModelConfig:
                                                 or self.student_layers < 1):
             raise ValueError(f"ModelConfig.student_layers must be a positive int or None, "
                              f"got {self.student_layers!r}")
-        steps = self.teacher_finetune_steps
-        if steps is not None and (not isinstance(steps, int) or isinstance(steps, bool) or steps < 0):
-            raise ValueError(f"ModelConfig.teacher_finetune_steps must be an int >= 0 or None, got {steps!r}")
-        if steps is not None and (self.size != "smol" or self.teacher is not None):
-            raise ValueError("ModelConfig.teacher_finetune_steps: only the default smol teacher is fine-tuned "
-                             f"here (size='smol', teacher=None); got size={self.size!r}, teacher={self.teacher!r}")
+        for role in ("teacher", "student"):
+            name, steps, path = f"{role}_finetune_steps", getattr(self, f"{role}_finetune_steps"), getattr(self, role)
+            if steps is not None and (not isinstance(steps, int) or isinstance(steps, bool) or steps < 0):
+                raise ValueError(f"ModelConfig.{name} must be an int >= 0 or None, got {steps!r}")
+            if steps is not None and (self.size != "smol" or path is not None):
+                raise ValueError(f"ModelConfig.{name}: only the default smol {role} is fine-tuned here "
+                                 f"(size='smol', {role}=None); got size={self.size!r}, {role}={path!r}")
 
     @property
     def use_lora(self) -> bool:
@@ -576,6 +582,17 @@ def smol_teacher_path(steps: int | None = None, cache_dir: str | os.PathLike | N
     return smol_teacher_dir(SmolTeacherConfig(steps=steps), cache_dir=cache_dir, verbose=verbose)
 
 
+def smol_student_path(steps: int | None = None, keep_layers: int | None = None,
+                      cache_dir: str | os.PathLike | None = None, verbose: bool = True) -> Path:
+    """The smol size's default student: SmolLM2 pruned to `keep_layers` (None = half), then `steps`
+    SFT steps on sloppy solutions (None = smol_world.SMOL_STUDENT_STEPS; 0 = the pruned copy)."""
+    from .smol_world import SMOL_STUDENT_STEPS, SmolStudentConfig, smol_student_dir
+
+    steps = SMOL_STUDENT_STEPS if steps is None else steps
+    return smol_student_dir(SmolStudentConfig(steps=steps, keep_layers=keep_layers), cache_dir=cache_dir,
+                            verbose=verbose)
+
+
 # --------------------------------------------------------------------------------------------
 # Loading
 # --------------------------------------------------------------------------------------------
@@ -598,7 +615,8 @@ def _default_paths(cfg: ModelConfig, verbose: bool) -> tuple[str, str]:
     if cfg.size == "smol":
         teacher = cfg.teacher or str(smol_teacher_path(cfg.teacher_finetune_steps, verbose=verbose))
         # pruned from the original SmolLM2, whatever the teacher
-        student = cfg.student or str(smollm2_student_dir(cfg.student_layers, verbose=verbose))
+        student = cfg.student or str(smol_student_path(cfg.student_finetune_steps, cfg.student_layers,
+                                                       verbose=verbose))
         return teacher, student
     return cfg.teacher, cfg.student
 

@@ -47,15 +47,16 @@ import math
 import os
 import random
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from .data import DEFAULT_INSTRUCTION, Problem, arithmetic_split
+from .data import DEFAULT_INSTRUCTION, Problem, arithmetic_split, parse_expression, solve
 
 SMOL_TEACHER_STEPS = 80     # default SFT steps of the smol teacher (see SmolTeacherConfig.steps)
+SMOL_STUDENT_STEPS = 40     # default SFT steps of the smol student (see SmolStudentConfig.steps)
 
 
 @dataclass(frozen=True)
@@ -74,19 +75,55 @@ class SmolTeacherConfig:
     eval_max_new_tokens: int = 48     # the longest chain solution is 27 tokens + EOS
 
     def __post_init__(self):
+        kind = type(self).__name__
         for name in ("steps", "warmup", "eval_problems"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
-                raise ValueError(f"SmolTeacherConfig.{name} must be an int >= 0, got {getattr(self, name)!r}")
+                raise ValueError(f"{kind}.{name} must be an int >= 0, got {getattr(self, name)!r}")
         for name in ("batch_size", "eval_n", "eval_max_new_tokens"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ValueError(f"SmolTeacherConfig.{name} must be an int >= 1, got {getattr(self, name)!r}")
+                raise ValueError(f"{kind}.{name} must be an int >= 1, got {getattr(self, name)!r}")
         if not self.lr > 0:
-            raise ValueError(f"SmolTeacherConfig.lr must be > 0, got {self.lr!r}")
+            raise ValueError(f"{kind}.lr must be > 0, got {self.lr!r}")
 
     def key(self) -> str:
         """Short hash of the fields that change the weights (not the build-time evaluation)."""
         shape = {k: v for k, v in asdict(self).items() if not k.startswith("eval_")}
         return hashlib.sha1(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:10]
+
+
+@dataclass(frozen=True)
+class SmolStudentConfig(SmolTeacherConfig):
+    """The smol student: SmolLM2 pruned to `keep_layers` decoder layers (models.make_pruned_student),
+    then a short SFT on *sloppy* solutions: a fraction `slip` of them forget every carry and every
+    borrow (data.solve), the habit the tiny world's student has too, so the student writes the
+    task's format and the teacher has specific tokens to correct."""
+
+    steps: int = SMOL_STUDENT_STEPS   # optimizer steps; 0 = the pruned SmolLM2 as it is
+    lr: float = 2e-4                  # a pruned network has more to repair than the teacher
+    seed: int = 1                     # another order of the training problems than the teacher's
+    keep_layers: int | None = None    # decoder layers kept; None = half (15 of SmolLM2's 30)
+    slip: float = 0.9                 # fraction of SFT solutions that forget carries and borrows
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.keep_layers is not None and (not isinstance(self.keep_layers, int) or self.keep_layers < 1):
+            raise ValueError(f"SmolStudentConfig.keep_layers must be a positive int or None, got {self.keep_layers!r}")
+        if not 0.0 <= self.slip <= 1.0:
+            raise ValueError(f"SmolStudentConfig.slip must be in [0, 1], got {self.slip!r}")
+
+
+def sloppy_solutions(problems: list[Problem], slip: float, seed: int) -> list[Problem]:
+    """`problems` with the worked solution of a seeded fraction `slip` of them rewritten to forget
+    every carry and every borrow (and so, mostly, to box a wrong answer). The gold answers stay:
+    only the SFT targets change."""
+    rng = random.Random(seed)
+    out = []
+    for p in problems:
+        if slip > 0 and rng.random() < slip:
+            operands, ops = parse_expression(p.question)
+            p = replace(p, solution=solve(operands, ops, "chain", slip=True, borrow_slip=True)[0])
+        out.append(p)
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -118,7 +155,7 @@ def _lr_factor(step: int, cfg: SmolTeacherConfig) -> float:
 
 
 def finetune(model, tokenizer, problems: list[Problem], cfg: SmolTeacherConfig = SmolTeacherConfig(),
-             log_every: int = 10, verbose: bool = True) -> list[float]:
+             log_every: int = 10, verbose: bool = True, label: str = "smol SFT") -> list[float]:
     """Supervised fine-tuning of `model` in place on the worked solutions of `problems`.
 
     Every step takes the next `cfg.batch_size` problems of a seeded shuffle (reshuffled when
@@ -157,7 +194,7 @@ def finetune(model, tokenizer, problems: list[Problem], cfg: SmolTeacherConfig =
         losses.append(loss.item())
         if verbose and ((step + 1) % log_every == 0 or step + 1 == cfg.steps):
             recent = losses[-log_every:]
-            print(f"  [smol teacher] step {step + 1}/{cfg.steps} loss {sum(recent) / len(recent):.4f} "
+            print(f"  [{label}] step {step + 1}/{cfg.steps} loss {sum(recent) / len(recent):.4f} "
                   f"({time.perf_counter() - start:.0f} s)", flush=True)
     for name, p in model.named_parameters():
         p.requires_grad_(was_trainable[name])
@@ -166,24 +203,18 @@ def finetune(model, tokenizer, problems: list[Problem], cfg: SmolTeacherConfig =
 
 
 # --------------------------------------------------------------------------------------------
-# The cached teacher
+# The cached teacher and student
 # --------------------------------------------------------------------------------------------
 
-def smol_teacher_dir(cfg: SmolTeacherConfig = SmolTeacherConfig(), cache_dir: str | os.PathLike | None = None,
-                     verbose: bool = True) -> Path:
-    """Directory of the fine-tuned SmolLM2 teacher (model + tokenizer + meta.json), built once.
-
-    cache_dir: where the converted SmolLM2 lives (models.smollm2_dir); the teacher is saved
-    next to it as `smollm2-135m-instruct-arith-<key>`. Building takes the fine-tune (about
-    `cfg.steps` x 4 s on one CPU thread) plus the held-out evaluation (about a minute).
-    """
+def _build_finetuned(base_dir: Path, out_dir: Path, cfg: SmolTeacherConfig, problems: list[Problem],
+                     role: str, verbose: bool) -> Path:
+    """Fine-tune the model in `base_dir` on `problems` and save it (with meta.json) to `out_dir`,
+    unless a complete build is already there. Returns out_dir."""
     from transformers import AutoModelForCausalLM
 
     from .evaluate import evaluate
-    from .models import _save_atomically, load_tokenizer, smollm2_dir
+    from .models import _save_atomically, load_tokenizer
 
-    base_dir = smollm2_dir(cache_dir, verbose=verbose)
-    out_dir = base_dir.parent / f"{base_dir.name}-arith-{cfg.key()}"
     if (out_dir / "meta.json").is_file():
         return out_dir
 
@@ -191,9 +222,9 @@ def smol_teacher_dir(cfg: SmolTeacherConfig = SmolTeacherConfig(), cache_dir: st
         tok = load_tokenizer(base_dir)
         model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
         start = time.perf_counter()
-        losses = finetune(model, tok, arithmetic_split("train"), cfg, verbose=verbose)
+        losses = finetune(model, tok, problems, cfg, verbose=verbose, label=f"smol {role}")
         seconds = time.perf_counter() - start
-        meta = {"source": str(base_dir), "config": asdict(cfg), "key": cfg.key(),
+        meta = {"role": role, "source": str(base_dir), "config": asdict(cfg), "key": cfg.key(),
                 "seconds": round(seconds, 1), "threads": torch.get_num_threads(),
                 "first_loss": round(losses[0], 4) if losses else None,
                 "final_loss": round(sum(losses[-5:]) / len(losses[-5:]), 4) if losses else None,
@@ -209,12 +240,42 @@ def smol_teacher_dir(cfg: SmolTeacherConfig = SmolTeacherConfig(), cache_dir: st
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
         if verbose:
             held = meta.get("held_out", {})
-            print(f"smol teacher: {cfg.steps} SFT steps in {seconds:.0f} s ({torch.get_num_threads()} "
+            print(f"smol {role}: {cfg.steps} SFT steps in {seconds:.0f} s ({torch.get_num_threads()} "
                   f"threads); held-out avg@{cfg.eval_n} {held.get(f'avg@{cfg.eval_n}', float('nan')):.3f}",
                   flush=True)
 
     if verbose:
-        print(f"fine-tuning SmolLM2 on the arithmetic task ({cfg.steps} steps of {cfg.batch_size}, "
+        print(f"fine-tuning the smol {role} on the arithmetic task ({cfg.steps} steps of {cfg.batch_size}, "
               f"once) -> {out_dir}", flush=True)
     _save_atomically(out_dir, write)
     return out_dir
+
+
+def smol_teacher_dir(cfg: SmolTeacherConfig = SmolTeacherConfig(), cache_dir: str | os.PathLike | None = None,
+                     verbose: bool = True) -> Path:
+    """Directory of the fine-tuned SmolLM2 teacher (model + tokenizer + meta.json), built once.
+
+    cache_dir: where the converted SmolLM2 lives (models.smollm2_dir); the teacher is saved
+    next to it as `smollm2-135m-instruct-arith-<key>`. Building takes the fine-tune (about
+    `cfg.steps` x 4 s on one CPU thread) plus the held-out evaluation (about a minute).
+    """
+    from .models import smollm2_dir
+
+    base_dir = smollm2_dir(cache_dir, verbose=verbose)
+    return _build_finetuned(base_dir, base_dir.parent / f"{base_dir.name}-arith-{cfg.key()}", cfg,
+                            arithmetic_split("train"), "teacher", verbose)
+
+
+def smol_student_dir(cfg: SmolStudentConfig = SmolStudentConfig(), cache_dir: str | os.PathLike | None = None,
+                     verbose: bool = True) -> Path:
+    """Directory of the smol student: the pruned SmolLM2 (models.smollm2_student_dir, from the
+    ORIGINAL weights) after `cfg.steps` SFT steps on sloppy solutions, built once and saved next
+    to it as `...-pruned<k>-arith-<key>`; the pruned copy itself when cfg.steps is 0."""
+    from .models import smollm2_student_dir
+
+    base_dir = smollm2_student_dir(cfg.keep_layers, cache_dir, verbose=verbose)
+    if cfg.steps == 0:
+        return base_dir
+    problems = sloppy_solutions(arithmetic_split("train"), cfg.slip, cfg.seed)
+    return _build_finetuned(base_dir, base_dir.parent / f"{base_dir.name}-arith-{cfg.key()}", cfg,
+                            problems, "student", verbose)

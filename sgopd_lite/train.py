@@ -79,6 +79,7 @@ def load_world(cfg: TrainConfig, verbose: bool = True) -> World:
     from .models import ModelConfig, load_models
     mcfg = ModelConfig(size=w.size, teacher=w.teacher, student=w.student,
                        student_quant=w.student_quant, teacher_finetune_steps=w.teacher_finetune_steps,
+                       student_finetune_steps=w.student_finetune_steps,
                        **({} if w.lora is None else {"lora": w.lora}))
     pair = load_models(mcfg)
     return World(pair.tokenizer, pair.teacher, pair.student, train or arithmetic_split("train"),

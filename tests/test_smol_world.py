@@ -14,7 +14,8 @@ import torch
 
 from sgopd_lite.data import DEFAULT_INSTRUCTION, arithmetic_split, format_prompt
 from sgopd_lite.models import SMOLLM2_DIRNAME, ModelConfig, load_models
-from sgopd_lite.smol_world import SmolTeacherConfig, finetune, response_nll, smol_teacher_dir
+from sgopd_lite.smol_world import (SmolStudentConfig, SmolTeacherConfig, finetune, response_nll, sloppy_solutions,
+                                   smol_student_dir, smol_teacher_dir)
 from sgopd_lite.tiny_world import build_tokenizer, sft_batch
 
 transformers = pytest.importorskip("transformers")
@@ -97,7 +98,7 @@ def test_smol_teacher_is_built_once_and_loaded_by_default(tok, tmp_path, monkeyp
     original.save_pretrained(tmp_path / SMOLLM2_DIRNAME)        # where smollm2_dir() looks first
     tok.save_pretrained(tmp_path / SMOLLM2_DIRNAME)
 
-    cfg = ModelConfig(size="smol", device="cpu", lora=False, teacher_finetune_steps=2)
+    cfg = ModelConfig(size="smol", device="cpu", lora=False, teacher_finetune_steps=2, student_finetune_steps=0)
     pair = load_models(cfg, verbose=False)
     built = smol_teacher_dir(SmolTeacherConfig(steps=2), verbose=False)
     assert built.parent == tmp_path and built.name.startswith(SMOLLM2_DIRNAME + "-arith-")
@@ -131,12 +132,80 @@ def test_teacher_finetune_steps_is_checked(kwargs):
         ModelConfig(**kwargs)
 
 
+@pytest.mark.parametrize("kwargs", [dict(size="qwen", student_finetune_steps=10),
+                                    dict(size="smol", student="some/dir", student_finetune_steps=10),
+                                    dict(size="smol", student_finetune_steps=-1),
+                                    dict(size="smol", student_finetune_steps=True)])
+def test_student_finetune_steps_is_checked(kwargs):
+    with pytest.raises(ValueError, match="student_finetune_steps"):
+        ModelConfig(**kwargs)
+
+
+def test_sloppy_solutions_forget_carries_and_borrows_only():
+    problems = arithmetic_split("train")[:400]
+    sloppy = sloppy_solutions(problems, slip=0.9, seed=1)
+    assert [p.answer for p in sloppy] == [p.answer for p in problems]          # gold answers untouched
+    changed = [(p, q) for p, q in zip(problems, sloppy) if p.solution != q.solution]
+    # only problems with a carry or a borrow can change, and about 90% of those do
+    from sgopd_lite.data import has_borrow, has_carry, parse_expression
+    def habit(p):
+        operands, ops = parse_expression(p.question)
+        acc, hit = operands[0], False
+        for op, b in zip(ops, operands[1:]):
+            hit |= has_carry(acc, op, b) or has_borrow(acc, op, b)
+            acc = acc + b if op == "+" else acc - b
+            if hit:
+                return True
+        return hit
+    with_habit = [p for p in problems if habit(p)]
+    assert all(habit(p) for p, _ in changed)
+    assert 0.8 < len(changed) / len(with_habit) < 0.97
+    # a changed solution mostly boxes a wrong value (a forgotten carry and borrow can cancel out)
+    wrong = sum(f"\\boxed{{{p.answer}}}" not in q.solution for p, q in changed)
+    assert wrong / len(changed) > 0.8
+    assert sloppy_solutions(problems, slip=0.0, seed=1) == problems
+
+
+def test_smol_student_is_pruned_then_finetuned_and_cached(tok, tmp_path, monkeypatch):
+    """The default smol student: the ORIGINAL SmolLM2 pruned, then SFT on sloppy solutions,
+    built once (meta.json); student_finetune_steps=0 gives the pruned copy itself."""
+    monkeypatch.setenv("SGOPD_CACHE", str(tmp_path))
+    original = tiny_llama(tok, layers=4)
+    original.save_pretrained(tmp_path / SMOLLM2_DIRNAME)
+    tok.save_pretrained(tmp_path / SMOLLM2_DIRNAME)
+
+    cfg = ModelConfig(size="smol", device="cpu", lora=False, teacher_finetune_steps=0, student_finetune_steps=3)
+    pair = load_models(cfg, verbose=False)
+    built = smol_student_dir(SmolStudentConfig(steps=3), verbose=False)
+    assert built.name.startswith(SMOLLM2_DIRNAME + "-pruned2-arith-")
+    meta = json.loads((built / "meta.json").read_text())
+    assert meta["role"] == "student" and meta["config"]["slip"] == 0.9 and meta["config"]["steps"] == 3
+    assert pair.student.config.num_hidden_layers == 2
+    o_state, s_state = original.state_dict(), pair.student.state_dict()
+    # trained: differs from the pruned original (layer 1 of the student is layer 3 of the original)
+    assert not torch.equal(s_state["model.layers.1.mlp.up_proj.weight"], o_state["model.layers.3.mlp.up_proj.weight"])
+    assert torch.equal(pair.teacher.state_dict()["model.layers.0.mlp.up_proj.weight"],
+                       o_state["model.layers.0.mlp.up_proj.weight"])        # teacher: SmolLM2 as shipped
+
+    monkeypatch.setattr("sgopd_lite.smol_world.finetune", lambda *a, **k: pytest.fail("rebuilt"))
+    assert smol_student_dir(SmolStudentConfig(steps=3), verbose=False) == built
+    plain = load_models(cfg.replace(student_finetune_steps=0), verbose=False)
+    assert torch.equal(plain.student.state_dict()["model.layers.1.mlp.up_proj.weight"],
+                       o_state["model.layers.3.mlp.up_proj.weight"])
+    assert SmolStudentConfig().key() != SmolTeacherConfig().key()
+    with pytest.raises(ValueError, match="slip"):
+        SmolStudentConfig(slip=1.5)
+
+
 def test_world_teacher_finetune_steps_is_checked():
     from sgopd_lite.config import ConfigError, load_config
 
     assert load_config(None, ["world.size=smol", "world.teacher_finetune_steps=0"]).world.teacher_finetune_steps == 0
     with pytest.raises(ConfigError, match="world.teacher_finetune_steps"):
         load_config(None, ["world.teacher_finetune_steps=10"])        # the tiny world has no such step
+    assert load_config(None, ["world.size=smol", "world.student_finetune_steps=0"]).world.student_finetune_steps == 0
+    with pytest.raises(ConfigError, match="world.student_finetune_steps"):
+        load_config(None, ["world.size=smol", "world.student=x", "world.student_finetune_steps=5"])
 
 
 @pytest.mark.slow
