@@ -57,6 +57,7 @@ bench: $(VENV)/.deps-ok
 
 reproduce: $(VENV)/.deps-ok
 	$(OFFLINE) $(PY) -m sgopd_lite reproduce --jobs $(JOBS)
+	$(OFFLINE) $(PY) -m sgopd_lite reproduce --smol
 	$(OFFLINE) $(PY) -m sgopd_lite report
 
 report: $(VENV)/.deps-ok

@@ -6,6 +6,7 @@
     data                                                 regenerate data/arith_{train,eval}.jsonl
     demo                                                 the README's main job (make demo)
     reproduce --jobs 2                                   the seeded study (make reproduce; resumes)
+    reproduce --smol                                     its SmolLM2 part: OPD vs SG-OPD on CPU
     report                                               docs/results.md from the finished runs
 """
 
@@ -96,13 +97,18 @@ def _cmd_demo(args) -> int:
 
 
 def _cmd_reproduce(args) -> int:
-    from .reproduce import reproduce
+    from pathlib import Path
+
+    from .reproduce import reproduce, reproduce_smol
 
     kw = {k: getattr(args, k) for k in ("steps", "seeds", "grid_seeds")}
     if args.results_dir:
-        kw["results_dir"] = args.results_dir
+        kw["results_dir"] = Path(args.results_dir)
     if args.work_dir:
-        kw["work_dir"] = args.work_dir
+        kw["work_dir"] = Path(args.work_dir)
+    if args.smol:
+        reproduce_smol(**{k: v for k, v in kw.items() if k in ("results_dir", "work_dir")})
+        return 0
     done = reproduce(jobs=args.jobs, worker=args.worker, limit=args.limit, **kw)
     if args.worker is None:
         print(f"[reproduce] {done} runs finished in this invocation; `python -m sgopd_lite report` "
@@ -177,6 +183,8 @@ def main(argv=None) -> int:
     p.add_argument("--grid-seeds", type=int, default=GRID_SEEDS)
     p.add_argument("--results-dir", default=None, help="where run summaries go (default results/runs)")
     p.add_argument("--work-dir", default=None, help="checkpoints of unfinished runs (default runs/reproduce)")
+    p.add_argument("--smol", action="store_true",
+                   help="the pretrained-model runs instead: OPD vs SG-OPD with SmolLM2 (configs/smol_cpu.yaml)")
     p.set_defaults(fn=_cmd_reproduce)
 
     p = sub.add_parser("report", help="write docs/results.md from the finished runs")

@@ -4,7 +4,9 @@ The plan (`plan()`), every run a plain `Trainer` run of this library:
 
 * main table: 4 world settings {both assumptions hold, A1 broken, A2 broken, both broken}
   x 5 methods {OPD, ExOPD lambda=1.25, gate only, PTS only, SG-OPD} x 5 seeds;
-* gate ablation: lambda_e x lambda_i on the hardest setting (both broken), SG-OPD, 3 seeds.
+* gate ablation: lambda_e x lambda_i on the hardest setting (both broken), SG-OPD, 3 seeds;
+* a pretrained pair: OPD vs SG-OPD on the smol size (SmolLM2, CPU, configs/smol_cpu.yaml),
+  run by `python -m sgopd_lite reproduce --smol` (about half an hour on 2 cores).
 
 Each finished run leaves one small JSON summary in `results/runs/` (final held-out avg@8 /
 pass@8, curves sampled every few steps, wall time, machine). Those summaries are committed,
@@ -49,6 +51,9 @@ GRID_SETTING = "both"
 GRID_LAMBDA_E = (1.0, 1.4, 1.8)
 GRID_LAMBDA_I = (0.0, 0.5, 1.0)
 GRID_SEEDS = 3
+SMOL_CONFIG = REPO_DIR / "configs" / "smol_cpu.yaml"
+SMOL_METHODS = ("opd", "sgopd")
+SMOL_SEEDS = 1
 
 # the protocol of every run (the demo's budget; see README "Does on-policy distillation learn here?")
 STEPS = 200
@@ -73,6 +78,8 @@ class RunSpec:
 
     @property
     def group(self) -> str:
+        if self.setting == "smol":
+            return "smol"
         return "grid" if self.lambda_e is not None else "main"
 
     @property
@@ -86,8 +93,11 @@ class RunSpec:
         return Path(results_dir) / self.group / f"{self.name}.json"
 
     def train_config(self, work_dir: Path = WORK_DIR, steps: int = STEPS):
-        from .config import TrainConfig
+        from .config import TrainConfig, load_config
 
+        if self.setting == "smol":   # the pretrained pair: its own protocol, in a config file
+            return load_config(SMOL_CONFIG, [f"method={self.method}", f"seed={self.seed}",
+                                             f"out_dir={Path(work_dir) / self.name}"])
         style_gap, teacher_noise = SETTINGS[self.setting]
         gate = None
         if self.lambda_e is not None:
@@ -105,6 +115,11 @@ def plan(seeds: int = SEEDS, grid_seeds: int = GRID_SEEDS) -> list[RunSpec]:
     runs += [RunSpec(GRID_SETTING, "sgopd", seed, le, li)
              for seed in range(grid_seeds) for le in GRID_LAMBDA_E for li in GRID_LAMBDA_I]
     return runs
+
+
+def smol_plan(seeds: int = SMOL_SEEDS) -> list[RunSpec]:
+    """The smol runs: OPD and SG-OPD from the same SmolLM2 student (configs/smol_cpu.yaml)."""
+    return [RunSpec("smol", m, seed) for seed in range(seeds) for m in SMOL_METHODS]
 
 
 def machine() -> str:
@@ -134,14 +149,14 @@ def run_one(spec: RunSpec, results_dir: Path = RESULTS_DIR, work_dir: Path = WOR
     start = time.perf_counter()
     history = train(cfg, verbose=verbose)
     final = history[-1]
-    key_avg, key_pass = f"eval_avg@{EVAL_N}", f"eval_pass@{EVAL_N}"
+    key_avg, key_pass = f"eval_avg@{cfg.eval_n}", f"eval_pass@{cfg.eval_n}"
     if key_avg not in final:
         raise RuntimeError(f"run {spec.name} ended without a final evaluation")
     curves = {k: [[m["step"], m[k]] for m in history[::CURVE_EVERY] if isinstance(m.get(k), (int, float))]
               for k in CURVE_KEYS}
     summary = {"name": spec.name, "group": spec.group, "setting": spec.setting, "method": spec.method,
                "seed": spec.seed, "lambda_e": cfg.gate.lambda_e, "lambda_i": cfg.gate.lambda_i,
-               "steps": cfg.steps, "lr": cfg.lr, "loss_type": cfg.loss_type, "avg": final[key_avg], "pass": final[key_pass], "n": EVAL_N,
+               "steps": cfg.steps, "lr": cfg.lr, "loss_type": cfg.loss_type, "avg": final[key_avg], "pass": final[key_pass], "n": cfg.eval_n,
                "eval_problems": cfg.eval_problems, "skipped_steps": sum("skipped" in m for m in history),
                "curves": {k: v for k, v in curves.items() if v},
                "seconds": round(time.perf_counter() - start, 1), "machine": machine(),
@@ -178,6 +193,47 @@ def start_points(results_dir: Path = RESULTS_DIR) -> dict:
 
 def pending(runs: list[RunSpec], results_dir: Path = RESULTS_DIR) -> list[RunSpec]:
     return [r for r in runs if not r.summary_path(results_dir).is_file()]
+
+
+def smol_start_points(results_dir: Path = RESULTS_DIR) -> dict:
+    """Held-out avg@n / pass@n of the smol teacher and starting student, on the smol protocol's
+    problems (cached in results/runs/smol/start.json; seed 0)."""
+    import torch
+
+    from .evaluate import evaluate
+    from .train import load_world
+
+    path = Path(results_dir) / "smol" / "start.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    cfg = smol_plan()[0].train_config()
+    world = load_world(cfg)
+    out = {"eval_problems": cfg.eval_problems, "n": cfg.eval_n, "machine": machine()}
+    for role, model in (("teacher", world.teacher), ("student", world.student)):
+        torch.manual_seed(0)
+        res = evaluate(model, world.tokenizer, world.eval_problems[:cfg.eval_problems], n=cfg.eval_n,
+                       temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens,
+                       instruction=world.instruction, vocab_size=world.vocab_size)
+        out[role] = {"avg": res.avg_at_n, "pass": res.pass_at_k, "seconds": round(res.seconds, 1)}
+    _atomic_write(path, out)
+    return out
+
+
+def reproduce_smol(results_dir: Path = RESULTS_DIR, work_dir: Path = WORK_DIR, seeds: int = SMOL_SEEDS) -> int:
+    """The smol runs that are missing, one after the other (all torch threads). Returns how many ran."""
+    runs = smol_plan(seeds)
+    todo = pending(runs, results_dir)
+    print(f"[reproduce smol] {len(todo)} of {len(runs)} runs to go; summaries in {results_dir / 'smol'}", flush=True)
+    t = time.perf_counter()
+    start = smol_start_points(results_dir)
+    print(f"[reproduce smol] start: teacher avg@{start['n']} {start['teacher']['avg']:.3f}, student "
+          f"{start['student']['avg']:.3f} ({time.perf_counter() - t:.0f} s)", flush=True)
+    for spec in todo:
+        t = time.perf_counter()
+        s = run_one(spec, results_dir, work_dir, verbose=True)
+        print(f"[reproduce smol] {spec.name}: avg@{s['n']} {s['avg']:.3f} pass@{s['n']} {s['pass']:.3f} "
+              f"({time.perf_counter() - t:.0f} s)", flush=True)
+    return len(todo)
 
 
 def reproduce(jobs: int = 1, worker: int | None = None, limit: int | None = None,
@@ -289,12 +345,18 @@ def write_report(results_dir: Path = RESULTS_DIR, docs_dir: Path = DOCS_DIR, see
     """docs/results.md and docs/figures/*.png from the run summaries (ReportError if any is missing)."""
     from . import viz
 
+    from .config import load_config
+
     runs = plan(seeds, grid_seeds)
     summ = load_summaries(runs, results_dir, steps)
-    start_path = Path(results_dir) / "start.json"
-    if not start_path.is_file():
-        raise ReportError(f"cannot write the report: {start_path} is missing (run `make reproduce`)")
+    smol_cfg = load_config(SMOL_CONFIG)
+    smol = load_summaries(smol_plan(), results_dir, smol_cfg.steps)
+    start_path, smol_start_path = Path(results_dir) / "start.json", Path(results_dir) / "smol" / "start.json"
+    for path in (start_path, smol_start_path):
+        if not path.is_file():
+            raise ReportError(f"cannot write the report: {path} is missing (run `make reproduce`)")
     start = json.loads(start_path.read_text())
+    smol_start = json.loads(smol_start_path.read_text())
     main = [r for r in runs if r.group == "main"]
     grid = [r for r in runs if r.group == "grid"]
 
@@ -371,6 +433,28 @@ def write_report(results_dir: Path = RESULTS_DIR, docs_dir: Path = DOCS_DIR, see
             _cell([x["value"] for x in rows if x["lambda_e"] == le and x["lambda_i"] == li])
             for le in GRID_LAMBDA_E) + " |")
     L += ["", "![ablation heatmap](figures/ablation_heatmap.png)"]
+
+    # the pretrained pair
+    sn = smol_start["n"]
+    smol_runs = [smol[r.name] for r in smol_plan()]
+    L += ["", "## A pretrained pair: SmolLM2 on the CPU", "",
+          f"`python -m sgopd_lite reproduce --smol` ({SMOL_CONFIG.relative_to(REPO_DIR)}): teacher = "
+          "SmolLM2-135M-Instruct after its cached task fine-tune, student = SmolLM2 pruned to 15 of 30 layers "
+          f"after its cached fine-tune on sloppy solutions, LoRA; {smol_cfg.steps} steps x "
+          f"{smol_cfg.prompts_per_step} prompts x {smol_cfg.group_size} rollouts, {smol_cfg.loss_type} loss, "
+          f"lr {smol_cfg.lr:g}, phased teacher sampling k1 = {smol_cfg.pts.k1}, k2 = {smol_cfg.pts.k2} for SG-OPD; "
+          f"held-out: the first {smol_start['eval_problems']} problems, n = {sn}. "
+          f"Machine: {smol_runs[0]['machine']}.", "",
+          f"| model | avg@{sn} | pass@{sn} | run time |", "|---|---|---|---|",
+          f"| teacher | {100 * smol_start['teacher']['avg']:.1f} | {100 * smol_start['teacher']['pass']:.1f} | |",
+          f"| student at the start | {100 * smol_start['student']['avg']:.1f} | "
+          f"{100 * smol_start['student']['pass']:.1f} | |"]
+    for r in smol_plan():
+        x = smol[r.name]
+        L.append(f"| {METHOD_NAMES[r.method]}, seed {r.seed} | {100 * x['avg']:.1f} | {100 * x['pass']:.1f} | "
+                 f"{x['seconds'] / 60:.1f} min |")
+    L += ["", f"{len(smol_runs) // len(SMOL_METHODS)} seed per method: no interval can be given, so this "
+          "table shows that the method runs on a pretrained pair on a CPU, not that one method beats the other."]
 
     # figures: learning curves with spread, gate fractions
     plt = viz._plt()

@@ -26,6 +26,16 @@ def test_plan_covers_every_cell_and_the_grid():
     assert {(r.setting, r.method) for r in runs[:20]} == {(s, m) for s in R.SETTINGS for m in R.METHODS}
 
 
+def test_smol_runs_use_the_smol_config(tmp_path):
+    specs = R.smol_plan()
+    assert [s.method for s in specs] == ["opd", "sgopd"] and {s.group for s in specs} == {"smol"}
+    assert specs[0].summary_path(tmp_path) == tmp_path / "smol" / "smol-opd-s0.json"
+    opd, sg = (s.train_config(tmp_path) for s in specs)
+    assert opd.world.size == sg.world.size == "smol"
+    assert not opd.pts.enabled and sg.pts.enabled and sg.gate.lambda_e > 1.0 == opd.gate.lambda_e
+    assert sg.pts.k2 <= sg.steps and opd.out_dir == str(tmp_path / "smol-opd-s0")
+
+
 def test_run_spec_builds_a_valid_config(tmp_path):
     cfg = R.RunSpec("both", "sgopd", 2, 1.4, 0.5).train_config(tmp_path, steps=7)
     assert (cfg.world.style_gap, cfg.world.teacher_noise) == (1.0, 1.0)
@@ -64,6 +74,22 @@ def _write_all(results_dir, seeds=2, grid_seeds=2):
         path.write_text(json.dumps(_fake_summary(spec, rng)))
     start = {s: {"teacher": {"avg": 0.9, "pass": 1.0}, "student": {"avg": 0.3, "pass": 0.7}} for s in R.SETTINGS}
     (results_dir / "start.json").write_text(json.dumps(start))
+    _write_smol(results_dir)
+
+
+def _write_smol(results_dir):
+    """Fake smol summaries with the protocol of configs/smol_cpu.yaml."""
+    from sgopd_lite.config import load_config
+
+    steps = load_config(R.SMOL_CONFIG).steps
+    for i, spec in enumerate(R.smol_plan()):
+        s = _fake_summary(spec, np.random.default_rng(i))
+        s.update(steps=steps, n=4, eval_problems=64, avg=0.21 + 0.02 * i, machine="smol machine")
+        spec.summary_path(results_dir).parent.mkdir(parents=True, exist_ok=True)
+        spec.summary_path(results_dir).write_text(json.dumps(s))
+    start = {"eval_problems": 64, "n": 4, "machine": "smol machine",
+             "teacher": {"avg": 0.55, "pass": 0.85}, "student": {"avg": 0.15, "pass": 0.4}}
+    (results_dir / "smol" / "start.json").write_text(json.dumps(start))
 
 
 def test_report_refuses_missing_runs(tmp_path):
@@ -96,6 +122,16 @@ def test_report_refuses_partial_or_corrupt_runs(tmp_path):
     (tmp_path / "start.json").unlink()
     with pytest.raises(R.ReportError, match="start.json"):
         R.write_report(tmp_path, tmp_path / "docs", seeds=2, grid_seeds=2, steps=20)
+    # the SmolLM2 part is part of the report too
+    _write_all(tmp_path)
+    R.smol_plan()[1].summary_path(tmp_path).unlink()
+    with pytest.raises(R.ReportError, match=rf"1 of 2 runs missing.*{R.smol_plan()[1].name}"):
+        R.write_report(tmp_path, tmp_path / "docs", seeds=2, grid_seeds=2, steps=20)
+    _write_all(tmp_path)
+    (tmp_path / "smol" / "start.json").unlink()
+    with pytest.raises(R.ReportError, match="smol/start.json"):
+        R.write_report(tmp_path, tmp_path / "docs", seeds=2, grid_seeds=2, steps=20)
+    assert not (tmp_path / "docs" / "results.md").exists()
 
 
 def test_report_with_every_run_has_tables_differences_and_figures(tmp_path):
@@ -108,6 +144,11 @@ def test_report_with_every_run_has_tables_differences_and_figures(tmp_path):
     found = [float(x) for x in re.findall(r"SG-OPD - OPD = ([+-][0-9.]+) ", text)]
     assert len(found) == len(R.SETTINGS) and all(3.0 < x < 7.0 for x in found)   # about +5 points
     assert "test machine" in text and "nan" not in text.lower()
+    # the SmolLM2 section: start points and both runs, with the honest one-seed caveat
+    assert "## A pretrained pair: SmolLM2" in text and "smol machine" in text
+    assert "| teacher | 55.0 | 85.0 |" in text and "| student at the start | 15.0 | 40.0 |" in text
+    assert "| OPD, seed 0 | 21.0 |" in text and "| SG-OPD, seed 0 | 23.0 |" in text
+    assert "no interval can be given" in text
     for fig in ("ablation_heatmap.png", "curves_reward_mean.png", "curves_kl_k1.png", "gate_fractions.png"):
         assert (tmp_path / "docs" / "figures" / fig).stat().st_size > 1000
 
