@@ -1,4 +1,5 @@
-"""The smol world: held-out accuracy of SmolLM2 as shipped, the fine-tuned teacher and the pruned student.
+"""The smol world: held-out accuracy of SmolLM2 as shipped, the fine-tuned teacher, the pruned copy
+and the default student (smol_world.SmolStudentConfig, fine-tuned on sloppy solutions).
 
     OMP_NUM_THREADS=1 python benchmarks/bench_smol_teacher.py                 # default teacher, avg@4 on 64
     OMP_NUM_THREADS=1 python benchmarks/bench_smol_teacher.py --steps 80 --lr 1e-4 --n 8
@@ -27,7 +28,7 @@ def main():
     from sgopd_lite.data import arithmetic_split
     from sgopd_lite.evaluate import evaluate
     from sgopd_lite.models import load_tokenizer, smollm2_dir, smollm2_student_dir
-    from sgopd_lite.smol_world import SmolTeacherConfig, smol_teacher_dir
+    from sgopd_lite.smol_world import SmolStudentConfig, SmolTeacherConfig, smol_student_dir, smol_teacher_dir
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     defaults = SmolTeacherConfig()
@@ -37,11 +38,12 @@ def main():
     ap.add_argument("--problems", type=int, default=64, help="held-out problems")
     ap.add_argument("--n", type=int, default=4, help="samples per problem (avg@n, pass@n)")
     ap.add_argument("--max-new-tokens", type=int, default=48)
-    ap.add_argument("--models", default="original,teacher,student")
+    ap.add_argument("--models", default="original,teacher,pruned,student")
     args = ap.parse_args()
 
     cfg = SmolTeacherConfig(steps=args.steps, lr=args.lr, batch_size=args.batch_size)
-    paths = {"original": smollm2_dir(), "teacher": smol_teacher_dir(cfg), "student": smollm2_student_dir()}
+    paths = {"original": smollm2_dir(), "teacher": smol_teacher_dir(cfg), "pruned": smollm2_student_dir(),
+             "student": smol_student_dir(SmolStudentConfig())}
     meta = json.loads((paths["teacher"] / "meta.json").read_text())
     print(f"teacher: {cfg.steps} SFT steps of {cfg.batch_size}, lr {cfg.lr}: {meta['seconds']} s on "
           f"{meta['threads']} thread(s), loss {meta['first_loss']} -> {meta['final_loss']}; build-time "

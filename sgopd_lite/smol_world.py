@@ -56,7 +56,7 @@ import torch.nn.functional as F
 from .data import DEFAULT_INSTRUCTION, Problem, arithmetic_split, parse_expression, solve
 
 SMOL_TEACHER_STEPS = 80     # default SFT steps of the smol teacher (see SmolTeacherConfig.steps)
-SMOL_STUDENT_STEPS = 40     # default SFT steps of the smol student (see SmolStudentConfig.steps)
+SMOL_STUDENT_STEPS = 80     # default SFT steps of the smol student (see SmolStudentConfig.steps)
 
 
 @dataclass(frozen=True)
@@ -93,15 +93,15 @@ class SmolTeacherConfig:
 
 @dataclass(frozen=True)
 class SmolStudentConfig(SmolTeacherConfig):
-    """The smol student: SmolLM2 pruned to `keep_layers` decoder layers (models.make_pruned_student),
-    then a short SFT on *sloppy* solutions: a fraction `slip` of them forget every carry and every
-    borrow (data.solve), the habit the tiny world's student has too, so the student writes the
-    task's format and the teacher has specific tokens to correct."""
+    """The smol student: the ORIGINAL SmolLM2 (optionally pruned to `keep_layers` decoder layers,
+    models.make_pruned_student) after a short SFT on *sloppy* solutions: a fraction `slip` of them
+    forget every carry and every borrow (data.solve), the habit the tiny world's student has too.
+    So the student writes the task's format, gets the problems without a carry or a borrow right,
+    and the teacher has specific tokens to correct. Same recipe as the teacher otherwise."""
 
-    steps: int = SMOL_STUDENT_STEPS   # optimizer steps; 0 = the pruned SmolLM2 as it is
-    lr: float = 2e-4                  # a pruned network has more to repair than the teacher
+    steps: int = SMOL_STUDENT_STEPS   # optimizer steps; 0 = the (pruned) SmolLM2 as it is
     seed: int = 1                     # another order of the training problems than the teacher's
-    keep_layers: int | None = None    # decoder layers kept; None = half (15 of SmolLM2's 30)
+    keep_layers: int | None = None    # prune to this many decoder layers first; None = keep all 30
     slip: float = 0.9                 # fraction of SFT solutions that forget carries and borrows
 
     def __post_init__(self):
@@ -268,14 +268,17 @@ def smol_teacher_dir(cfg: SmolTeacherConfig = SmolTeacherConfig(), cache_dir: st
 
 def smol_student_dir(cfg: SmolStudentConfig = SmolStudentConfig(), cache_dir: str | os.PathLike | None = None,
                      verbose: bool = True) -> Path:
-    """Directory of the smol student: the pruned SmolLM2 (models.smollm2_student_dir, from the
-    ORIGINAL weights) after `cfg.steps` SFT steps on sloppy solutions, built once and saved next
-    to it as `...-pruned<k>-arith-<key>`; the pruned copy itself when cfg.steps is 0."""
-    from .models import smollm2_student_dir
+    """Directory of the smol student: the original SmolLM2 (or, with cfg.keep_layers, its pruned
+    copy models.smollm2_student_dir) after `cfg.steps` SFT steps on sloppy solutions, built once
+    and saved next to it as `<base>-student-<key>`; the base itself when cfg.steps is 0."""
+    from .models import smollm2_dir, smollm2_student_dir
 
-    base_dir = smollm2_student_dir(cfg.keep_layers, cache_dir, verbose=verbose)
+    if cfg.keep_layers is None:
+        base_dir = smollm2_dir(cache_dir, verbose=verbose)
+    else:
+        base_dir = smollm2_student_dir(cfg.keep_layers, cache_dir, verbose=verbose)
     if cfg.steps == 0:
         return base_dir
     problems = sloppy_solutions(arithmetic_split("train"), cfg.slip, cfg.seed)
-    return _build_finetuned(base_dir, base_dir.parent / f"{base_dir.name}-arith-{cfg.key()}", cfg,
+    return _build_finetuned(base_dir, base_dir.parent / f"{base_dir.name}-student-{cfg.key()}", cfg,
                             problems, "student", verbose)

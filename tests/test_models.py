@@ -478,7 +478,8 @@ def test_load_models_smol_pair(smol_cache, monkeypatch):
     monkeypatch.setenv("SGOPD_CACHE", str(smol_cache))
     start = time.perf_counter()
     # SmolLM2 as shipped: the fine-tuned default teacher (minutes to build) is tested in test_smol_world.py
-    pair = load_models(ModelConfig(size="smol", device="cpu", teacher_finetune_steps=0, student_finetune_steps=0), verbose=False)
+    pair = load_models(ModelConfig(size="smol", device="cpu", teacher_finetune_steps=0, student_finetune_steps=0,
+                                  student_layers=15), verbose=False)
     load_s = time.perf_counter() - start
     assert pair.vocab_size == 49152 and pair.notes == []
     assert pair.teacher.config.num_hidden_layers == 30
@@ -503,7 +504,7 @@ def test_smol_qlora_step(smol_cache, monkeypatch):
     monkeypatch.setenv("SGOPD_CACHE", str(smol_cache))
     start = time.perf_counter()
     pair = load_models(ModelConfig(size="smol", device="cpu", student_quant="4bit", teacher_finetune_steps=0,
-                                    student_finetune_steps=0),
+                                    student_finetune_steps=0, student_layers=15),
                        verbose=False)
     load_s = time.perf_counter() - start
     assert "4-bit base" in trainable_parameter_summary(pair.student)

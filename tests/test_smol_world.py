@@ -98,7 +98,8 @@ def test_smol_teacher_is_built_once_and_loaded_by_default(tok, tmp_path, monkeyp
     original.save_pretrained(tmp_path / SMOLLM2_DIRNAME)        # where smollm2_dir() looks first
     tok.save_pretrained(tmp_path / SMOLLM2_DIRNAME)
 
-    cfg = ModelConfig(size="smol", device="cpu", lora=False, teacher_finetune_steps=2, student_finetune_steps=0)
+    cfg = ModelConfig(size="smol", device="cpu", lora=False, teacher_finetune_steps=2, student_finetune_steps=0,
+                      student_layers=2)
     pair = load_models(cfg, verbose=False)
     built = smol_teacher_dir(SmolTeacherConfig(steps=2), verbose=False)
     assert built.parent == tmp_path and built.name.startswith(SMOLLM2_DIRNAME + "-arith-")
@@ -166,31 +167,38 @@ def test_sloppy_solutions_forget_carries_and_borrows_only():
     assert sloppy_solutions(problems, slip=0.0, seed=1) == problems
 
 
-def test_smol_student_is_pruned_then_finetuned_and_cached(tok, tmp_path, monkeypatch):
-    """The default smol student: the ORIGINAL SmolLM2 pruned, then SFT on sloppy solutions,
-    built once (meta.json); student_finetune_steps=0 gives the pruned copy itself."""
+def test_smol_student_is_finetuned_from_the_original_and_cached(tok, tmp_path, monkeypatch):
+    """The default smol student: the ORIGINAL SmolLM2 after SFT on sloppy solutions, built once
+    (meta.json); student_layers prunes it first; student_finetune_steps=0 gives the base itself."""
     monkeypatch.setenv("SGOPD_CACHE", str(tmp_path))
     original = tiny_llama(tok, layers=4)
     original.save_pretrained(tmp_path / SMOLLM2_DIRNAME)
     tok.save_pretrained(tmp_path / SMOLLM2_DIRNAME)
+    o_state = original.state_dict()
 
     cfg = ModelConfig(size="smol", device="cpu", lora=False, teacher_finetune_steps=0, student_finetune_steps=3)
     pair = load_models(cfg, verbose=False)
     built = smol_student_dir(SmolStudentConfig(steps=3), verbose=False)
-    assert built.name.startswith(SMOLLM2_DIRNAME + "-pruned2-arith-")
+    assert built.name.startswith(SMOLLM2_DIRNAME + "-student-")
     meta = json.loads((built / "meta.json").read_text())
     assert meta["role"] == "student" and meta["config"]["slip"] == 0.9 and meta["config"]["steps"] == 3
-    assert pair.student.config.num_hidden_layers == 2
-    o_state, s_state = original.state_dict(), pair.student.state_dict()
-    # trained: differs from the pruned original (layer 1 of the student is layer 3 of the original)
-    assert not torch.equal(s_state["model.layers.1.mlp.up_proj.weight"], o_state["model.layers.3.mlp.up_proj.weight"])
-    assert torch.equal(pair.teacher.state_dict()["model.layers.0.mlp.up_proj.weight"],
-                       o_state["model.layers.0.mlp.up_proj.weight"])        # teacher: SmolLM2 as shipped
+    s_state = pair.student.state_dict()
+    assert pair.student.config.num_hidden_layers == 4
+    assert not torch.equal(s_state["model.layers.3.mlp.up_proj.weight"], o_state["model.layers.3.mlp.up_proj.weight"])
+    assert torch.equal(pair.teacher.state_dict()["model.layers.3.mlp.up_proj.weight"],
+                       o_state["model.layers.3.mlp.up_proj.weight"])        # teacher: SmolLM2 as shipped
+
+    pruned = load_models(cfg.replace(student_layers=2), verbose=False).student   # layers 0 and 3, then SFT
+    assert pruned.config.num_hidden_layers == 2
+    assert smol_student_dir(SmolStudentConfig(steps=3, keep_layers=2), verbose=False).name.startswith(
+        SMOLLM2_DIRNAME + "-pruned2-student-")
+    assert not torch.equal(pruned.state_dict()["model.layers.1.mlp.up_proj.weight"],
+                           o_state["model.layers.3.mlp.up_proj.weight"])
 
     monkeypatch.setattr("sgopd_lite.smol_world.finetune", lambda *a, **k: pytest.fail("rebuilt"))
     assert smol_student_dir(SmolStudentConfig(steps=3), verbose=False) == built
     plain = load_models(cfg.replace(student_finetune_steps=0), verbose=False)
-    assert torch.equal(plain.student.state_dict()["model.layers.1.mlp.up_proj.weight"],
+    assert torch.equal(plain.student.state_dict()["model.layers.3.mlp.up_proj.weight"],
                        o_state["model.layers.3.mlp.up_proj.weight"])
     assert SmolStudentConfig().key() != SmolTeacherConfig().key()
     with pytest.raises(ValueError, match="slip"):
