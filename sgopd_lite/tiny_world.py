@@ -266,8 +266,37 @@ def build_model(cfg: TinyWorldConfig, role: str, out_dir: Path | None = None, ve
     return out_dir
 
 
+def _build_in_worker(cfg: TinyWorldConfig, role: str, out_dir: Path, threads: int, verbose: bool) -> Path:
+    torch.set_num_threads(threads)
+    return build_model(cfg, role, out_dir, verbose=verbose)
+
+
+def build_models(cfg: TinyWorldConfig, todo: dict[str, Path], parallel: bool | None = None,
+                 verbose: bool = True) -> None:
+    """Build the models of `todo` ({role: out_dir}). parallel (None = when there are two models
+    and at least two CPUs): the teacher and the student train at the same time in two processes,
+    half of the CPUs each. On 2 cores that is the teacher's time alone instead of the sum (the
+    SFT of such small models gains little from a second thread). A model's weights depend on
+    its thread count (float sums in another order), so meta.json records it."""
+    cpus = os.cpu_count() or 1
+    if parallel is None:
+        parallel = len(todo) == 2 and cpus >= 2
+    if not parallel or len(todo) < 2:
+        for role, path in todo.items():
+            build_model(cfg, role, path, verbose=verbose)
+        return
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    threads = max(1, cpus // len(todo))
+    with ProcessPoolExecutor(len(todo), mp_context=mp.get_context("spawn")) as pool:
+        futures = [pool.submit(_build_in_worker, cfg, role, path, threads, verbose) for role, path in todo.items()]
+        for f in futures:
+            f.result()
+
+
 def load_tiny_pair(style_gap: float = 0.0, teacher_noise: float = 0.0, cfg: TinyWorldConfig | None = None,
-                   build: bool = True, verbose: bool = True):
+                   build: bool = True, verbose: bool = True, parallel: bool | None = None):
     """(tokenizer, teacher, student) of the tiny world, building and caching what is missing.
 
     The teacher is frozen and in eval mode; the student is a fresh trainable copy.
@@ -275,17 +304,16 @@ def load_tiny_pair(style_gap: float = 0.0, teacher_noise: float = 0.0, cfg: Tiny
     from transformers import Qwen2ForCausalLM
 
     cfg = cfg or TinyWorldConfig(style_gap=style_gap, teacher_noise=teacher_noise)
-    paths = {}
-    for role in ("teacher", "student"):
-        path = model_dir(cfg, role)
-        if not (path / "meta.json").is_file():
-            if not build:
-                raise FileNotFoundError(f"tiny {role} {role_key(cfg, role)} is not built ({path})")
-            if verbose:
-                print(f"building the tiny {role} (style_gap={cfg.style_gap}, teacher_noise="
-                      f"{cfg.teacher_noise}) into {path}", flush=True)
-            build_model(cfg, role, path, verbose=verbose)
-        paths[role] = path
+    paths = {role: model_dir(cfg, role) for role in ("teacher", "student")}
+    todo = {role: path for role, path in paths.items() if not (path / "meta.json").is_file()}
+    if todo and not build:
+        role = next(iter(todo))
+        raise FileNotFoundError(f"tiny {role} {role_key(cfg, role)} is not built ({todo[role]})")
+    if todo:
+        if verbose:
+            print(f"building the tiny {' and '.join(todo)} (style_gap={cfg.style_gap}, teacher_noise="
+                  f"{cfg.teacher_noise}) into {', '.join(str(p) for p in todo.values())}", flush=True)
+        build_models(cfg, todo, parallel, verbose=verbose)
     tok = load_tokenizer(paths["teacher"])
     teacher = Qwen2ForCausalLM.from_pretrained(paths["teacher"], attn_implementation="eager")
     teacher.eval().requires_grad_(False)
@@ -367,13 +395,17 @@ def world_report(n: int = 8, rebuild: bool = False, build_dir=None, limit: int |
     rows, rebuilt = [], set()
     for name, style_gap, teacher_noise in settings:
         cfg = TinyWorldConfig(style_gap=style_gap, teacher_noise=teacher_noise)
-        for role in ("teacher", "student") if rebuild else ():
-            key = role_key(cfg, role)
-            if key not in rebuilt:     # knob variants share the unchanged model: build it once
-                if verbose:
-                    print(f"rebuilding {key} ({name})", flush=True)
-                build_model(cfg, role, Path(build_dir or cache_root()) / key, verbose=verbose)
-                rebuilt.add(key)
+        # knob variants share the unchanged model: build each once
+        todo = {role: Path(build_dir or cache_root()) / role_key(cfg, role) for role in ("teacher", "student")
+                if rebuild and role_key(cfg, role) not in rebuilt}
+        if todo:
+            if verbose:
+                print(f"rebuilding {', '.join(p.name for p in todo.values())} ({name})", flush=True)
+            start = time.perf_counter()
+            build_models(cfg, todo, verbose=verbose)
+            rebuilt.update(p.name for p in todo.values())
+            if verbose:
+                print(f"  built in {time.perf_counter() - start:.0f} s wall", flush=True)
         tok, teacher, student = load_tiny_pair(cfg=cfg, verbose=verbose)
         secs = build_seconds(cfg)
         row = {"setting": name, "style_gap": style_gap, "teacher_noise": teacher_noise}

@@ -18,7 +18,8 @@ def test_qlora_sgopd_steps_with_smollm2(tmp_path):
 
     cfg = TrainConfig(method="sgopd", steps=2, prompts_per_step=2, group_size=2, max_new_tokens=12,
                       eval_every=0, eval_problems=1, eval_n=1, save_every=0, log_rollouts=1,
-                      world={"size": "smol", "student_quant": "4bit"},
+                      world={"size": "smol", "student_quant": "4bit", "teacher_finetune_steps": 0,
+                             "student_finetune_steps": 0},   # both as shipped: no build
                       pts={"k1": 1, "k2": 2, "m": 1}, out_dir=str(tmp_path / "run"))
     trainer = Trainer(cfg, verbose=False)
     student = trainer.policy

@@ -1,5 +1,6 @@
 """The tiny world's tokenizer and models (no training: that is what `world --report` measures)."""
 
+import pytest
 
 from sgopd_lite.data import format_prompt
 from sgopd_lite.tiny_world import NetConfig, TinyWorldConfig, build_tokenizer, load_tokenizer, make_model, role_key
@@ -95,3 +96,28 @@ def test_first_mistake_finds_the_first_wrong_character_in_either_style():
     assert first_mistake("15-4+16", "15-4=12\n12+16=28\n\\boxed{28}") == 6
     assert first_mistake("15-4+16", "15-4 is 11\n11+16 is 26\nso \\boxed{26}") == 21
     assert first_mistake("15-4+16", "15-4=11\n11+16=27") == 16          # EOS where "\\n" belonged
+
+
+def test_missing_pair_is_built_in_two_processes_and_cached(tmp_path, monkeypatch):
+    """Both models missing: teacher and student train side by side (one process each, half the
+    CPUs each), land in the cache with their meta.json, and load; a second call builds nothing."""
+    import json
+
+    from sgopd_lite import tiny_world as T
+
+    monkeypatch.setenv("SGOPD_CACHE", str(tmp_path))
+    monkeypatch.setattr(T.os, "cpu_count", lambda: 2)
+    cfg = TinyWorldConfig(teacher=NetConfig(hidden=16, layers=1, heads=2, mlp=32),
+                          student=NetConfig(hidden=16, layers=1, heads=2, mlp=16),
+                          teacher_steps=2, student_steps=2, batch_size=4)
+    tok, teacher, student = T.load_tiny_pair(cfg=cfg, verbose=False)
+    for role, model in (("teacher", teacher), ("student", student)):
+        path = tmp_path / "tiny" / role_key(cfg, role)
+        meta = json.loads((path / "meta.json").read_text())
+        assert meta["role"] == role and meta["threads"] == 1            # 2 CPUs, 2 processes
+        assert model.config.hidden_size == 16
+    assert not any(p.requires_grad for p in teacher.parameters())
+    monkeypatch.setattr(T, "build_model", lambda *a, **k: pytest.fail("rebuilt"))
+    T.load_tiny_pair(cfg=cfg, verbose=False)
+    with pytest.raises(FileNotFoundError, match="not built"):
+        T.load_tiny_pair(cfg=TinyWorldConfig(teacher_steps=3), build=False, verbose=False)
