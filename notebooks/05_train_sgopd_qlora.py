@@ -96,9 +96,10 @@ SIZES = {
     # CPU, minutes: the tiny teacher/student pair (prebuilt in data/tiny or the cache).
     "tiny": dict(world={"size": "tiny", "teacher_noise": 1.0}, steps=STEPS, prompts_per_step=PROMPTS_PER_STEP,
                  group_size=GROUP_SIZE, max_new_tokens=40, lr=3e-4, pts={"k1": STEPS // 4, "k2": STEPS // 2}),
-    # SmolLM2-135M teacher and a half-depth pruned student with LoRA (offline). Fine-tune the
-    # teacher on the task first and pass its folder as world.teacher: out of the box SmolLM2
-    # barely solves it (models.py). Feasible on a CPU in hours; a GPU makes it minutes.
+    # SmolLM2-135M teacher and student with LoRA (offline), each after its own cached task
+    # fine-tune (smol_world.py: the teacher on clean solutions, the student on sloppy ones; about
+    # 13 minutes on a CPU the first time). On a CPU use configs/smol_cpu.yaml's smaller budget
+    # (40 steps x 8 prompts x 4 rollouts); a GPU makes this one minutes.
     "smol": dict(world={"size": "smol", "lora": True}, steps=200, prompts_per_step=16, group_size=8,
                  max_new_tokens=128, lr=1e-4, micro_batch_size=32),
     # The paper-scale pair from the hub: teacher Qwen2.5-Math-1.5B-Instruct, student
