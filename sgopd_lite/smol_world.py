@@ -1,5 +1,5 @@
-"""The smol world's teacher: SmolLM2-135M-Instruct after a short supervised fine-tune on the
-project's arithmetic task, built once on the CPU and cached.
+"""The smol world: a teacher and a student made from SmolLM2-135M-Instruct by short supervised
+fine-tunes on the project's arithmetic task, each built once on the CPU and cached.
 
 As shipped, SmolLM2-135M-Instruct does not solve the task (0 of 64 held-out problems in 8
 samples each: it answers in its own words), and a teacher that is always wrong gives on-policy
@@ -7,9 +7,14 @@ distillation nothing to teach. So the smol teacher is SmolLM2 after 80 steps of 
 fine-tuning (SFT) on worked solutions of the training split, in the "chain" style
 (`15-4=11 / 11+16=27 / \\boxed{27}`, data.solve), prompted exactly as the trainer and the
 evaluation prompt it: `data.format_prompt` with SmolLM2's chat template and
-`data.DEFAULT_INSTRUCTION`. The layer-pruned student is NOT derived from this teacher: it is
-pruned from the original SmolLM2 (models.smollm2_student_dir), so the teacher knows the task
-and the student has to learn it.
+`data.DEFAULT_INSTRUCTION`.
+
+The student is NOT derived from this teacher. It is the original SmolLM2 after its own 80 SFT
+steps on *sloppy* solutions (SmolStudentConfig: 90% of them forget every carry and borrow, the
+tiny world's recipe), so it knows the format, solves the problems without a carry or a borrow,
+and has a habit that the teacher can correct token by token: held-out avg@4 0.301, pass@4 0.469
+(419 s on one thread of a shared machine). A 15-layer pruned copy (`keep_layers=15`) could not
+learn the arithmetic: avg@4 0.012 after 40 steps at lr 2e-4, 0.020 after 150 at lr 4e-4.
 
 The loss is the per-token mean negative log-likelihood of the response tokens and the EOS after
 them (the loss mask comes from positions, tiny_world.sft_batch), and the logits are computed
@@ -22,7 +27,8 @@ Measured on the 2-core build machine, one torch thread (`benchmarks/bench_smol_t
 
     SmolLM2 as shipped                           avg@8 0.000  pass@8 0.000
     this teacher: 80 steps x 8, lr 1e-4, 297 s    avg@8 0.555  pass@8 0.875   (avg@4 0.598)
-    the pruned student (15 of 30 layers)         avg@8 0.000  pass@8 0.000
+    the 15-layer pruned copy, no fine-tune        avg@8 0.000  pass@8 0.000
+    the student: 80 sloppy steps, lr 1e-4, 419 s  avg@4 0.301  pass@4 0.469   (build-time evaluation)
 
 and on the way there (avg@4, same problems): 60 steps at lr 5e-5 0.461 (248 s), 60 steps at
 2e-4 0.434 (221 s), 100 steps training only the top 15 layers at 1e-4 0.387 (238 s: cheaper
@@ -32,11 +38,12 @@ and a full step 4.8-8.0 s, while the full steps of the real fine-tune then ran a
 the fine-tune is full: every weight trains except the tied embedding / LM-head matrix (28M of
 the 134.5M weights; the task needs no new tokens), AdamW, 5 warm-up steps then cosine decay.
 
-The built teacher lives under models.cache_root() (next to the converted SmolLM2), in a folder
-named by the hash of `SmolTeacherConfig`, with a meta.json that records the steps, seconds,
-threads, losses and the build-time held-out avg@4: change a field and a new teacher is built.
-`load_models(ModelConfig(size="smol"))` uses it by default (building it on first use, about six
-minutes with the evaluation); `teacher_finetune_steps=0` gives SmolLM2 as shipped.
+Each built model lives under models.cache_root() (next to the converted SmolLM2), in a folder
+named by the hash of its config (`SmolTeacherConfig`, `SmolStudentConfig`), with a meta.json
+that records the steps, seconds, threads, losses and the build-time held-out avg@4: change a
+field and a new model is built. `load_models(ModelConfig(size="smol"))` uses both by default
+(building them on first use, about six minutes each with the evaluation);
+`teacher_finetune_steps=0` / `student_finetune_steps=0` give SmolLM2 as shipped.
 """
 
 from __future__ import annotations
