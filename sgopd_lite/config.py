@@ -58,8 +58,10 @@ class WorldConfig:
     student_quant: str = "none"      # "none" | "4bit" (QLoRA) | "8bit"
     teacher_finetune_steps: int | None = None  # smol: SFT steps of the default teacher's task
                                      # fine-tune (smol_world.py); None = its default, 0 = as shipped
-    student_finetune_steps: int | None = None  # smol: SFT steps of the default pruned student on sloppy
-                                     # solutions (smol_world.py); None = its default, 0 = pruned as it is
+    student_finetune_steps: int | None = None  # smol: SFT steps of the default student on sloppy
+                                     # solutions (smol_world.py); None = its default, 0 = as shipped
+    gradient_checkpointing: bool = False  # student: recompute activations in backward (less GPU
+                                     # memory for long responses, about a third more time)
 
 
 @dataclass

@@ -74,12 +74,16 @@ def load_world(cfg: TrainConfig, verbose: bool = True) -> World:
         from .tiny_world import TinyWorldConfig, load_tiny_pair
         wcfg = TinyWorldConfig(style_gap=w.style_gap, teacher_noise=w.teacher_noise)
         tok, teacher, student = load_tiny_pair(cfg=wcfg, verbose=verbose)
+        if w.gradient_checkpointing:
+            from .models import _enable_checkpointing
+            _enable_checkpointing(student)
         return World(tok, teacher, student, train or arithmetic_split("train"),
                      held_out or arithmetic_split("eval"), instruction=wcfg.instruction)
     from .models import ModelConfig, load_models
     mcfg = ModelConfig(size=w.size, teacher=w.teacher, student=w.student,
                        student_quant=w.student_quant, teacher_finetune_steps=w.teacher_finetune_steps,
                        student_finetune_steps=w.student_finetune_steps,
+                       gradient_checkpointing=w.gradient_checkpointing,
                        **({} if w.lora is None else {"lora": w.lora}))
     pair = load_models(mcfg)
     return World(pair.tokenizer, pair.teacher, pair.student, train or arithmetic_split("train"),

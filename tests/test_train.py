@@ -143,3 +143,16 @@ def test_demo_writes_report_and_figures(tmp_path):
     for name in ("learning_curves.png", "kl_curves.png", "gate_fractions.png"):
         assert (tmp_path / "demo" / name).stat().st_size > 1000, name
     assert 0.0 <= summary["opd"]["avg@2"] <= 1.0 and 0.0 <= summary["sgopd"]["pass@2"] <= 1.0
+
+
+def test_world_gradient_checkpointing_reaches_the_student():
+    """world.gradient_checkpointing turns on activation checkpointing of the student only."""
+    from sgopd_lite.train import load_world
+
+    def checkpointing(model):
+        flag = getattr(model, "is_activation_checkpointing", None)
+        return bool(flag if flag is not None else model.is_gradient_checkpointing)
+
+    on = load_world(TrainConfig(world={"gradient_checkpointing": True}), verbose=False)
+    off = load_world(TrainConfig(), verbose=False)
+    assert checkpointing(on.student) and not checkpointing(on.teacher) and not checkpointing(off.student)
