@@ -454,7 +454,9 @@ def write_report(results_dir: Path = RESULTS_DIR, docs_dir: Path = DOCS_DIR, see
         L.append(f"| {METHOD_NAMES[r.method]}, seed {r.seed} | {100 * x['avg']:.1f} | {100 * x['pass']:.1f} | "
                  f"{x['seconds'] / 60:.1f} min |")
     L += ["", f"{len(smol_runs) // len(SMOL_METHODS)} seed per method: no interval can be given, so this "
-          "table shows that the method runs on a pretrained pair on a CPU, not that one method beats the other."]
+          "table shows that the method runs on a pretrained pair on a CPU, not that one method beats the other. "
+          "Run times are wall-clock, training plus the final evaluation, and include whatever else the "
+          "machine ran at the time (`make reproduce` may run the tiny study's workers alongside)."]
 
     # figures: learning curves with spread, gate fractions
     plt = viz._plt()
@@ -490,12 +492,32 @@ def write_report(results_dir: Path = RESULTS_DIR, docs_dir: Path = DOCS_DIR, see
           "![KL](figures/curves_kl_k1.png)", "", "![gate fractions](figures/gate_fractions.png)"]
 
     # the plain statement, written from the numbers
-    L += ["", "## What was found", ""]
+    def paired(a, b, field="avg"):
+        """(mean, half-width), verdict of a - b over the seeds both have, in points."""
+        x, y = by_seed(s, a, field), by_seed(s, b, field)
+        diffs = [x[k] - y[k] for k in sorted(x) if k in y]
+        return mean_ci(diffs), _verdict(diffs)
+
+    def said(finding) -> str:
+        (m, h), verdict = finding
+        return f"{100 * m:+.1f} ± {100 * h:.1f} ({verdict})"
+
+    L += ["", "## What was found", "",
+          f"Paired by seed, 95% intervals, avg@{EVAL_N} points unless marked; \"where from\" splits SG-OPD "
+          "into its two parts: the gate alone and phased teacher sampling (PTS) alone against OPD, and "
+          "what the gate adds on top of PTS (SG-OPD - PTS only).", ""]
     for s in SETTINGS:
-        (m_avg, h_avg), v_avg = findings[("sgopd", "avg", s)]
-        (m_pass, h_pass), v_pass = findings[("sgopd", "pass", s)]
-        L.append(f"* {SETTING_NAMES[s]}: SG-OPD - OPD = {100 * m_avg:+.1f} ± {100 * h_avg:.1f} avg@{EVAL_N} "
-                 f"points ({v_avg}), {100 * m_pass:+.1f} ± {100 * h_pass:.1f} pass@{EVAL_N} points ({v_pass}).")
+        L.append(f"* **{SETTING_NAMES[s]}**: SG-OPD - OPD = {said(findings[('sgopd', 'avg', s)])}; "
+                 f"pass@{EVAL_N} {said(findings[('sgopd', 'pass', s)])}. Where from: gate only - OPD = "
+                 f"{said(findings[('gate_only', 'avg', s)])}, PTS only - OPD = {said(findings[('pts_only', 'avg', s)])}, "
+                 f"SG-OPD - PTS only = {said(paired('sgopd', 'pts_only'))}.")
+    fell = []
+    for s in SETTINGS:
+        (m, h) = mean_ci(values(s, "opd"))
+        if m + h < start[s]["student"]["avg"]:
+            fell.append(f"{SETTING_NAMES[s]} ({100 * start[s]['student']['avg']:.1f} -> {100 * m:.1f})")
+    L += ["", "Plain OPD ends below its own starting student (start outside the interval of the final "
+          f"avg@{EVAL_N}) in: {', '.join(fell) or 'no setting'}."]
     helps = [s for s in SETTINGS if findings[("sgopd", "avg", s)][1] == "higher"]
     hurts = [s for s in SETTINGS if findings[("sgopd", "avg", s)][1] == "lower"]
     L += ["", f"SG-OPD is clearly ahead of OPD (per sample) in: {', '.join(SETTING_NAMES[s] for s in helps) or 'no setting'}; "

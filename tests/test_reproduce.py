@@ -149,6 +149,9 @@ def test_report_with_every_run_has_tables_differences_and_figures(tmp_path):
     assert "| teacher | 55.0 | 85.0 |" in text and "| student at the start | 15.0 | 40.0 |" in text
     assert "| OPD, seed 0 | 21.0 |" in text and "| SG-OPD, seed 0 | 23.0 |" in text
     assert "no interval can be given" in text
+    # where the gain comes from: both parts against OPD, and the gate on top of PTS
+    assert text.count("Where from: gate only - OPD = ") == len(R.SETTINGS) and "SG-OPD - PTS only = +" in text
+    assert "ends below its own starting student" in text and "in: no setting." in text   # fake finals > start
     for fig in ("ablation_heatmap.png", "curves_reward_mean.png", "curves_kl_k1.png", "gate_fractions.png"):
         assert (tmp_path / "docs" / "figures" / fig).stat().st_size > 1000
 
