@@ -187,3 +187,12 @@ def test_reproduce_runs_a_slice_writes_summaries_and_resumes(tmp_path, monkeypat
     R.reproduce(jobs=1, limit=1, results_dir=results, work_dir=work, steps=2, seeds=1, grid_seeds=1)
     assert len(R.pending(R.plan(1, 1), results)) == len(R.plan(1, 1)) - 2
     assert json.loads(first.summary_path(results).read_text())["finished"] == s["finished"]
+
+
+def test_report_names_settings_where_opd_falls_below_its_start(tmp_path):
+    _write_all(tmp_path)
+    start = json.loads((tmp_path / "start.json").read_text())
+    start["a1"]["student"]["avg"] = 0.9                  # the fake OPD finals are about 0.4
+    (tmp_path / "start.json").write_text(json.dumps(start))
+    text = R.write_report(tmp_path, tmp_path / "docs", seeds=2, grid_seeds=2, steps=20).read_text()
+    assert f"in: {R.SETTING_NAMES['a1']} (90.0 -> " in text
