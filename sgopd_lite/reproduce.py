@@ -140,6 +140,23 @@ CURVE_KEYS = ("reward_mean", "kl_k1", "a2_mean", "entropy", "frac_consensus", "f
               "frac_conflict_ii", "frac_neutral", "pts_w")
 
 
+def full_history(out_dir: Path, history: list[dict]) -> list[dict]:
+    """Every step's metrics of a run from its metrics.jsonl, one entry per step (the last one
+    written wins). `train()` returns only the steps of its own invocation, so a run resumed from
+    a checkpoint would otherwise keep only the curve after the resume."""
+    path = Path(out_dir) / "metrics.jsonl"
+    if not path.is_file():
+        return history
+    by_step = {}
+    for line in path.read_text().splitlines():
+        if line.strip():
+            m = json.loads(line)
+            by_step[m["step"]] = m
+    for m in history:                       # the returned steps are the newest
+        by_step[m["step"]] = m
+    return [by_step[k] for k in sorted(by_step)]
+
+
 def run_one(spec: RunSpec, results_dir: Path = RESULTS_DIR, work_dir: Path = WORK_DIR,
             steps: int = STEPS, verbose: bool = False) -> dict:
     """Train one run of the plan (resuming its checkpoint if any) and write its summary."""
@@ -152,6 +169,7 @@ def run_one(spec: RunSpec, results_dir: Path = RESULTS_DIR, work_dir: Path = WOR
     key_avg, key_pass = f"eval_avg@{cfg.eval_n}", f"eval_pass@{cfg.eval_n}"
     if key_avg not in final:
         raise RuntimeError(f"run {spec.name} ended without a final evaluation")
+    history = full_history(Path(cfg.out_dir), history)
     curves = {k: [[m["step"], m[k]] for m in history[::CURVE_EVERY] if isinstance(m.get(k), (int, float))]
               for k in CURVE_KEYS}
     summary = {"name": spec.name, "group": spec.group, "setting": spec.setting, "method": spec.method,

@@ -196,3 +196,15 @@ def test_report_names_settings_where_opd_falls_below_its_start(tmp_path):
     (tmp_path / "start.json").write_text(json.dumps(start))
     text = R.write_report(tmp_path, tmp_path / "docs", seeds=2, grid_seeds=2, steps=20).read_text()
     assert f"in: {R.SETTING_NAMES['a1']} (90.0 -> " in text
+
+
+def test_full_history_keeps_the_steps_before_a_resume(tmp_path):
+    """A resumed run's train() returns only the steps after the checkpoint; the summary's curves
+    must still start at step 0 (the metrics log), with the newest entry of each step."""
+    lines = [{"step": k, "reward_mean": 0.1} for k in range(10)] + [{"step": k, "reward_mean": 0.9} for k in (8, 9)]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in lines))
+    returned = [{"step": k, "reward_mean": 0.5} for k in range(6, 10)]
+    full = R.full_history(tmp_path, returned)
+    assert [m["step"] for m in full] == list(range(10))
+    assert [m["reward_mean"] for m in full] == [0.1] * 6 + [0.5] * 4
+    assert R.full_history(tmp_path / "nowhere", returned) == returned
