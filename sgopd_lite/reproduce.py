@@ -457,8 +457,9 @@ def write_report(results_dir: Path = RESULTS_DIR, docs_dir: Path = DOCS_DIR, see
     smol_runs = [smol[r.name] for r in smol_plan()]
     L += ["", "## A pretrained pair: SmolLM2 on the CPU", "",
           f"`python -m sgopd_lite reproduce --smol` ({SMOL_CONFIG.relative_to(REPO_DIR)}): teacher = "
-          "SmolLM2-135M-Instruct after its cached task fine-tune, student = SmolLM2 pruned to 15 of 30 layers "
-          f"after its cached fine-tune on sloppy solutions, LoRA; {smol_cfg.steps} steps x "
+          "SmolLM2-135M-Instruct after its cached fine-tune on clean solutions, student = SmolLM2-135M-Instruct "
+          "after its own cached fine-tune on sloppy ones (90% forget every carry and borrow; smol_world.py), "
+          f"LoRA r = 16; {smol_cfg.steps} steps x "
           f"{smol_cfg.prompts_per_step} prompts x {smol_cfg.group_size} rollouts, {smol_cfg.loss_type} loss, "
           f"lr {smol_cfg.lr:g}, phased teacher sampling k1 = {smol_cfg.pts.k1}, k2 = {smol_cfg.pts.k2} for SG-OPD; "
           f"held-out: the first {smol_start['eval_problems']} problems, n = {sn}. "
@@ -510,9 +511,9 @@ def write_report(results_dir: Path = RESULTS_DIR, docs_dir: Path = DOCS_DIR, see
           "![KL](figures/curves_kl_k1.png)", "", "![gate fractions](figures/gate_fractions.png)"]
 
     # the plain statement, written from the numbers
-    def paired(a, b, field="avg"):
-        """(mean, half-width), verdict of a - b over the seeds both have, in points."""
-        x, y = by_seed(s, a, field), by_seed(s, b, field)
+    def paired_in(setting, a, b, field="avg"):
+        """(mean, half-width), verdict of a - b over the seeds both have."""
+        x, y = by_seed(setting, a, field), by_seed(setting, b, field)
         diffs = [x[k] - y[k] for k in sorted(x) if k in y]
         return mean_ci(diffs), _verdict(diffs)
 
@@ -528,17 +529,25 @@ def write_report(results_dir: Path = RESULTS_DIR, docs_dir: Path = DOCS_DIR, see
         L.append(f"* **{SETTING_NAMES[s]}**: SG-OPD - OPD = {said(findings[('sgopd', 'avg', s)])}; "
                  f"pass@{EVAL_N} {said(findings[('sgopd', 'pass', s)])}. Where from: gate only - OPD = "
                  f"{said(findings[('gate_only', 'avg', s)])}, PTS only - OPD = {said(findings[('pts_only', 'avg', s)])}, "
-                 f"SG-OPD - PTS only = {said(paired('sgopd', 'pts_only'))}.")
+                 f"SG-OPD - PTS only = {said(paired_in(s, 'sgopd', 'pts_only'))}.")
     fell = []
     for s in SETTINGS:
         (m, h) = mean_ci(values(s, "opd"))
         if m + h < start[s]["student"]["avg"]:
             fell.append(f"{SETTING_NAMES[s]} ({100 * start[s]['student']['avg']:.1f} -> {100 * m:.1f})")
-    L += ["", "Plain OPD ends below its own starting student (start outside the interval of the final "
+    L += ["", "* Plain OPD ends below its own starting student (start outside the interval of the final "
           f"avg@{EVAL_N}) in: {', '.join(fell) or 'no setting'}."]
+    def where(verdict_of, verdict) -> str:
+        return ", ".join(SETTING_NAMES[s] for s in SETTINGS if verdict_of(s) == verdict) or "no setting"
+
+    for label, verdict_of in (("The gate alone (gate only - OPD)", lambda s: findings[("gate_only", "avg", s)][1]),
+                              ("Phased teacher sampling alone (PTS only - OPD)", lambda s: findings[("pts_only", "avg", s)][1]),
+                              ("The gate on top of PTS (SG-OPD - PTS only)", lambda s: paired_in(s, "sgopd", "pts_only")[1])):
+        L.append(f"* {label} is clearly ahead in: {where(verdict_of, 'higher')}; clearly behind in: "
+                 f"{where(verdict_of, 'lower')}.")
     helps = [s for s in SETTINGS if findings[("sgopd", "avg", s)][1] == "higher"]
     hurts = [s for s in SETTINGS if findings[("sgopd", "avg", s)][1] == "lower"]
-    L += ["", f"SG-OPD is clearly ahead of OPD (per sample) in: {', '.join(SETTING_NAMES[s] for s in helps) or 'no setting'}; "
+    L += [f"* SG-OPD is clearly ahead of OPD (per sample) in: {', '.join(SETTING_NAMES[s] for s in helps) or 'no setting'}; "
           f"clearly behind in: {', '.join(SETTING_NAMES[s] for s in hurts) or 'no setting'}; elsewhere the "
           "intervals include zero.", "",
           "For comparison (METHOD.md §10): the paper reports SG-OPD over OPD by +1.98 per-sample and +7.50 "
