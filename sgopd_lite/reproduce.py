@@ -402,7 +402,8 @@ def write_report(results_dir: Path = RESULTS_DIR, docs_dir: Path = DOCS_DIR, see
          f"x {grid_seeds} seeds).",
          f"* Each run: {steps} steps x 16 prompts x 8 rollouts, {losses} loss, lr {lrs}, then the "
          f"held-out split ({EVAL_PROBLEMS} problems), n = {EVAL_N} samples at temperature 1.0.",
-         f"* Machine(s): {'; '.join(machines)}. Compute: {hours:.1f} CPU-process hours in all, "
+         f"* Machine(s): {'; '.join(machines)}. Compute: {hours:.1f} CPU-process hours in all (about "
+         f"{hours / 2:.1f} hours of wall time with `make reproduce`'s 2 workers), "
          f"runs finished between {dates[0]} and {dates[-1]}.",
          "* Cells: mean ± half-width of the 95% Student-t interval over seeds, in points (x100).", ""]
 
@@ -553,7 +554,8 @@ def write_report(results_dir: Path = RESULTS_DIR, docs_dir: Path = DOCS_DIR, see
           "For comparison (METHOD.md §10): the paper reports SG-OPD over OPD by +1.98 per-sample and +7.50 "
           "per-question points on average; an independent reproduction found 47.8 -> 47.5 (same-size Qwen3-4B) "
           "and 20.9 -> 21.5 (Qwen3-1.7B from a 4B teacher) avg@16. This tiny world is a teaching model with a "
-          "deliberately planted failure of each assumption, not a replication of those benchmarks."]
+          "deliberately planted failure of each assumption, not a replication of those benchmarks.", "",
+          "Running it at paper scale on GPUs: `docs/gpu_plan.md` (QLoRA on one 16 GB GPU, a full run on 8)."]
     out = Path(docs_dir) / "results.md"
     out.write_text("\n".join(L) + "\n")
     return out

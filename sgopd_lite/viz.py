@@ -589,7 +589,7 @@ def plot_ablation_heatmap(rows: list[dict], x: str = "lambda_e", y: str = "lambd
                 grid[i, j] = float(np.mean(cell))
                 text = f"{np.mean(cell):.3f}"
                 if len(cell) > 1:
-                    text += f"\n[{min(cell):.3f}, {max(cell):.3f}]\nn={len(cell)}"
+                    text += f"\nrange {min(cell):.3f}-{max(cell):.3f}\nn={len(cell)}"
                 ax.text(j, i, text, ha="center", va="center", fontsize=8,
                         color="white" if norm(np.mean(cell)) < 0.45 else "black")
         image = ax.imshow(grid, cmap="viridis", norm=norm, origin="lower", aspect="auto")
