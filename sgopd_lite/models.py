@@ -18,7 +18,7 @@ What is here:
     slice_logits         drop a model's padding rows from its logits
     smollm2_gguf_path / load_smollm2 / make_pruned_student    the offline SmolLM2 pair
     smol_teacher_path    the smol teacher: SmolLM2 after its cached task fine-tune (smol_world.py)
-    smol_student_path    the smol student: pruned SmolLM2 after its cached sloppy fine-tune
+    smol_student_path    the smol student: SmolLM2 after its cached fine-tune on sloppy solutions
     trainable_parameter_summary
 
 The three sizes:
@@ -127,8 +127,8 @@ class ModelConfig:
     student_layers: int | None = None  # smol: prune the student to this many decoder layers; None = all 30
     teacher_finetune_steps: int | None = None  # smol: SFT steps of the default teacher's task fine-tune
     #                                    (smol_world.py); None = SMOL_TEACHER_STEPS, 0 = SmolLM2 as shipped
-    student_finetune_steps: int | None = None  # smol: SFT steps of the default pruned student on sloppy
-    #                                    solutions; None = SMOL_STUDENT_STEPS, 0 = the pruned copy as it is
+    student_finetune_steps: int | None = None  # smol: SFT steps of the default student on sloppy
+    #                                    solutions; None = SMOL_STUDENT_STEPS, 0 = SmolLM2 (pruned) as it is
 
     def __post_init__(self):
         if self.size not in SIZES:

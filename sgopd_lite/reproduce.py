@@ -384,6 +384,11 @@ def write_report(results_dir: Path = RESULTS_DIR, docs_dir: Path = DOCS_DIR, see
     def by_seed(setting, method, field="avg"):
         return {r.seed: summ[r.name][field] for r in main if r.setting == setting and r.method == method}
 
+    def paired(setting, a, b, field="avg"):
+        """a - b per seed (the seeds both have): the paired differences behind every comparison."""
+        x, y = by_seed(setting, a, field), by_seed(setting, b, field)
+        return [x[k] - y[k] for k in sorted(x) if k in y]
+
     all_s = list(summ.values())
     machines = sorted({s["machine"] for s in all_s})
     hours = sum(s["seconds"] for s in all_s) / 3600
@@ -429,8 +434,7 @@ def write_report(results_dir: Path = RESULTS_DIR, docs_dir: Path = DOCS_DIR, see
         for field in ("avg", "pass"):
             cells = []
             for s in SETTINGS:
-                base, other = by_seed(s, "opd", field), by_seed(s, m, field)
-                diffs = [other[k] - base[k] for k in sorted(base)]
+                diffs = paired(s, m, "opd", field)
                 findings[(m, field, s)] = (mean_ci(diffs), _verdict(diffs))
                 cells.append(f"{_cell(diffs)} ({_verdict(diffs)})")
             L.append(f"| {METHOD_NAMES[m]} | {field}@{EVAL_N} | " + " | ".join(cells) + " |")
@@ -513,9 +517,8 @@ def write_report(results_dir: Path = RESULTS_DIR, docs_dir: Path = DOCS_DIR, see
 
     # the plain statement, written from the numbers
     def paired_in(setting, a, b, field="avg"):
-        """(mean, half-width), verdict of a - b over the seeds both have."""
-        x, y = by_seed(setting, a, field), by_seed(setting, b, field)
-        diffs = [x[k] - y[k] for k in sorted(x) if k in y]
+        """(mean, half-width), verdict of a - b, paired by seed."""
+        diffs = paired(setting, a, b, field)
         return mean_ci(diffs), _verdict(diffs)
 
     def said(finding) -> str:
