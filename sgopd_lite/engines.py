@@ -111,6 +111,14 @@ def _is_peft(model) -> bool:
     return hasattr(model, "disable_adapter") and hasattr(model, "peft_config")
 
 
+# Every SamplingParams field that reshapes the distribution, at its neutral value, so vLLM samples
+# the raw softmax at `temperature` exactly as `rollout.sample` does (the sampler is pi_old).
+# top_k = -1 is "all tokens" in every vLLM version >= 0.8 (newer ones also accept 0).
+NEUTRAL_SAMPLING = dict(top_p=1.0, top_k=-1, min_p=0.0, presence_penalty=0.0, frequency_penalty=0.0,
+                        repetition_penalty=1.0, min_tokens=0, ignore_eos=False, bad_words=None,
+                        logit_bias=None, logits_processors=None)
+
+
 class VLLMEngine:
     """Student rollouts with vLLM's offline `LLM`, the current LoRA adapter delivered every step.
 
@@ -120,7 +128,8 @@ class VLLMEngine:
         LLM.generate([{"prompt_token_ids": [...]}, ...], [SamplingParams, ...], use_tqdm=False,
                      lora_request=LoRARequest(lora_name, lora_int_id, lora_path))
         SamplingParams(n=G, temperature=, max_tokens=, logprobs=1, seed=, stop_token_ids=,
-                       allowed_token_ids=)
+                       allowed_token_ids=, top_p=1, top_k=-1, min_p=0, presence_penalty=0,
+                       frequency_penalty=0, repetition_penalty=1, min_tokens=0, ...)  (NEUTRAL_SAMPLING)
         -> RequestOutput.outputs: CompletionOutput(index, token_ids, logprobs, finish_reason)
            logprobs: one {token_id: Logprob(logprob=...)} dict per generated token
 
@@ -151,8 +160,10 @@ class VLLMEngine:
         except ImportError as err:
             raise ImportError(f"rollout_engine {VLLM_INSTALL_HINT} ({err})") from None
         self._LLM, self._SamplingParams, self._LoRARequest = LLM, SamplingParams, LoRARequest
+        # generation_config="vllm": vLLM's own neutral defaults, never the checkpoint's sampling
+        # settings (every field that shapes the distribution is also set in each SamplingParams)
         self.llm_kwargs = dict(gpu_memory_utilization=gpu_memory_utilization, dtype=dtype,
-                               enforce_eager=enforce_eager, seed=seed)
+                               enforce_eager=enforce_eager, seed=seed, generation_config="vllm")
         if max_model_len is not None:
             self.llm_kwargs["max_model_len"] = max_model_len
         self.model, self.max_lora_rank, self.seed = model, max_lora_rank, seed
@@ -215,7 +226,7 @@ class VLLMEngine:
             extra["allowed_token_ids"] = list(range(vocab_size))   # never sample padding rows
         params = [self._SamplingParams(n=group_size, temperature=temperature, max_tokens=max_new_tokens,
                                        logprobs=1, seed=self.seed * 1_000_003 + self.synced_step * 1009 + i,
-                                       stop_token_ids=sorted(eos), **extra)
+                                       stop_token_ids=sorted(eos), **NEUTRAL_SAMPLING, **extra)
                   for i in range(len(prompts))]
         outputs = self.llm.generate(requests, params, use_tqdm=False, lora_request=self.lora_request)
         return vllm_outputs_to_rollouts(outputs, tokenizer, prompt_ids, prompt_mask, group_size, eos, pad_id)

@@ -6,10 +6,21 @@ the first EOS, 0 after it. The mask comes from positions, never from token value
 can *sample* the pad id (often equal to the EOS id); masking by `token != pad_id` would drop
 exactly those tokens from the loss, making "emit pad" the one action never penalised, which
 looks like a collapse (TINY_WORLD_NOTES.md).
+
+The sampler is pi_old, exactly. Checkpoints ship sampling settings in their
+`generation_config` (Qwen2.5 instruct: a repetition penalty, top_k and a temperature; others
+`no_repeat_ngram_size`, `min_new_tokens`, bad words), and transformers 5 fills every field a
+caller leaves unset from `model.generation_config`, even when a fresh `GenerationConfig` is
+passed. The scorer computes raw log-probs, so any such processor would make the gate and the
+policy gradient silently off-policy. `sample` therefore swaps in a clean, fully specified
+configuration for the duration of the call (`neutral_generation_config`): the raw softmax at
+`temperature`, top_p = 1, no top_k, no penalties, no processors beyond the suppression of
+embedding padding rows.
 """
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import torch
@@ -100,6 +111,51 @@ def tokenize_prompts(tokenizer, prompts: list[str], device=None) -> tuple[torch.
     return enc["input_ids"].to(device), enc["attention_mask"].to(device)
 
 
+def neutral_generation_config(max_new_tokens: int, temperature: float, pad_id: int, eos_ids,
+                              suppress_tokens: list[int] | None = None, top_p: float = 1.0):
+    """A `GenerationConfig` with every logits processor at its neutral value.
+
+    temperature > 0 samples from softmax(logits / temperature) (top_p < 1 only where a caller
+    asks for it, e.g. an evaluation preset); temperature = 0 is greedy. Every other field that
+    changes the distribution is set explicitly, so nothing is left for `generate` to fill in
+    from a checkpoint's own config: top_k = 0 (off; transformers' global default is 50),
+    penalties 1.0, no n-gram blocking, no minimum length, no bad words, no forced tokens.
+    """
+    from transformers import GenerationConfig
+
+    sampling = temperature > 0
+    return GenerationConfig(
+        max_new_tokens=max_new_tokens, min_length=0, min_new_tokens=None,
+        do_sample=sampling, temperature=temperature if sampling else 1.0,
+        top_p=top_p if sampling else 1.0, top_k=0, min_p=None, typical_p=1.0,
+        epsilon_cutoff=0.0, eta_cutoff=0.0,
+        repetition_penalty=1.0, encoder_repetition_penalty=1.0, length_penalty=1.0,
+        no_repeat_ngram_size=0, encoder_no_repeat_ngram_size=0,
+        bad_words_ids=None, sequence_bias=None, suppress_tokens=suppress_tokens or None,
+        begin_suppress_tokens=None, forced_bos_token_id=None, forced_eos_token_id=None,
+        exponential_decay_length_penalty=None, renormalize_logits=False, remove_invalid_values=False,
+        guidance_scale=None, watermarking_config=None,
+        num_beams=1, num_return_sequences=1, use_cache=True,
+        pad_token_id=pad_id, eos_token_id=sorted(eos_ids))
+
+
+@contextlib.contextmanager
+def clean_generation_config(model, gen_cfg):
+    """Within the block, every HF model inside `model` (a PEFT wrapper's base model too) carries
+    `gen_cfg` as its `generation_config`, so `generate` has nothing of the checkpoint's to merge."""
+    from transformers import GenerationConfig
+
+    saved = [(m, m.generation_config) for m in model.modules()
+             if isinstance(vars(m).get("generation_config"), GenerationConfig)]
+    try:
+        for m, _ in saved:
+            m.generation_config = gen_cfg
+        yield
+    finally:
+        for m, cfg in saved:
+            m.generation_config = cfg
+
+
 @torch.no_grad()
 def sample(model, tokenizer, prompts: list[str], num_samples: int = 1, max_new_tokens: int = 64,
            temperature: float = 1.0, top_p: float = 1.0, batch_size: int | None = None,
@@ -107,6 +163,8 @@ def sample(model, tokenizer, prompts: list[str], num_samples: int = 1, max_new_t
     """`num_samples` sampled responses for each prompt (rollouts of prompt i are contiguous).
 
     prompts: already formatted (see `data.format_prompt`). temperature = 0 means greedy.
+    Draws from the raw softmax at `temperature`, whatever the model's `generation_config` says
+    (see the module docstring and `neutral_generation_config`).
     batch_size: rollouts per `generate` call (None: all at once).
     vocab_size: the tokenizer's size when the model has more embedding rows (Qwen: 151,936 rows
     for 151,665 tokens). The padding rows are suppressed while sampling, so the sampler draws
@@ -119,24 +177,19 @@ def sample(model, tokenizer, prompts: list[str], num_samples: int = 1, max_new_t
     eos = eos_token_ids(tokenizer, model)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(eos)
     prompt_ids, prompt_mask = tokenize_prompts(tokenizer, expanded, device)
+    rows = model.config.vocab_size
+    suppress = list(range(vocab_size, rows)) if vocab_size is not None and rows > vocab_size else None
+    gen_cfg = neutral_generation_config(max_new_tokens, temperature, pad_id, eos, suppress, top_p)
     step = batch_size or len(expanded)
     pieces = []
     was_training = model.training
     model.eval()
     try:
-        for s in range(0, len(expanded), step):
-            ids, am = prompt_ids[s:s + step], prompt_mask[s:s + step]
-            gen_kwargs = dict(max_new_tokens=max_new_tokens, pad_token_id=pad_id,
-                              eos_token_id=sorted(eos))
-            rows = model.config.vocab_size
-            if vocab_size is not None and rows > vocab_size:
-                gen_kwargs["suppress_tokens"] = list(range(vocab_size, rows))
-            if temperature > 0:
-                gen_kwargs.update(do_sample=True, temperature=temperature, top_p=top_p, top_k=0)
-            else:
-                gen_kwargs.update(do_sample=False)
-            out = model.generate(input_ids=ids, attention_mask=am, **gen_kwargs)
-            pieces.append(out[:, ids.shape[1]:])
+        with clean_generation_config(model, gen_cfg):
+            for s in range(0, len(expanded), step):
+                ids, am = prompt_ids[s:s + step], prompt_mask[s:s + step]
+                out = model.generate(input_ids=ids, attention_mask=am, generation_config=gen_cfg)
+                pieces.append(out[:, ids.shape[1]:])
     finally:
         model.train(was_training)
     width = max(p.shape[1] for p in pieces)

@@ -32,10 +32,20 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 # --------------------------------------------------------------------------------------------
 
 class FakeSamplingParams:
+    # vLLM's own defaults for the fields that reshape the distribution (vllm.SamplingParams)
+    DEFAULTS = dict(top_p=1.0, top_k=-1, min_p=0.0, presence_penalty=0.0, frequency_penalty=0.0,
+                    repetition_penalty=1.0, min_tokens=0, ignore_eos=False, bad_words=None,
+                    logit_bias=None, logits_processors=None)
+
     def __init__(self, n=1, temperature=1.0, max_tokens=16, logprobs=None, seed=None, stop_token_ids=None,
-                 allowed_token_ids=None):
+                 allowed_token_ids=None, **fields):
+        unknown = set(fields) - set(self.DEFAULTS)
+        assert not unknown, f"not a vllm.SamplingParams field: {unknown}"
         self.n, self.temperature, self.max_tokens, self.logprobs = n, temperature, max_tokens, logprobs
         self.seed, self.stop_token_ids, self.allowed_token_ids = seed, stop_token_ids, allowed_token_ids
+        self.explicit = dict(fields)
+        for name, value in {**self.DEFAULTS, **fields}.items():
+            setattr(self, name, value)
 
 
 class FakeLoRARequest:
@@ -246,6 +256,18 @@ def test_vllm_engine_sends_a_new_lora_request_each_step_and_samples_the_policy(f
     assert [p.name for p in (tmp_path / "adapters").iterdir()] == [Path(requests[-1].lora_path).name]  # old ones removed
     sp = FakeLLM.instances[0].calls[-1].params[0]
     assert sp.n == 2 and sp.max_tokens == 8 and sp.logprobs is not None and sp.stop_token_ids == [tok.eos_token_id]
+
+
+def test_vllm_engine_sets_every_distribution_field_explicitly(fake_vllm, char_tokenizer, tmp_path):
+    # vLLM would otherwise take a checkpoint's sampling defaults (generation_config="auto"):
+    # the engine names every field that reshapes the distribution, at its neutral value.
+    world = lora_world(char_tokenizer)
+    engine = VLLMEngine(model="tiny-base", adapter_dir=str(tmp_path / "adapters"))
+    engine.sync(world.student, 0)
+    engine.sample(world.student, world.tokenizer, [format_prompt(world.tokenizer, "1+2", "")], 2, 8, 1.0)
+    sp = FakeLLM.instances[0].calls[-1].params[0]
+    assert sp.explicit == FakeSamplingParams.DEFAULTS
+    assert FakeLLM.instances[0].kwargs["generation_config"] == "vllm"
 
 
 def test_vllm_engine_refuses_a_full_student_and_a_missing_package(fake_vllm, char_tokenizer, monkeypatch):

@@ -71,3 +71,50 @@ def test_padding_rows_are_never_sampled(char_tokenizer):
     with torch.no_grad():
         logp = sequence_logprobs(model, guarded, vocab_size=len(tok))
     assert torch.isfinite(logp).all()
+
+
+def _model_with_hostile_generation_config(char_tokenizer):
+    """The tiny student, made peaked (a few likely tokens at each position), carrying the kind of
+    sampling settings real checkpoints ship in their generation_config."""
+    model = make_tiny_world(char_tokenizer).student
+    with torch.no_grad():
+        model.lm_head.weight.mul_(8.0)
+    gc = model.generation_config
+    gc.no_repeat_ngram_size = 1          # would forbid every repeated character
+    gc.repetition_penalty = 50.0         # would all but forbid them too
+    gc.top_k = 2                         # would keep only the two likeliest tokens
+    gc.temperature = 0.3
+    gc.min_new_tokens = 6                # would forbid an early EOS
+    return model
+
+
+def test_sampler_ignores_the_checkpoints_generation_config(char_tokenizer):
+    # The tiny task repeats characters: with the checkpoint's settings applied no token could
+    # ever repeat inside a response. The sampler must draw from the raw softmax anyway.
+    tok = char_tokenizer
+    model = _model_with_hostile_generation_config(tok)
+    torch.manual_seed(0)
+    ro = sample(model, tok, [format_prompt(tok, "12+34", "")], num_samples=64, max_new_tokens=12)
+    repeats = sum(len(set(ids[m.bool()].tolist())) < int(m.sum())
+                  for ids, m in zip(ro.response_ids, ro.response_mask))
+    assert repeats > 0
+    # the model's own settings are back after the call
+    assert model.generation_config.no_repeat_ngram_size == 1 and model.generation_config.top_k == 2
+
+
+def test_sampled_token_frequencies_match_the_scorers_softmax(char_tokenizer):
+    tok = char_tokenizer
+    model = _model_with_hostile_generation_config(tok)
+    prompt = format_prompt(tok, "12+34", "")
+    n = 4000
+    torch.manual_seed(1)
+    ro = sample(model, tok, [prompt], num_samples=n, max_new_tokens=1)
+    with torch.no_grad():
+        one = ro.select([0])
+        from sgopd_lite.rollout import response_logits
+        probs = response_logits(model, one)[0, 0].softmax(-1)                   # (V,)
+    counts = torch.bincount(ro.response_ids[:, 0], minlength=probs.numel()).float()
+    freq = counts / n
+    assert int((probs > 0.02).sum()) >= 3          # the test needs more than top_k = 2 tokens in play
+    tv = 0.5 * (freq - probs).abs().sum().item()    # total variation; sampling noise is about 0.02
+    assert tv < 0.05, (tv, probs.topk(5), freq.topk(5))
