@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -62,6 +63,9 @@ class WorldConfig:
                                      # solutions (smol_world.py); None = its default, 0 = as shipped
     gradient_checkpointing: bool = False  # student: recompute activations in backward (less GPU
                                      # memory for long responses, about a third more time)
+    lora_dropout: float = 0.0        # LoRA students: dropout on the adapter's input. Must stay 0
+                                     # with ppo_epochs > 1 (the ratio pi_theta / pi_old would not
+                                     # start at 1: old log-probs are scored with dropout off)
 
 
 @dataclass
@@ -94,7 +98,9 @@ class TrainConfig:
     prompts_per_step: int = 16         # B prompts per step
     group_size: int = 8                # G rollouts per prompt (G = 8 learns; G = 4 barely moved)
     max_new_tokens: int = 40           # response budget (tiny solutions need about 30 tokens)
-    temperature: float = 1.0           # sampling temperature of student and teacher rollouts
+    temperature: float = 1.0           # sampling temperature of training rollouts (student and
+                                       # teacher). Only 1 is allowed: log-probs are scored at T = 1
+    eval_temperature: float = 1.0      # sampling temperature of held-out evaluation (avg@n, pass@k)
     rollout_engine: str = "hf"         # student rollouts: "hf" (HF generate, CPU/GPU) or "vllm"
                                        # (GPU, `pip install '.[vllm]'`, LoRA student; knobs in vllm.*)
     vllm: VLLMConfig = field(default_factory=VLLMConfig)
@@ -171,7 +177,22 @@ def validate(cfg: TrainConfig) -> None:
         need(isinstance(v, int) and v >= 0, name, f"must be an integer >= 0, got {v!r}")
     need(cfg.lr > 0, "lr", f"must be > 0, got {cfg.lr}")
     need(0.0 <= cfg.dense_beta <= 1.0, "dense_beta", f"must be in [0, 1], got {cfg.dense_beta}")
-    need(cfg.temperature > 0, "temperature", f"on-policy sampling needs a temperature > 0, got {cfg.temperature}")
+    # Samples drawn at T != 1 but scored at T = 1 would make a2 and the gradient off-policy;
+    # scoring at logits / T (verl's convention) is not implemented, so T != 1 is refused.
+    need(cfg.temperature == 1.0, "temperature",
+         f"training rollouts must be sampled at temperature 1.0, got {cfg.temperature}: the teacher, the "
+         "old policy and the student are scored at T = 1, so any other T makes the gate and the policy "
+         "gradient off-policy (set eval_temperature to evaluate at another temperature)")
+    need(isinstance(cfg.eval_temperature, (int, float)) and cfg.eval_temperature >= 0, "eval_temperature",
+         f"must be >= 0 (0 = greedy), got {cfg.eval_temperature!r}")
+    need(not (cfg.method == "grpo" and cfg.loss_type == "dense"), "loss_type",
+         "method=grpo has no teacher, and the dense loss is a distillation loss towards the teacher "
+         "(it would silently train dense OPD); use loss_type=sampled")
+    need(isinstance(cfg.world.lora_dropout, (int, float)) and 0.0 <= cfg.world.lora_dropout < 1.0,
+         "world.lora_dropout", f"must be in [0, 1), got {cfg.world.lora_dropout!r}")
+    need(not (cfg.world.lora_dropout > 0 and cfg.ppo_epochs > 1), "world.lora_dropout",
+         f"must be 0 with ppo_epochs > 1 (got {cfg.world.lora_dropout}): old log-probs are scored with "
+         "dropout off, the update with dropout on, so the PPO ratio would not start at 1")
     need(cfg.micro_batch_size is None or cfg.micro_batch_size >= 1, "micro_batch_size",
          f"must be >= 1 or null, got {cfg.micro_batch_size!r}")
     need(not (cfg.gate.a1_mode == "group" and cfg.group_size < 2), "group_size",
@@ -205,6 +226,24 @@ def validate(cfg: TrainConfig) -> None:
         if isinstance(v, str) and (v.startswith((".", "/", "~")) or v.endswith(".jsonl")):
             need(Path(v).expanduser().exists(), f"world.{name}", f"path {v!r} does not exist")
     _validate_engine(cfg, need)
+    _warn_ignored(cfg)
+
+
+def _warn_ignored(cfg: TrainConfig) -> None:
+    """Settings the chosen method never reads: a warning, not an error (the run is still valid)."""
+    ignored = []
+    if cfg.method == "grpo":
+        if cfg.pts.enabled:
+            ignored.append("pts.* (grpo has no teacher, so no teacher rollouts)")
+        if cfg.gate != GateConfig.opd():
+            ignored.append("gate.* (grpo's advantage is the group-normalised reward, no gate)")
+    if cfg.loss_type == "sampled" and cfg.dense_beta != 1.0:
+        ignored.append("dense_beta (read by loss_type=dense only)")
+    if cfg.ppo_epochs == 1 and cfg.clip_eps != 0.2:
+        ignored.append("clip_eps (read by the PPO-clip loss, ppo_epochs > 1, only)")
+    for what in ignored:
+        warnings.warn(f"method={cfg.method}, loss_type={cfg.loss_type}: {what} is ignored", UserWarning,
+                      stacklevel=4)
 
 
 def _validate_engine(cfg: TrainConfig, need) -> None:

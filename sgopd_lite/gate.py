@@ -28,6 +28,16 @@ Readings this project chose where the paper is not explicit (METHOD.md says whic
   the same as r = 1 (type I) / r = 0 (type II) and extends to shaped rewards.
 * Positions outside the mask get class NEUTRAL, lambda_t = lambda_n and A = 0; the metrics
   count only masked (response) tokens.
+* A rollout cut at max_new_tokens is usually graded wrong because it never reached an answer,
+  so the tokens its teacher endorses become conflicts because of length, not error.
+  `truncated` chooses what its verdict is: "graded" (the verifier's, the default), "wrong"
+  (r = 0 whatever the text says) or "neutral" (a1 = 0: its tokens carry no verifier evidence;
+  the group mean of the other rollouts still counts its graded reward).
+* lambda_i = 0 means masking only with reference = "old" (A = lambda_t * a2). With reference =
+  "initial" a conflict token gets A = a2 - (log pi_T - log pi_ref) = log pi_ref - log pi_old:
+  about 0 at the first step, but the pull back towards the initial student afterwards. That
+  is G-OPD's reward at scale 0, not masking; `GateConfig.conflict_masking()` therefore
+  always uses reference = "old".
 """
 
 from __future__ import annotations
@@ -51,6 +61,7 @@ class TokenClass(enum.IntEnum):
 
 A1_MODES = ("group", "sign")
 REFERENCES = ("old", "initial")
+TRUNCATED_MODES = ("graded", "wrong", "neutral")
 
 
 @dataclass(frozen=True)
@@ -64,6 +75,8 @@ class GateConfig:
     a1_mode: str = "group"         # "group": a1 = r - mean_G r; "sign": a1 = 2r - 1
     reference: str = "old"         # pi_ref in the G-OPD advantage: "old" (free) or "initial"
     adv_clip: float | None = None  # clamp A to [-c, c]; None = off
+    truncated: str = "graded"      # verdict of a rollout cut at max_new_tokens: "graded" (the
+                                   # verifier's), "wrong" (r = 0) or "neutral" (a1 = 0, no evidence)
 
     def __post_init__(self):
         for name in ("lambda_e", "lambda_i", "lambda_n", "tau"):
@@ -85,6 +98,8 @@ class GateConfig:
             raise ValueError(f"GateConfig.a1_mode must be one of {A1_MODES}, got {self.a1_mode!r}")
         if self.reference not in REFERENCES:
             raise ValueError(f"GateConfig.reference must be one of {REFERENCES}, got {self.reference!r}")
+        if self.truncated not in TRUNCATED_MODES:
+            raise ValueError(f"GateConfig.truncated must be one of {TRUNCATED_MODES}, got {self.truncated!r}")
         if self.adv_clip is not None and not self.adv_clip > 0:
             raise ValueError(f"GateConfig.adv_clip must be > 0 or None, got {self.adv_clip!r}")
 
@@ -107,7 +122,15 @@ class GateConfig:
 
     @classmethod
     def conflict_masking(cls, **kw) -> "GateConfig":
-        """Drop conflict tokens, plain OPD elsewhere (close to OPDVR's ReLU gate)."""
+        """Drop conflict tokens (A = 0), plain OPD elsewhere (close to OPDVR's ReLU gate).
+
+        Always reference = "old": against the initial student lambda_i = 0 does not zero a
+        conflict token's advantage (module docstring), so asking for it is an error.
+        """
+        if kw.get("reference", "old") != "old":
+            raise ValueError("GateConfig.conflict_masking() zeroes conflict tokens only with reference='old'; "
+                             "with reference='initial', lambda_i = 0 gives A = log pi_ref - log pi_old, not 0")
+        kw["reference"] = "old"
         return cls(lambda_e=1.0, lambda_i=0.0, lambda_n=1.0, **kw)
 
     def replace(self, **changes) -> "GateConfig":
@@ -155,7 +178,7 @@ def group_advantage(rewards: torch.Tensor, group_ids: torch.Tensor, mode: str = 
 
 def sign_gate(teacher_logp: torch.Tensor, old_logp: torch.Tensor, rewards: torch.Tensor,
               group_ids: torch.Tensor, mask: torch.Tensor, ref_logp: torch.Tensor | None = None,
-              cfg: GateConfig = GateConfig()) -> GateOutput:
+              cfg: GateConfig = GateConfig(), truncated: torch.Tensor | None = None) -> GateOutput:
     """Classify every response token and build the SG-OPD advantage (METHOD §3-5).
 
     Args:
@@ -166,11 +189,14 @@ def sign_gate(teacher_logp: torch.Tensor, old_logp: torch.Tensor, rewards: torch
         mask:         (B, T) response-token mask (bool or 0/1).
         ref_logp:     (B, T) log pi_ref, required iff cfg.reference == "initial".
         cfg:          GateConfig.
+        truncated:    (B,)   bool, rollouts cut at max_new_tokens (None: none is). Read by
+                      cfg.truncated ("wrong": r = 0; "neutral": a1 = 0) and by the metrics.
 
     Returns a GateOutput; its metrics are token fractions over the masked tokens
-    (frac_consensus, frac_conflict_i, frac_conflict_ii, frac_neutral), a2_mean (= -k1 KL),
-    kl_k1, kl_k3 (estimates of KL(pi_old || pi_T)), adv_abs_mean, lambda_mean and
-    frac_rollouts_no_evidence (a1 = 0).
+    (frac_consensus, frac_conflict_i, frac_conflict_ii, frac_neutral, frac_gated: lambda_t != 1),
+    a2_mean (= -k1 KL), kl_k1, kl_k3 (estimates of KL(pi_old || pi_T)), adv_abs_mean,
+    lambda_mean, frac_rollouts_no_evidence (a1 = 0) and frac_conflict_truncated (the share of
+    conflict tokens that sit in truncated rollouts; 0 when there is no conflict).
     """
     if teacher_logp.shape != old_logp.shape or teacher_logp.shape != mask.shape:
         raise ValueError(f"teacher_logp, old_logp and mask must share a (B, T) shape; got "
@@ -181,6 +207,8 @@ def sign_gate(teacher_logp: torch.Tensor, old_logp: torch.Tensor, rewards: torch
                          f"{rewards.numel()} and {group_ids.numel()}")
     if cfg.reference == "initial" and ref_logp is None:
         raise ValueError("GateConfig.reference='initial' needs ref_logp (log-probs of the initial student)")
+    if truncated is not None and truncated.reshape(-1).shape[0] != B:
+        raise ValueError(f"truncated needs one entry per rollout (B = {B}); got {truncated.numel()}")
     if cfg.reference == "old" and ref_logp is not None:
         raise ValueError("ref_logp was given but GateConfig.reference='old' would ignore it; "
                          "set reference='initial' or drop ref_logp")
@@ -191,7 +219,14 @@ def sign_gate(teacher_logp: torch.Tensor, old_logp: torch.Tensor, rewards: torch
         teacher_logp = teacher_logp.detach().float()
         old_logp = old_logp.detach().float()
         a2 = torch.where(m, teacher_logp - old_logp, zero)                        # (B, T)
-        a1 = group_advantage(rewards.to(a2.device), group_ids.to(a2.device), cfg.a1_mode)  # (B,)
+        cut = (torch.zeros(B, dtype=torch.bool, device=a2.device) if truncated is None
+               else truncated.reshape(-1).to(a2.device).bool())                   # (B,)
+        r = rewards.detach().float().reshape(-1).to(a2.device)                    # (B,)
+        if cfg.truncated == "wrong":
+            r = torch.where(cut, torch.zeros_like(r), r)
+        a1 = group_advantage(r, group_ids.to(a2.device), cfg.a1_mode)             # (B,)
+        if cfg.truncated == "neutral":
+            a1 = torch.where(cut, torch.zeros_like(a1), a1)
 
         s1 = torch.sign(a1)[:, None]                                              # (B, 1)
         s2 = torch.sign(a2)                                                       # (B, T)
@@ -224,6 +259,9 @@ def sign_gate(teacher_logp: torch.Tensor, old_logp: torch.Tensor, rewards: torch
             "frac_conflict_i": masked_mean(conflict_i.float(), m).item(),
             "frac_conflict_ii": masked_mean(conflict_ii.float(), m).item(),
             "frac_neutral": masked_mean((m & ~consensus & ~conflict).float(), m).item(),
+            "frac_gated": masked_mean((lambda_t != 1.0).float(), m).item(),
+            "frac_conflict_truncated": (float((conflict & cut[:, None]).sum()) / int(conflict.sum())
+                                        if bool(conflict.any()) else 0.0),
             "a2_mean": masked_mean(a2, m).item(),
             "kl_k1": -masked_mean(a2, m).item(),
             "kl_k3": masked_mean(k3_kl(old_logp, teacher_logp), m).item(),

@@ -18,8 +18,13 @@ Choices this project makes:
 * Each process samples its own prompts (groups never cross processes); evaluation runs on the
   main process.
 * Old-policy log-probs are recomputed with the training model, never taken from the sampler.
-* A step whose teacher log-probs are not finite is skipped (logged, no update), so one bad
-  batch cannot corrupt the weights.
+* A step whose teacher, old-policy or reference log-probs, loss or gradient norm are not
+  finite is skipped (logged, no update), so one bad batch cannot corrupt the weights. The
+  verdict is agreed by all processes (one all-reduce), so they all skip the same step and none
+  waits in a collective that another never enters.
+* Step metrics are averaged over processes (each process sees its own prompts); the gate's
+  activity `frac_gated` (tokens with lambda_t != 1) is watched: a gating run that keeps it
+  under 1% for 20 steps gets one warning naming the likely cause.
 * A checkpoint (trainable weights, optimizer, scheduler, RNG states, step) is written
   atomically every `save_every` steps; `train()` resumes from it and continues exactly.
 """
@@ -28,9 +33,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import random
 import shutil
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,7 +90,7 @@ def load_world(cfg: TrainConfig, verbose: bool = True) -> World:
     mcfg = ModelConfig(size=w.size, teacher=w.teacher, student=w.student,
                        student_quant=w.student_quant, teacher_finetune_steps=w.teacher_finetune_steps,
                        student_finetune_steps=w.student_finetune_steps,
-                       gradient_checkpointing=w.gradient_checkpointing,
+                       gradient_checkpointing=w.gradient_checkpointing, lora_dropout=w.lora_dropout,
                        **({} if w.lora is None else {"lora": w.lora}))
     pair = load_models(mcfg)
     return World(pair.tokenizer, pair.teacher, pair.student, train or arithmetic_split("train"),
@@ -122,6 +129,46 @@ def global_sum(accelerator, value: float) -> float:
         return float(value)
     t = torch.tensor([float(value)], device=accelerator.device)
     return float(accelerator.reduce(t, reduction="sum").item())
+
+
+def all_processes_agree(accelerator, ok: bool) -> bool:
+    """True only if `ok` holds on every process (one all-reduce), so that every process takes
+    the same branch, e.g. skips the same step, and none waits in a collective alone."""
+    if accelerator is None or accelerator.num_processes == 1:
+        return bool(ok)
+    t = torch.tensor([1.0 if ok else 0.0], device=accelerator.device)
+    return float(accelerator.reduce(t, reduction="sum").item()) == accelerator.num_processes
+
+
+def mean_over_processes(accelerator, metrics: dict, keys) -> dict:
+    """`metrics` with the numbers under `keys` replaced by their mean over processes (every
+    process must hold the same keys: they come from the same code path on each)."""
+    keys = sorted(k for k in keys if isinstance(metrics.get(k), (int, float)))
+    if accelerator is None or accelerator.num_processes == 1 or not keys:
+        return metrics
+    t = torch.tensor([float(metrics[k]) for k in keys], device=accelerator.device)
+    t = accelerator.reduce(t, reduction="mean")
+    return {**metrics, **{k: float(v) for k, v in zip(keys, t.tolist())}}
+
+
+def non_finite(logps: dict, mask: torch.Tensor) -> list[str]:
+    """Names of the (R, T) log-prob tensors with a non-finite value on a response token."""
+    return [name for name, x in logps.items() if x is not None and not bool(torch.isfinite(x[mask.bool()]).all())]
+
+
+def student_dropout(model) -> float:
+    """The largest dropout probability active in `model` when it trains (LoRA dropout, attention
+    or hidden dropout): 0 means the training forward computes the same pi_theta as scoring."""
+    ps = [m.p for m in model.modules() if isinstance(m, torch.nn.Dropout)]
+    cfg = getattr(model, "config", None)
+    ps += [float(getattr(cfg, name, 0.0) or 0.0) for name in ("attention_dropout", "hidden_dropout", "dropout")]
+    return max(ps, default=0.0)
+
+
+# Metrics that each process computes from its own rollouts; the logged value is their mean.
+PER_PROCESS_METRICS = ("reward_mean", "response_len", "truncation_rate", "adv_abs_mean",
+                       "teacher_accept_rate")
+GATE_SILENT_FRAC, GATE_SILENT_STEPS = 0.01, 20   # warn when frac_gated stays below this that long
 
 
 def backend_problem(cfg: TrainConfig, distributed_type: str, zero_stage: int = 0) -> str | None:
@@ -239,6 +286,10 @@ class Trainer:
         np.random.seed(cfg.seed + acc.process_index)
         self.world = world or load_world(cfg, verbose=verbose and acc.is_main_process)
         w = self.world
+        if cfg.ppo_epochs > 1 and student_dropout(w.student) > 0:
+            raise ConfigError(f"ppo_epochs: {cfg.ppo_epochs} updates per batch need a student without dropout "
+                              f"(found p = {student_dropout(w.student)}; LoRA students: world.lora_dropout=0): "
+                              "old log-probs are scored with dropout off, so the PPO ratio would not start at 1")
         self.tok = w.tokenizer
         self.teacher = w.teacher.to(acc.device).eval().requires_grad_(False)
         student = w.student.to(acc.device)
@@ -263,6 +314,8 @@ class Trainer:
                               f"this run has {acc.num_processes} processes (use 'hf', or one process)")
         self.engine = make_engine(cfg)
         self._engine_checked = False
+        self._gate_silent_steps = 0        # consecutive steps with frac_gated < GATE_SILENT_FRAC
+        self._gate_warned = False
 
     # -- helpers -------------------------------------------------------------------------
     @property
@@ -334,34 +387,38 @@ class Trainer:
 
         # 3-4. teacher / old / reference log-probs, gate
         t = time.perf_counter()
-        gate_out = None
+        gate_out = teacher_logp = ref_logp = None
         self.student.eval()   # dropout off for scoring; identical to training mode without dropout
         with torch.no_grad():
             old_logp = self._score(self.student, ro)
-            if cfg.method == "grpo":
-                a1 = grpo_advantage(r, ro.group_ids)
-                advantage = a1[:, None] * mask
-                lambda_t = torch.ones_like(old_logp)
-            else:
+            if cfg.method != "grpo":
                 teacher_logp = self._score(self.teacher, ro)
-                if not bool(torch.isfinite(teacher_logp[mask.bool()]).all()):
-                    times["teacher"] = time.perf_counter() - t
-                    self.student.train()
-                    return {**m, "skipped": "non-finite teacher log-prob", **_time_metrics(times)}
-                ref_logp = None
                 if cfg.gate.reference == "initial":
                     with self.reference_model() as ref:
                         ref_logp = self._score(ref, ro)
-                gate_out = sign_gate(teacher_logp, old_logp, r, ro.group_ids, mask, ref_logp, cfg.gate)
-                advantage, lambda_t = gate_out.advantage, gate_out.lambda_t
-                m.update(gate_out.metrics)
         self.student.train()
+        bad = non_finite({"old-policy": old_logp, "teacher": teacher_logp, "reference": ref_logp}, mask)
+        if not all_processes_agree(acc, not bad):
+            times["teacher"] = time.perf_counter() - t
+            why = f"non-finite {' and '.join(bad)} log-prob" if bad else "non-finite log-prob on another process"
+            return {**m, "skipped": why, **_time_metrics(times)}
+        if cfg.method == "grpo":
+            a1 = grpo_advantage(r, ro.group_ids)
+            advantage = a1[:, None] * mask
+            lambda_t = torch.ones_like(old_logp)
+        else:
+            gate_out = sign_gate(teacher_logp, old_logp, r, ro.group_ids, mask, ref_logp, cfg.gate,
+                                 truncated=ro.truncated)
+            advantage, lambda_t = gate_out.advantage, gate_out.lambda_t
+            m.update(mean_over_processes(acc, gate_out.metrics, gate_out.metrics))
         times["teacher"] = time.perf_counter() - t
 
-        # 5. phased teacher sampling: verifier-endorsed teacher rollouts
-        w_k = float(pts_weight(k, cfg.pts))
-        teacher_ro, m["pts_w"] = None, w_k
-        if w_k > 0 and cfg.method != "grpo":
+        # 5. phased teacher sampling: verifier-endorsed teacher rollouts (no teacher under grpo)
+        w_k = float(pts_weight(k, cfg.pts)) if cfg.method != "grpo" else 0.0
+        teacher_ro = None
+        if cfg.method != "grpo":
+            m["pts_w"] = w_k
+        if w_k > 0:
             t = time.perf_counter()
             n_t = teacher_prompt_count(k, len(prompts), cfg.pts)
             t_ro = sample(self.teacher, tok, prompts[:n_t], cfg.pts.m, cfg.max_new_tokens, cfg.temperature,
@@ -380,13 +437,32 @@ class Trainer:
 
         lengths = mask.sum(1).float()
         m.update({"reward_mean": r.mean().item(), "response_len": lengths.mean().item(),
-                  "truncation_rate": ro.truncated.float().mean().item(),
-                  **_time_metrics(times)})
+                  "truncation_rate": ro.truncated.float().mean().item()})
         if gate_out is None:
             m["adv_abs_mean"] = masked_mean(advantage.abs(), mask).item()
+        m = mean_over_processes(acc, m, PER_PROCESS_METRICS)
+        m.update(_time_metrics(times))
+        self._watch_gate(m)
         if cfg.log_rollouts and acc.is_main_process:
             self._save_rollouts(k, ro, gate_out, r)
         return m
+
+    def _watch_gate(self, m: dict) -> None:
+        """Warn once when a gating run's gate stays silent (frac_gated < 1%) for 20 steps."""
+        g = self.cfg.gate
+        if self.cfg.method == "grpo" or len({g.lambda_e, g.lambda_i, g.lambda_n}) == 1 or "frac_gated" not in m:
+            return
+        self._gate_silent_steps = self._gate_silent_steps + 1 if m["frac_gated"] < GATE_SILENT_FRAC else 0
+        if self._gate_silent_steps >= GATE_SILENT_STEPS and not self._gate_warned:
+            self._gate_warned = True
+            warnings.warn(
+                f"the gate changed under {GATE_SILENT_FRAC:.0%} of the tokens for {GATE_SILENT_STEPS} steps "
+                f"(frac_gated {m['frac_gated']:.4f} at step {m['step']}): this run is plain OPD in all but "
+                f"name. Likely causes: all-equal groups under gate.a1_mode='group' (rollouts without "
+                f"evidence this step: {m.get('frac_rollouts_no_evidence', float('nan')):.0%}; try "
+                f"a1_mode='sign'), gate.tau={g.tau} too high for |a2|, or coefficients that are 1 where the "
+                f"tokens are (lambda_e={g.lambda_e}, lambda_i={g.lambda_i}, lambda_n={g.lambda_n})",
+                UserWarning, stacklevel=2)
 
     def _score(self, model, ro: Rollouts) -> torch.Tensor:
         """No-grad log-probs (R, T) of the rollouts' tokens under `model`, one micro-batch at a time."""
@@ -403,6 +479,11 @@ class Trainer:
             info = self.backward(ro, old_logp, advantage, lambda_t, teacher_ro, w_k)
             grad_norm = (acc.clip_grad_norm_(self.student.parameters(), cfg.grad_clip)
                          if cfg.grad_clip else _grad_norm(self.student))
+            # every process agrees before any of them steps (gradients are already all-reduced)
+            finite = math.isfinite(info["loss_pg"]) and math.isfinite(info["loss_ce"]) and math.isfinite(float(grad_norm))
+            if not all_processes_agree(acc, finite):
+                self.optimizer.zero_grad(set_to_none=True)
+                return {**out, "skipped": "non-finite loss or gradient"}
             self.optimizer.step()
             if epoch == 0:
                 out.update(info, grad_norm=float(grad_norm))
@@ -470,7 +551,7 @@ class Trainer:
 
         problems = self.world.eval_problems[:self.cfg.eval_problems]
         res = evaluate(self.policy, self.tok, problems, n=self.cfg.eval_n,
-                       temperature=self.cfg.temperature, max_new_tokens=self.cfg.max_new_tokens,
+                       temperature=self.cfg.eval_temperature, max_new_tokens=self.cfg.max_new_tokens,
                        instruction=self.world.instruction, vocab_size=self.world.vocab_size)
         return {f"eval_avg@{res.n}": res.avg_at_n, f"eval_pass@{res.k}": res.pass_at_k,
                 "eval_seconds": res.seconds}

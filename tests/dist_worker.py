@@ -62,7 +62,17 @@ def main(out_dir: Path):
     policy_gradient_loss(logp, gate.advantage, ro.response_mask, N).backward()
     single_grad = flat_grads(reference)
 
-    # A few real training steps, then compare parameters across processes.
+    # A few real training steps, then compare parameters across processes. At step 1 only
+    # rank 1's teacher log-probs hold a NaN: both ranks must skip that step (nothing hangs).
+    score = trainer._score
+
+    def score_with_a_nan_on_rank_1(model, ro):
+        out = score(model, ro)
+        if model is trainer.teacher and rank == 1 and trainer.step == 1:
+            out[0, 0] = float("nan")
+        return out
+
+    trainer._score = score_with_a_nan_on_rank_1
     trainer.optimizer.zero_grad()
     history = trainer.run()
     params = torch.cat([p.detach().flatten() for p in trainer.policy.parameters()])
@@ -74,7 +84,9 @@ def main(out_dir: Path):
         "grad_norm": float(single_grad.norm()),
         "params_max_abs_diff_across_ranks": float(max((g - gathered[0]).abs().max() for g in gathered)),
         "steps": [m["step"] for m in history],
-        "rewards_seen": [m["reward_mean"] for m in history],
+        "rewards_seen": [m["reward_mean"] for m in history if "reward_mean" in m],
+        "skipped": [m.get("skipped") for m in history],
+        "frac_consensus": [m.get("frac_consensus") for m in history],
     }
     (out_dir / f"rank{rank}.json").write_text(json.dumps(result))
     acc.wait_for_everyone()

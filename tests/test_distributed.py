@@ -1,4 +1,5 @@
-"""Two CPU processes (gloo) through accelerate: same gradient as one process, same weights."""
+"""Two CPU processes (gloo) through accelerate: same gradient as one process, same weights, and
+the same skipped step when only one process sees a non-finite teacher log-prob."""
 
 import json
 import os
@@ -14,7 +15,7 @@ def test_two_processes_match_one(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
            "--master_port", "29517", str(HERE / "dist_worker.py"), str(tmp_path)]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)  # a hang fails
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     results = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
     assert {r["world_size"] for r in results} == {2}
@@ -24,3 +25,9 @@ def test_two_processes_match_one(tmp_path):
         assert r["grad_max_abs_diff"] < 1e-6, r             # DDP gradient == single-process gradient
         assert r["params_max_abs_diff_across_ranks"] == 0.0  # replicas stay identical
         assert r["steps"] == [0, 1, 2]
+    # rank 1's NaN at step 1: both skip it, each saying why, and no other step is skipped
+    assert results[1]["skipped"] == [None, "non-finite teacher log-prob", None]
+    assert results[0]["skipped"] == [None, "non-finite log-prob on another process", None]
+    # gate metrics are averaged over processes, so both ranks log the same numbers
+    assert results[0]["frac_consensus"] == results[1]["frac_consensus"]
+    assert results[0]["frac_consensus"][0] is not None

@@ -25,14 +25,16 @@ def test_every_preset_runs_and_logs_the_metrics(tmp_path, char_tokenizer, method
     assert [m["step"] for m in history] == [0, 1]
     last = history[-1]
     for key in ("reward_mean", "loss_pg", "grad_norm", "entropy", "response_len", "truncation_rate",
-                "time_rollout", "time_verify", "time_teacher", "time_update", "pts_w", "eval_avg@2"):
+                "time_rollout", "time_verify", "time_teacher", "time_update", "eval_avg@2"):
         assert key in last, key
     if method != "grpo":
-        for key in ("frac_consensus", "frac_conflict_i", "frac_conflict_ii", "frac_neutral",
-                    "a2_mean", "kl_k3", "adv_abs_mean"):
+        for key in ("frac_consensus", "frac_conflict_i", "frac_conflict_ii", "frac_neutral", "frac_gated",
+                    "frac_conflict_truncated", "a2_mean", "kl_k3", "adv_abs_mean", "pts_w"):
             assert key in last, key
         assert math.isfinite(last["grad_norm"]) and last["grad_norm"] > 0
-    assert history[0]["pts_w"] == (1.0 if method in ("sgopd", "pts_only") else 0.0)
+        assert history[0]["pts_w"] == (1.0 if method in ("sgopd", "pts_only") else 0.0)
+    else:
+        assert "pts_w" not in last                      # grpo has no teacher: no PTS weight to log
     lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == 2 and json.loads(lines[1])["step"] == 1
     rollout = json.loads((tmp_path / "run" / "rollouts.jsonl").read_text().splitlines()[0])
