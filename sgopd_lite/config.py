@@ -11,6 +11,13 @@ Presets (`method`) set the gate and the phased-teacher-sampling knobs of METHOD.
     pts_only   plain OPD plus phased teacher sampling
     sgopd      the sign gate plus phased teacher sampling (the full method)
     grpo       verifier-only RL baseline: no teacher, group-normalised reward advantage
+    opdvr      OPDVR's correctness gate: a1 = 2r - 1, conflict tokens zeroed (GateConfig.opdvr)
+    reversed_gate  negative control: gate_only with consensus 1.0 and conflict 1.8 (GateConfig.reversed)
+    soft_gate  lambda_t = 2 sigmoid(k a1 a2) on evidence tokens, k = 4 (GateConfig.soft)
+
+Every gate is one point of the four-cell table of gate.py (`gate.correct_up=...` etc. set a
+cell directly). Gates shape tokens by the sampled token's class, which only the sampled loss
+can express: a gate with `loss_type=dense` is refused (`validate` says why).
 
 A preset only fills in what the user did not set: explicit `gate.*` / `pts.*` values win.
 Every field is checked before any model is loaded; errors name the field.
@@ -33,7 +40,7 @@ from .engines import ENGINES, VLLM_INSTALL_HINT, vllm_importable
 from .gate import GateConfig
 from .scheduler import PTSConfig
 
-METHODS = ("opd", "exopd", "gate_only", "pts_only", "sgopd", "grpo")
+METHODS = ("opd", "exopd", "gate_only", "pts_only", "sgopd", "grpo", "opdvr", "reversed_gate", "soft_gate")
 LOSS_TYPES = ("sampled", "dense")
 SIZES = ("tiny", "smol", "qwen")
 # Experiment trackers (through accelerate) and the package each one needs.
@@ -155,7 +162,13 @@ def _preset_gate(cfg: TrainConfig) -> GateConfig:
         return GateConfig.opd()
     if cfg.method == "exopd":
         return GateConfig.exopd(cfg.exopd_lambda)
-    return GateConfig()
+    if cfg.method == "opdvr":
+        return GateConfig.opdvr()
+    if cfg.method == "reversed_gate":
+        return GateConfig.reversed()
+    if cfg.method == "soft_gate":
+        return GateConfig.soft()
+    return GateConfig.sgopd()
 
 
 def _preset_pts(cfg: TrainConfig) -> PTSConfig:
@@ -199,6 +212,13 @@ def validate(cfg: TrainConfig) -> None:
          f"gate.a1_mode='group' compares rollouts of one prompt and needs group_size >= 2, got {cfg.group_size}")
     need(not (cfg.method == "grpo" and cfg.group_size < 2), "group_size",
          "the grpo baseline normalises rewards within a group and needs group_size >= 2")
+    # The dense loss weights each position's whole KL by the sampled token's lambda_t: it cannot
+    # say "up on this token, down on that one", so lambda_e only enlarges the step towards the
+    # teacher and lambda_i = 0 drops the teacher's whole distribution at that position.
+    need(not (cfg.loss_type == "dense" and cfg.gate.shapes_tokens), "loss_type",
+         f"method={cfg.method} gates tokens by the sampled token's class, which the dense loss cannot "
+         "express (it scales the whole position's KL: lambda_e only enlarges the step towards the teacher, "
+         "lambda_i = 0 drops the teacher's whole distribution there); use loss_type=sampled")
     need(not (cfg.loss_type == "dense" and cfg.gate.reference != "old"), "loss_type",
          "the dense loss supports gate.reference='old' only (METHOD §5)")
     need(not (cfg.loss_type == "dense" and cfg.ppo_epochs > 1), "ppo_epochs",

@@ -16,8 +16,35 @@ the per-token advantage that the policy-gradient loss multiplies with log pi_the
     A_{i,t} = a2_{i,t} + (lambda_t - 1) * (log pi_T - log pi_ref)    (G-OPD form)
             = lambda_t * a2_{i,t}                                     when reference = "old"
 
-Plain OPD, ExOPD(lambda) and conflict masking are settings of the same function
-(`GateConfig.opd()`, `GateConfig.exopd(lam)`, `GateConfig.conflict_masking()`).
+The gate as four numbers. The verdict (correct / wrong) times the teacher's direction (up,
+a2 > 0 / down, a2 < 0) makes four cells, and each may carry its own coefficient:
+
+                     teacher pushes up (a2 > 0)     teacher pushes down (a2 < 0)
+    correct (a1 > 0)  correct_up   (consensus)       correct_down (conflict I)
+    wrong   (a1 < 0)  wrong_up     (conflict II)     wrong_down   (consensus)
+
+lambda_e fills the two consensus cells and lambda_i the two conflict cells unless a cell is set
+explicitly. Every method compared here is one point of that table (`GateConfig.cells()`):
+
+    method           correct_up  correct_down  wrong_up  wrong_down  a1_mode  reference
+    opd              1           1             1         1           group    old
+    exopd(1.25)      1.25        1.25          1.25      1.25        group    initial
+    sgopd            1.8         1             1         1.8         group    old
+    opdvr            1           0             0         1           sign     old
+    reversed         1           1.8           1.8       1           group    old
+    correct_only     1           1             0         0           sign     old
+
+Why the cells matter: a correct carry inside a wrong rollout that the teacher pushes down is
+"consensus" (wrong & down) and the default gate pushes it down 1.8x harder than OPD. A verdict
+is per rollout, so it cannot say which token was wrong; the cells let a sweep ask which one
+carries the harm.
+
+A soft gate (`soft_k`, the form of later reweighting papers) replaces the hard classes on
+evidence tokens by a smooth weight lambda_t = 2 * sigmoid(soft_k * a1 * a2): 1 where
+a1 * a2 = 0, towards 2 for strong consensus and towards 0 for strong conflict. The factor 2 is
+this project's choice, so that a token without evidence keeps plain OPD's weight (a bare
+sigmoid would halve it); as soft_k grows it tends to the hard gate with lambda_e = 2,
+lambda_i = 0.
 
 Readings this project chose where the paper is not explicit (METHOD.md says which are uncertain):
 * a1 uses only the sign of the verifier's group advantage; "group" mode makes all-correct and
@@ -62,6 +89,7 @@ class TokenClass(enum.IntEnum):
 A1_MODES = ("group", "sign")
 REFERENCES = ("old", "initial")
 TRUNCATED_MODES = ("graded", "wrong", "neutral")
+CELLS = ("correct_up", "correct_down", "wrong_up", "wrong_down")
 
 
 @dataclass(frozen=True)
@@ -77,9 +105,17 @@ class GateConfig:
     adv_clip: float | None = None  # clamp A to [-c, c]; None = off
     truncated: str = "graded"      # verdict of a rollout cut at max_new_tokens: "graded" (the
                                    # verifier's), "wrong" (r = 0) or "neutral" (a1 = 0, no evidence)
+    # The four cells (module docstring); None = lambda_e (consensus cells) / lambda_i (conflict cells)
+    correct_up: float | None = None    # a1 > 0, a2 > 0: consensus on a correct rollout
+    correct_down: float | None = None  # a1 > 0, a2 < 0: conflict type I
+    wrong_up: float | None = None      # a1 < 0, a2 > 0: conflict type II
+    wrong_down: float | None = None    # a1 < 0, a2 < 0: consensus on a wrong rollout
+    soft_k: float | None = None        # soft gate: lambda_t = 2 sigmoid(soft_k a1 a2) on evidence
+                                       # tokens instead of the cells; None = the hard gate
 
     def __post_init__(self):
-        for name in ("lambda_e", "lambda_i", "lambda_n", "tau"):
+        cells = [c for c in CELLS if getattr(self, c) is not None]
+        for name in ("lambda_e", "lambda_i", "lambda_n", "tau", *cells) + (("soft_k",) if self.soft_k is not None else ()):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or value != value or abs(value) == float("inf"):
                 raise ValueError(f"GateConfig.{name} must be a finite number, got {value!r}")
@@ -98,6 +134,9 @@ class GateConfig:
             raise ValueError(f"GateConfig.a1_mode must be one of {A1_MODES}, got {self.a1_mode!r}")
         if self.reference not in REFERENCES:
             raise ValueError(f"GateConfig.reference must be one of {REFERENCES}, got {self.reference!r}")
+        if self.soft_k is not None and cells:
+            raise ValueError(f"GateConfig.soft_k replaces the four cells; set one or the other, not both "
+                             f"(cells set: {cells})")
         if self.truncated not in TRUNCATED_MODES:
             raise ValueError(f"GateConfig.truncated must be one of {TRUNCATED_MODES}, got {self.truncated!r}")
         if self.adv_clip is not None and not self.adv_clip > 0:
@@ -105,8 +144,21 @@ class GateConfig:
 
     @property
     def gating(self) -> bool:
-        """True when consensus and conflict tokens are treated differently."""
+        """True when lambda_e and lambda_i differ (then lambda_e >= 1 and lambda_i <= 1 are enforced;
+        explicit cells are free: the reversed gate is one)."""
         return self.lambda_e != self.lambda_i
+
+    def cells(self) -> dict[str, float]:
+        """The coefficient of each of the four cells (module docstring), defaults filled in."""
+        fill = {"correct_up": self.lambda_e, "correct_down": self.lambda_i,
+                "wrong_up": self.lambda_i, "wrong_down": self.lambda_e}
+        return {c: (getattr(self, c) if getattr(self, c) is not None else fill[c]) for c in CELLS}
+
+    @property
+    def shapes_tokens(self) -> bool:
+        """True when tokens get different coefficients depending on the gate's evidence (any gate,
+        soft or hard); False for OPD and ExOPD, which scale every token alike."""
+        return self.soft_k is not None or len({*self.cells().values(), self.lambda_n}) > 1
 
     # Named settings: every method of the paper's comparison is one point of this config.
     @classmethod
@@ -132,6 +184,40 @@ class GateConfig:
                              "with reference='initial', lambda_i = 0 gives A = log pi_ref - log pi_old, not 0")
         kw["reference"] = "old"
         return cls(lambda_e=1.0, lambda_i=0.0, lambda_n=1.0, **kw)
+
+    @classmethod
+    def sgopd(cls, **kw) -> "GateConfig":
+        """SG-OPD's sign gate at the paper's best setting (the defaults): consensus 1.8, conflict 1."""
+        return cls(**kw)
+
+    @classmethod
+    def opdvr(cls, **kw) -> "GateConfig":
+        """OPDVR's correctness gate (arXiv 2608.24696, as its reading note describes it): every
+        verdict counts (a1 = 2r - 1), conflict tokens are zeroed and consensus is unscaled, so
+        A = ReLU(a2) on correct rollouts and -ReLU(-a2) on wrong ones."""
+        kw = {"a1_mode": "sign", **kw, "reference": "old"}
+        return cls(lambda_e=1.0, lambda_i=0.0, lambda_n=1.0, **kw)
+
+    @classmethod
+    def reversed(cls, lambda_e: float = 1.8, lambda_i: float = 1.0, **kw) -> "GateConfig":
+        """A negative control: the sign gate with its coefficients swapped (consensus lambda_i,
+        conflict lambda_e: 1.0 and 1.8 by default), same a1_mode, tau and lambda_n. It trusts the
+        teacher most exactly where the verifier disagrees, so it should hurt."""
+        return cls(lambda_e=lambda_e, lambda_i=lambda_i, correct_up=lambda_i, wrong_down=lambda_i,
+                   correct_down=lambda_e, wrong_up=lambda_e, **kw)
+
+    @classmethod
+    def correct_only(cls, **kw) -> "GateConfig":
+        """Learn from correct rollouts only: plain OPD on them, nothing from wrong ones."""
+        kw = {"a1_mode": "sign", **kw}
+        return cls(lambda_e=1.0, lambda_i=1.0, correct_up=1.0, correct_down=1.0, wrong_up=0.0,
+                   wrong_down=0.0, **kw)
+
+    @classmethod
+    def soft(cls, k: float = 4.0, **kw) -> "GateConfig":
+        """The soft gate: lambda_t = 2 sigmoid(k a1 a2) on evidence tokens (module docstring).
+        k = 4 is this project's default: with a1 = +-0.5 and |a2| = 1 nat the weight is 1.76 / 0.24."""
+        return cls(soft_k=k, **kw)
 
     def replace(self, **changes) -> "GateConfig":
         return replace(self, **changes)
@@ -242,8 +328,15 @@ def sign_gate(teacher_logp: torch.Tensor, old_logp: torch.Tensor, rewards: torch
         token_class[conflict_ii] = int(TokenClass.CONFLICT_II)
 
         lambda_t = torch.full_like(a2, cfg.lambda_n)                              # (B, T)
-        lambda_t[consensus] = cfg.lambda_e
-        lambda_t[conflict] = cfg.lambda_i
+        if cfg.soft_k is not None:
+            soft = 2.0 * torch.sigmoid(cfg.soft_k * a1[:, None] * a2)             # (B, T)
+            lambda_t = torch.where(evidence, soft, lambda_t)
+        else:
+            cell = cfg.cells()
+            lambda_t[consensus & (s1 > 0)] = cell["correct_up"]
+            lambda_t[conflict_i] = cell["correct_down"]
+            lambda_t[conflict_ii] = cell["wrong_up"]
+            lambda_t[consensus & (s1 < 0)] = cell["wrong_down"]
 
         if cfg.reference == "old":
             advantage = lambda_t * a2                                             # (B, T)

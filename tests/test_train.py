@@ -79,7 +79,8 @@ def test_update_gradient_does_not_depend_on_micro_batching(tmp_path, char_tokeni
     grads = {}
     for mbs in (None, 5, 1):
         world = make_tiny_world(char_tokenizer)
-        trainer = Trainer(_cfg(tmp_path, method="gate_only", loss_type=loss_type, micro_batch_size=mbs),
+        method = "gate_only" if loss_type == "sampled" else "opd"      # a gate needs the sampled loss
+        trainer = Trainer(_cfg(tmp_path, method=method, loss_type=loss_type, micro_batch_size=mbs),
                           world=world, verbose=False)
         ro, old, gate = _one_batch(trainer)
         trainer.optimizer.zero_grad()
@@ -138,8 +139,9 @@ def test_demo_writes_report_and_figures(tmp_path):
 
     summary = run_demo(out_dir=str(tmp_path / "demo"), steps=2, eval_problems=4, eval_n=2)
     report = (tmp_path / "demo" / "report.md").read_text()
-    # the demo uses the dense loss (the sampled loss fell short of +10 points): its first line says so
-    assert report.splitlines()[0].startswith("Loss: the dense loss") and "sampled-token loss" in report.splitlines()[0]
+    # a gate needs the sampled loss (the dense one cannot express its direction): the first line says so
+    assert report.splitlines()[0].startswith("Loss: the paper's sampled-token loss")
+    assert json.loads((tmp_path / "demo" / "sgopd" / "config.json").read_text())["loss_type"] == "sampled"
     assert "# make demo" in report
     assert "| opd |" in report and "| sgopd |" in report and "| starting student |" in report
     for name in ("learning_curves.png", "kl_curves.png", "gate_fractions.png"):

@@ -1,0 +1,122 @@
+"""The peer gates and baselines as presets of one gate, the four-cell table, the soft gate, and
+the dense loss refused for gates, all on hand-made inputs."""
+
+import math
+
+import pytest
+import torch
+
+from sgopd_lite.config import ConfigError, TrainConfig
+from sgopd_lite.gate import CELLS, GateConfig, TokenClass, sign_gate
+
+# Two groups of two rollouts. Group 0: rollout 0 correct, rollout 1 wrong. Group 1: both correct
+# (no evidence under a1_mode="group"). Each rollout has a token the teacher pushes up (a2 = +0.5)
+# and one it pushes down (a2 = -1.0).
+OLD = torch.full((4, 2), -2.0)
+TEACHER = OLD + torch.tensor([[0.5, -1.0]] * 4)
+R = torch.tensor([1.0, 0.0, 1.0, 1.0])
+G = torch.tensor([0, 0, 1, 1])
+MASK = torch.ones(4, 2)
+A2 = TEACHER - OLD
+
+
+def gate(cfg):
+    return sign_gate(TEACHER, OLD, R, G, MASK, cfg=cfg)
+
+
+def test_opdvr_is_relu_of_a2_on_correct_and_minus_relu_on_wrong_rollouts():
+    out = gate(GateConfig.opdvr())
+    expected = torch.where(R[:, None] > 0, A2.clamp(min=0), -(-A2).clamp(min=0))
+    torch.testing.assert_close(out.advantage, expected)
+    # every verdict counts: the all-correct group 1 is gated too
+    assert out.advantage[2].tolist() == [0.5, 0.0]
+    assert GateConfig.opdvr().reference == "old"
+
+
+def test_reversed_gate_swaps_consensus_and_conflict():
+    cfg = GateConfig.reversed()
+    out = gate(cfg)
+    cls = out.token_class
+    assert torch.all(out.lambda_t[cls == TokenClass.CONSENSUS] == 1.0)
+    assert torch.all(out.lambda_t[(cls == TokenClass.CONFLICT_I) | (cls == TokenClass.CONFLICT_II)] == 1.8)
+    assert cfg.a1_mode == GateConfig().a1_mode and cfg.tau == GateConfig().tau
+    assert len(TokenClass) == 4
+    # the sign gate with the same evidence is the mirror image
+    sg = gate(GateConfig())
+    assert torch.all(sg.lambda_t[cls == TokenClass.CONSENSUS] == 1.8)
+
+
+def test_every_method_is_a_point_of_the_four_cell_table():
+    table = {
+        "opd": (GateConfig.opd(), (1, 1, 1, 1)),
+        "exopd": (GateConfig.exopd(1.25), (1.25, 1.25, 1.25, 1.25)),
+        "sgopd": (GateConfig.sgopd(), (1.8, 1, 1, 1.8)),
+        "opdvr": (GateConfig.opdvr(), (1, 0, 0, 1)),
+        "reversed": (GateConfig.reversed(), (1, 1.8, 1.8, 1)),
+        "correct_only": (GateConfig.correct_only(), (1, 1, 0, 0)),
+    }
+    for name, (cfg, cells) in table.items():
+        assert tuple(cfg.cells()[c] for c in CELLS) == cells, name
+
+
+@pytest.mark.parametrize("cell, row, col", [("correct_up", 0, 0), ("correct_down", 0, 1),
+                                            ("wrong_up", 1, 0), ("wrong_down", 1, 1)])
+def test_each_cell_sets_only_its_own_tokens(cell, row, col):
+    out = gate(GateConfig.opd(**{cell: 3.0}))
+    expected = torch.ones(4, 2)
+    expected[row, col] = 3.0                      # rollout 0 is correct, rollout 1 wrong; group 1 neutral
+    torch.testing.assert_close(out.lambda_t, expected)
+    torch.testing.assert_close(out.advantage, expected * A2)
+
+
+def test_notebook_03s_correct_carry_in_a_wrong_rollout():
+    # The teacher pushes down a (correct) token of a wrong rollout: "consensus" for the sign gate,
+    # so its push down is 1.8x plain OPD's; the wrong_down cell isolates exactly that token.
+    opd, sg = gate(GateConfig.opd()), gate(GateConfig())
+    assert sg.token_class[1, 1] == TokenClass.CONSENSUS
+    assert sg.advantage[1, 1].item() == pytest.approx(1.8 * opd.advantage[1, 1].item())
+    spared = gate(GateConfig(wrong_down=1.0))
+    assert spared.advantage[1, 1].item() == pytest.approx(opd.advantage[1, 1].item())
+    assert spared.advantage[0, 0].item() == pytest.approx(sg.advantage[0, 0].item())   # rest unchanged
+
+
+def test_soft_gate_weights_evidence_tokens_smoothly():
+    k = 3.0
+    out = gate(GateConfig.soft(k))
+    a1 = torch.tensor([0.5, -0.5, 0.0, 0.0])                              # group mode
+    expected = torch.where(a1[:, None] != 0, 2 * torch.sigmoid(k * a1[:, None] * A2), torch.ones(4, 2))
+    torch.testing.assert_close(out.lambda_t, expected)
+    torch.testing.assert_close(out.advantage, expected * A2)
+    # a large k tends to the hard gate with lambda_e = 2, lambda_i = 0
+    hard = gate(GateConfig(lambda_e=2.0, lambda_i=0.0))
+    torch.testing.assert_close(gate(GateConfig.soft(200.0)).lambda_t, hard.lambda_t, atol=1e-6, rtol=0)
+    with pytest.raises(ValueError, match="soft_k replaces the four cells"):
+        GateConfig(soft_k=2.0, wrong_up=0.0)
+
+
+def test_cells_are_validated():
+    with pytest.raises(ValueError, match="correct_up must be >= 0"):
+        GateConfig(correct_up=-1.0)
+    with pytest.raises(ValueError, match="wrong_down must be a finite number"):
+        GateConfig(wrong_down=math.inf)
+
+
+@pytest.mark.parametrize("method, cells", [("opdvr", (1, 0, 0, 1)), ("reversed_gate", (1, 1.8, 1.8, 1)),
+                                           ("gate_only", (1.8, 1, 1, 1.8))])
+def test_method_presets(method, cells):
+    cfg = TrainConfig(method=method)
+    assert tuple(cfg.gate.cells()[c] for c in CELLS) == cells
+    assert not cfg.pts.enabled
+    assert TrainConfig(method="soft_gate").gate.soft_k == 4.0
+
+
+@pytest.mark.parametrize("method", ["gate_only", "sgopd", "opdvr", "reversed_gate", "soft_gate"])
+def test_a_gate_with_the_dense_loss_is_refused(method):
+    with pytest.raises(ConfigError, match="^loss_type: .*cannot express"):
+        TrainConfig(method=method, loss_type="dense")
+
+
+def test_opd_and_pts_only_may_use_the_dense_loss():
+    TrainConfig(method="opd", loss_type="dense")
+    TrainConfig(method="pts_only", loss_type="dense")
+    TrainConfig(method="opd", loss_type="dense", gate={"lambda_e": 1.5, "lambda_i": 1.5, "lambda_n": 1.5})
