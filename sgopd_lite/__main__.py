@@ -66,6 +66,10 @@ def _cmd_eval(args) -> int:
     print(f"| model | data | problems | avg@{res.n} | pass@{res.k} | seconds |")
     print("|---|---|---|---|---|---|")
     print(f"| {args.model} | {args.data} | {res.num_problems} | {res.avg_at_n:.3f} | {res.pass_at_k:.3f} | {res.seconds:.1f} |")
+    if res.per_skill:
+        print(f"\n| skill | problems | avg@{res.n} |")
+        print("|---|---|---|")
+        print("\n".join(res.skill_rows()))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(row, f, indent=2)

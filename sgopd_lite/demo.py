@@ -38,6 +38,10 @@ def _pick_rollout(records: list[dict]) -> dict | None:
     return with_gate[-1] if with_gate else None
 
 
+def _row(name: str, avg: float, pass_k: float, skills: dict) -> str:
+    return f"| {name} | {avg:.3f} | {pass_k:.3f} | " + " | ".join(f"{v:.3f}" for v in skills.values()) + " |"
+
+
 def run_demo(out_dir: str = "runs/demo", steps: int | None = None, eval_problems: int = 128,
              eval_n: int = 8) -> dict:
     from .tiny_world import TinyWorldConfig, load_tiny_pair
@@ -77,6 +81,7 @@ def run_demo(out_dir: str = "runs/demo", steps: int | None = None, eval_problems
         last = histories[method][-1]
         results[method] = {f"avg@{eval_n}": last[f"eval_avg@{eval_n}"],
                            f"pass@{eval_n}": last[f"eval_pass@{eval_n}"],
+                           "per_skill": {s: last[f"eval_avg@{eval_n}_{s}"] for s in base.per_skill},
                            "train_seconds": round(time.perf_counter() - t, 1)}
         print(f"[demo] {method}: avg@{eval_n} {results[method][f'avg@{eval_n}']:.3f} "
               f"pass@{eval_n} {results[method][f'pass@{eval_n}']:.3f}", flush=True)
@@ -97,6 +102,7 @@ def run_demo(out_dir: str = "runs/demo", steps: int | None = None, eval_problems
 
     total = time.perf_counter() - start
     n = eval_n
+    skill_counts = {s: v["problems"] for s, v in base.per_skill.items()}
     loss_line = ("the paper's sampled-token loss (REINFORCE with the gated per-token advantage); the dense "
                  "loss cannot express a gate's direction")
     lines = [
@@ -109,13 +115,15 @@ def run_demo(out_dir: str = "runs/demo", steps: int | None = None, eval_problems
         f"Held-out: {len(held_out)} problems, n = {n} samples each at temperature 1.0. "
         f"{steps} steps x 16 prompts x 8 rollouts per method, seed 0, lr 3e-4.",
         "",
-        f"| model | avg@{n} | pass@{n} |",
-        "|---|---|---|",
-        f"| teacher | {teach.avg_at_n:.3f} | {teach.pass_at_k:.3f} |",
-        f"| starting student | {base.avg_at_n:.3f} | {base.pass_at_k:.3f} |",
+        f"| model | avg@{n} | pass@{n} | " + " | ".join(f"{s} ({c})" for s, c in skill_counts.items()) + " |",
+        "|---|---|---|" + "---|" * len(skill_counts),
+        _row("teacher", teach.avg_at_n, teach.pass_at_k, {s: v["avg"] for s, v in teach.per_skill.items()}),
+        _row("starting student", base.avg_at_n, base.pass_at_k, {s: v["avg"] for s, v in base.per_skill.items()}),
     ]
     for method, res in results.items():
-        lines.append(f"| {method} | {res[f'avg@{n}']:.3f} | {res[f'pass@{n}']:.3f} |")
+        lines.append(_row(method, res[f"avg@{n}"], res[f"pass@{n}"], res["per_skill"]))
+    lines += ["", f"Columns after pass@{n}: avg@{n} on the held-out problems that need that skill "
+              "(number of problems in brackets)."]
     worse = [m for m, res in results.items() if res[f"avg@{n}"] < base.avg_at_n]
     if worse:
         lines += ["", f"Ended below the starting student: {', '.join(worse)}. Here the student writes a style "

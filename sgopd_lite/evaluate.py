@@ -3,6 +3,10 @@
 avg@n  = mean over problems of (correct samples / n)
 pass@k = mean over problems of 1 - C(n - c, k) / C(n, k), the unbiased estimator of Chen et al.
          (2021) from n >= k samples of which c are correct.
+
+Accuracy per skill: arithmetic problems are labelled by what they need (`data.skill_of`:
+carry, borrow, both, none), and every result carries avg@n per label with its number of
+problems. A mean that does not move can hide a skill gained and another lost.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .data import DEFAULT_INSTRUCTION, Problem, format_prompt
+from .data import DEFAULT_INSTRUCTION, SKILLS, Problem, format_prompt, skill_of
 from .rollout import sample
 from .verifier import grade_batch
 
@@ -43,12 +47,29 @@ class EvalResult:
     per_problem_correct: list[int] = field(default_factory=list)
     mean_response_tokens: float = 0.0
     truncation_rate: float = 0.0
+    per_skill: dict = field(default_factory=dict)   # skill -> {"avg": avg@n, "problems": count};
+                                                    # empty when no problem has a skill label
 
     def as_dict(self) -> dict:
         return {f"avg@{self.n}": self.avg_at_n, f"pass@{self.k}": self.pass_at_k,
                 "n": self.n, "k": self.k, "problems": self.num_problems, "seconds": self.seconds,
                 "mean_response_tokens": self.mean_response_tokens,
-                "truncation_rate": self.truncation_rate}
+                "truncation_rate": self.truncation_rate, "per_skill": self.per_skill}
+
+    def skill_rows(self) -> list[str]:
+        """One Markdown table row per skill: | skill | problems | avg@n |."""
+        return [f"| {s} | {v['problems']} | {v['avg']:.3f} |" for s, v in self.per_skill.items()]
+
+
+def per_skill_accuracy(problems: list[Problem], correct: list[int], n: int) -> dict:
+    """avg@n and the number of problems for each skill label present (in SKILLS order)."""
+    by_skill: dict[str, list[float]] = {}
+    for p, c in zip(problems, correct):
+        label = skill_of(p.question)
+        if label is not None:
+            by_skill.setdefault(label, []).append(c / n)
+    return {s: {"avg": float(np.mean(by_skill[s])), "problems": len(by_skill[s])}
+            for s in SKILLS if s in by_skill}
 
 
 def evaluate(model, tokenizer, problems: list[Problem], n: int = 8, k: int | None = None,
@@ -79,4 +100,5 @@ def evaluate(model, tokenizer, problems: list[Problem], n: int = 8, k: int | Non
         pass_at_k=float(np.mean([pass_at_k(n, c, k) for c in correct])) if correct else math.nan,
         n=n, k=k, num_problems=len(problems), seconds=time.perf_counter() - start,
         per_problem_correct=correct, mean_response_tokens=float(np.mean(lengths)) if lengths else 0.0,
-        truncation_rate=float(np.mean(truncated)) if truncated else 0.0)
+        truncation_rate=float(np.mean(truncated)) if truncated else 0.0,
+        per_skill=per_skill_accuracy(problems, correct, n))

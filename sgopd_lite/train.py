@@ -553,8 +553,12 @@ class Trainer:
         res = evaluate(self.policy, self.tok, problems, n=self.cfg.eval_n,
                        temperature=self.cfg.eval_temperature, max_new_tokens=self.cfg.max_new_tokens,
                        instruction=self.world.instruction, vocab_size=self.world.vocab_size)
+        skills = {}
+        for skill, v in res.per_skill.items():
+            skills[f"eval_avg@{res.n}_{skill}"] = v["avg"]
+            skills[f"eval_problems_{skill}"] = v["problems"]
         return {f"eval_avg@{res.n}": res.avg_at_n, f"eval_pass@{res.k}": res.pass_at_k,
-                "eval_seconds": res.seconds}
+                "eval_seconds": res.seconds, **skills}
 
     def checkpoint_dir(self) -> Path:
         return self.out / "checkpoint"
