@@ -66,7 +66,7 @@ import torch
 from sgopd_lite import losses, rollout, viz
 from sgopd_lite.data import arithmetic_split, format_prompt
 from sgopd_lite.gate import GateConfig
-from sgopd_lite.tiny_world import TinyWorldConfig, load_tiny_pair
+from sgopd_lite.worlds.tiny import TinyWorldConfig, load_tiny_pair
 from sgopd_lite.verifier import rewards as verifier_rewards
 
 torch.manual_seed(SEED)
@@ -170,7 +170,7 @@ viz.plot_learning_curves({"REINFORCE with A = a2": history}, metric="kl", smooth
 # %% [markdown]
 # ## 3. The same signal on real rollouts of the tiny world
 #
-# The tiny world (`sgopd_lite.tiny_world`) is a ~0.7M-parameter teacher and a ~0.3M-parameter
+# The tiny world (`sgopd_lite.worlds.tiny`) is a ~0.7M-parameter teacher and a ~0.3M-parameter
 # student, both Qwen2 architectures with a character vocabulary, trained here on multi-step
 # arithmetic (`15-4+16` -> `15-4=11`, `11+16=27`, `\boxed{27}`). The default pair has both
 # OPD assumptions intact. The student learned from sloppy solutions (most of them forget

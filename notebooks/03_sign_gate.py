@@ -64,7 +64,7 @@ from transformers.utils import logging as hf_logging
 from sgopd_lite import rollout, viz
 from sgopd_lite.data import arithmetic_split, format_prompt
 from sgopd_lite.gate import GateConfig, TokenClass, group_advantage, sign_gate
-from sgopd_lite.tiny_world import TinyWorldConfig, load_tiny_pair
+from sgopd_lite.worlds.tiny import TinyWorldConfig, load_tiny_pair
 from sgopd_lite.verifier import rewards as verifier_rewards
 
 hf_logging.disable_progress_bar()

@@ -70,7 +70,7 @@ from sgopd_lite import losses, rollout, viz
 from sgopd_lite.config import TrainConfig
 from sgopd_lite.data import REPO_ROOT, arithmetic_split, format_prompt
 from sgopd_lite.scheduler import PTSConfig, pts_weight, teacher_prompt_count
-from sgopd_lite.tiny_world import TinyWorldConfig, load_tiny_pair
+from sgopd_lite.worlds.tiny import TinyWorldConfig, load_tiny_pair
 from sgopd_lite.train import Trainer, World
 from sgopd_lite.verifier import rewards as verifier_rewards
 

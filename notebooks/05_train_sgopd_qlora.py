@@ -97,7 +97,7 @@ SIZES = {
     "tiny": dict(world={"size": "tiny", "teacher_noise": 1.0}, steps=STEPS, prompts_per_step=PROMPTS_PER_STEP,
                  group_size=GROUP_SIZE, max_new_tokens=40, lr=3e-4, pts={"k1": STEPS // 4, "k2": STEPS // 2}),
     # SmolLM2-135M teacher and student with LoRA (offline), each after its own cached task
-    # fine-tune (smol_world.py: the teacher on clean solutions, the student on sloppy ones; about
+    # fine-tune (worlds/smol.py: the teacher on clean solutions, the student on sloppy ones; about
     # 13 minutes on a CPU the first time). On a CPU use configs/smol_cpu.yaml's smaller budget
     # (40 steps x 8 prompts x 4 rollouts); a GPU makes this one minutes.
     "smol": dict(world={"size": "smol", "lora": True}, steps=200, prompts_per_step=16, group_size=8,
@@ -122,7 +122,7 @@ print(f"{cfg.steps} steps x {cfg.prompts_per_step} prompts x G={cfg.group_size} 
 # ## 2. The world, and where the models start
 #
 # `train.load_world(cfg)` returns the tokenizer, the frozen teacher, a fresh trainable student
-# and the problem sets of `cfg.world` (for the tiny size, `tiny_world.load_tiny_pair` with its
+# and the problem sets of `cfg.world` (for the tiny size, `worlds.tiny.load_tiny_pair` with its
 # knobs; for the others, `models.load_models` with LoRA / QLoRA). Calling it again gives a fresh
 # student, so every method below starts from the same weights.
 

@@ -79,7 +79,7 @@ from transformers.utils import logging as hf_logging
 from sgopd_lite import viz
 from sgopd_lite.config import TrainConfig
 from sgopd_lite.data import REPO_ROOT, arithmetic_split
-from sgopd_lite.tiny_world import TinyWorldConfig, load_tiny_pair
+from sgopd_lite.worlds.tiny import TinyWorldConfig, load_tiny_pair
 from sgopd_lite.train import Trainer, World
 
 hf_logging.disable_progress_bar()

@@ -67,7 +67,7 @@ from sgopd_lite.data import REPO_ROOT, arithmetic_split, format_prompt
 from sgopd_lite.gate import sign_gate
 from sgopd_lite.losses import count_tokens, policy_gradient_loss
 from sgopd_lite.rollout import sample, sequence_logprobs
-from sgopd_lite.tiny_world import TinyWorldConfig, load_tiny_pair
+from sgopd_lite.worlds.tiny import TinyWorldConfig, load_tiny_pair
 from sgopd_lite.train import Trainer, World
 from sgopd_lite.verifier import rewards as verifier_rewards
 

@@ -35,7 +35,7 @@ def _cmd_train(args) -> int:
 def _load_eval_model(name: str, world_args):
     """A model to evaluate: 'tiny-student', 'tiny-teacher' or a saved model directory."""
     if name in ("tiny-student", "tiny-teacher"):
-        from .tiny_world import load_tiny_pair
+        from .worlds.tiny import load_tiny_pair
         tok, teacher, student = load_tiny_pair(world_args.style_gap, world_args.teacher_noise)
         return tok, (teacher if name == "tiny-teacher" else student)
     from transformers import AutoModelForCausalLM
@@ -54,7 +54,7 @@ def _cmd_eval(args) -> int:
     if args.limit:
         problems = problems[:args.limit]
     from .data import DEFAULT_INSTRUCTION
-    from .tiny_world import TinyWorldConfig
+    from .worlds.tiny import TinyWorldConfig
 
     tok, model = _load_eval_model(args.model, args)
     instruction = args.instruction
@@ -73,11 +73,18 @@ def _cmd_eval(args) -> int:
 
 
 def _cmd_world(args) -> int:
-    from .tiny_world import world_report
+    from .worlds import WORLD_OF_SIZE, report
 
-    if args.size != "tiny":
-        raise SystemExit("world --report is implemented for --size tiny (smol and qwen load pretrained models)")
-    world_report(n=args.n, rebuild=args.rebuild, build_dir=args.build_dir, limit=args.limit)
+    if args.size not in WORLD_OF_SIZE:
+        raise SystemExit(f"world --size {args.size!r}: expected one of {sorted(WORLD_OF_SIZE)}")
+    if args.size != "tiny" and (args.rebuild or args.build_dir):
+        raise SystemExit("world --rebuild / --build-dir: only the tiny world is rebuilt from here")
+    if not args.report:
+        raise SystemExit("world: add --report (the table of the size's world)")
+    if args.size == "tiny":
+        report("tiny", n=args.n, rebuild=args.rebuild, build_dir=args.build_dir, limit=args.limit)
+    else:
+        report(args.size)
     return 0
 
 

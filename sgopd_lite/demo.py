@@ -40,7 +40,7 @@ def _pick_rollout(records: list[dict]) -> dict | None:
 
 def run_demo(out_dir: str = "runs/demo", steps: int | None = None, eval_problems: int = 128,
              eval_n: int = 8) -> dict:
-    from .tiny_world import TinyWorldConfig, load_tiny_pair
+    from .worlds.tiny import TinyWorldConfig, load_tiny_pair
     from .train import Trainer, World
     from .data import arithmetic_split
     from . import viz

@@ -190,7 +190,7 @@ def start_points(results_dir: Path = RESULTS_DIR) -> dict:
 
     from .data import arithmetic_split
     from .evaluate import evaluate
-    from .tiny_world import TinyWorldConfig, load_tiny_pair
+    from .worlds.tiny import TinyWorldConfig, load_tiny_pair
 
     path = Path(results_dir) / "start.json"
     if path.is_file():
