@@ -3,7 +3,7 @@
     train   --config configs/tiny.yaml [key=value ...]   one training run (resumes if interrupted)
     eval    --model tiny-student --n 8                   avg@n / pass@k on a held-out set
     world   --size tiny --report                         build the tiny world and print its table
-    data                                                 regenerate data/arith_{train,eval}.jsonl
+    data                                                 regenerate the arithmetic splits (sgopd_lite/assets/)
     demo                                                 the README's main job (make demo)
     reproduce --jobs 2                                   the seeded study (make reproduce; resumes)
     reproduce --smol                                     its SmolLM2 part: OPD vs SG-OPD on CPU
@@ -106,7 +106,7 @@ def _cmd_demo(args) -> int:
 def _cmd_reproduce(args) -> int:
     from pathlib import Path
 
-    from .reproduce import reproduce, reproduce_smol
+    from .study.plan import reproduce, reproduce_smol
 
     kw = {k: getattr(args, k) for k in ("steps", "seeds", "grid_seeds")}
     if args.results_dir:
@@ -124,7 +124,7 @@ def _cmd_reproduce(args) -> int:
 
 
 def _cmd_report(args) -> int:
-    from .reproduce import ReportError, write_report
+    from .study.report import ReportError, write_report
 
     kw = {"results_dir": args.results_dir} if args.results_dir else {}
     try:
@@ -167,7 +167,7 @@ def main(argv=None) -> int:
     p.add_argument("--report", action="store_true", help="print the table of the README")
     p.add_argument("--rebuild", action="store_true", help="retrain every model of the report")
     p.add_argument("--build-dir", default=None,
-                   help="where --rebuild writes (default: the cache; data/tiny = the committed copies)")
+                   help="where --rebuild writes (default: the cache; sgopd_lite/assets/tiny = the committed copies)")
     p.add_argument("--n", type=int, default=8)
     p.add_argument("--limit", type=int, default=None, help="held-out problems used (default all)")
     p.set_defaults(fn=_cmd_world)
@@ -180,7 +180,7 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=None)
     p.set_defaults(fn=_cmd_demo)
 
-    from .reproduce import GRID_SEEDS, SEEDS, STEPS
+    from .study.plan import GRID_SEEDS, SEEDS, STEPS
     p = sub.add_parser("reproduce", help="the seeded study behind docs/results.md (resumable)")
     p.add_argument("--jobs", type=int, default=1, help="worker processes (one torch thread each)")
     p.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)

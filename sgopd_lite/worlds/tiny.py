@@ -43,7 +43,8 @@ from pathlib import Path
 
 import torch
 
-from ..data import (DATA_DIR, ArithmeticTask, arithmetic_split, format_prompt,
+from ..assets import asset_path
+from ..data import (ArithmeticTask, arithmetic_split, format_prompt,
                     sample_expression, expression_text, solve)
 from ..losses import masked_mean, token_logprobs
 from ..models import ModelConfig, ModelPair, assemble_pair, enable_checkpointing, resolve_device, resolve_dtype
@@ -214,7 +215,7 @@ def cache_root() -> Path:
     return models_cache_root() / "tiny"
 
 
-COMMITTED_DIR = DATA_DIR / "tiny"
+COMMITTED_DIR = asset_path("tiny")    # the committed models, package data (assets/tiny/README.md)
 
 
 def role_key(cfg: TinyWorldConfig, role: str) -> str:
@@ -235,7 +236,7 @@ def role_key(cfg: TinyWorldConfig, role: str) -> str:
 
 
 def model_dir(cfg: TinyWorldConfig, role: str) -> Path:
-    """Where a built model lives: the committed copy in data/tiny/ if any, else the cache."""
+    """Where a built model lives: the committed copy in assets/tiny/ if any, else the cache."""
     key = role_key(cfg, role)
     committed = COMMITTED_DIR / key
     return committed if (committed / "meta.json").is_file() else cache_root() / key
@@ -380,7 +381,7 @@ def world_report(n: int = 8, rebuild: bool = False, build_dir=None, limit: int |
     on the held-out split, with each model's build time (`python -m sgopd_lite world --report`).
 
     rebuild: retrain every model of the report into `build_dir` (default: the cache), even when
-    a copy exists. `--rebuild --build-dir data/tiny` regenerates the committed checkpoints.
+    a copy exists. `--rebuild --build-dir sgopd_lite/assets/tiny` regenerates the committed checkpoints.
     """
     from ..evaluate import evaluate
 
