@@ -93,7 +93,7 @@ print(f"SIZE={SIZE}, SMOKE={SMOKE}, CUDA available: {torch.cuda.is_available()}"
 
 # %%
 SIZES = {
-    # CPU, minutes: the tiny teacher/student pair (prebuilt in data/tiny or the cache).
+    # CPU, minutes: the tiny teacher/student pair (prebuilt in sgopd_lite/assets/tiny or the cache).
     "tiny": dict(world={"size": "tiny", "teacher_noise": 1.0}, steps=STEPS, prompts_per_step=PROMPTS_PER_STEP,
                  group_size=GROUP_SIZE, max_new_tokens=40, lr=3e-4, pts={"k1": STEPS // 4, "k2": STEPS // 2}),
     # SmolLM2-135M teacher and student with LoRA (offline), each after its own cached task

@@ -13,8 +13,8 @@ tests/test_imports.py reads every import statement and fails on any circle.
 
     first floor: data, models, sampling
     data.py        problem sets (the arithmetic task, reasoning-gym, JSONL, hub) and the prompt
-    assets.py      where the package data lives (arithmetic splits, committed tiny models) and
-                   where a run's outputs go (the repository, else the current folder)
+    assets/        the package data (arithmetic splits, committed tiny models), found through
+                   importlib.resources, and where outputs go (the checkout, else the current folder)
     models.py      generic loading: a pair from folders or the hub, LoRA / QLoRA, the
                    compatibility checks, the reference policy (imports no world)
     rollout.py     sampling with HF generate, the position-based response mask, log-probs
