@@ -236,10 +236,10 @@ for name, h in histories.items():
 # **Reading it.** PTS is meant to pull the student's trajectories back to the teacher's
 # distribution, so watch the KL on the student's own rollouts: with PTS it should fall faster.
 # Watch the reward too: in the style-gap world the student's prose is far from anything the
-# teacher has seen (mean a2 about -6.5, see the README's world table), so plain OPD first
+# teacher has seen (mean a2 about -6.5, see the world table of docs/tiny_world.md), so plain OPD first
 # pulls the student out of its own style, and the reward can drop before it recovers; PTS
 # adds correct teacher-style solutions while that happens. (In an earlier design of this
 # world, with a student that was merely stopped early, every variant lost most of its accuracy
-# in the first 20-40 steps, PTS included; the README records that search.) With one
+# in the first 20-40 steps, PTS included; docs/tiny_world.md records that search.) With one
 # seed and a few dozen steps, treat the numbers above as a demonstration of the machinery, not
 # evidence; notebook 06 and `make reproduce` are the place for seeds and spread.

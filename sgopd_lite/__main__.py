@@ -164,7 +164,7 @@ def main(argv=None) -> int:
 
     p = sub.add_parser("world", help="build / report the tiny world")
     p.add_argument("--size", default="tiny")
-    p.add_argument("--report", action="store_true", help="print the table of the README")
+    p.add_argument("--report", action="store_true", help="print the table of the world (docs/tiny_world.md for tiny)")
     p.add_argument("--rebuild", action="store_true", help="retrain every model of the report")
     p.add_argument("--build-dir", default=None,
                    help="where --rebuild writes (default: the cache; sgopd_lite/assets/tiny = the committed copies)")

@@ -25,7 +25,7 @@ DEMO_WORLD = {"style_gap": 1.0, "teacher_noise": 1.0}
 DEMO_STEPS = 200
 # The dense loss (full-vocabulary reverse KL, weighted by the gate's lambda_t): on the default
 # tiny world it gained about 10 points in 200 steps where the paper's sampled-token loss gained
-# about 5 (README, "Does on-policy distillation learn here?"), so the demo uses it and says so.
+# about 5 (docs/tiny_world.md, "Does on-policy distillation learn here?"), so the demo uses it and says so.
 DEMO_LOSS = "dense"
 
 

@@ -58,7 +58,7 @@ SMOL_CONFIG = REPO_DIR / "configs" / "smol_cpu.yaml"
 SMOL_METHODS = ("opd", "sgopd")
 SMOL_SEEDS = 1
 
-# the protocol of every run (the demo's budget; see README "Does on-policy distillation learn here?")
+# the protocol of every run (the demo's budget; see docs/tiny_world.md "Does on-policy distillation learn here?")
 STEPS = 200
 EVAL_PROBLEMS = 256     # the whole held-out split
 EVAL_N = 8

@@ -10,7 +10,7 @@ on a task where METHOD.md's two OPD assumptions can be broken on purpose.
   default 90% of its SFT solutions forget every carry and every borrow (`student_slip`), so it
   has seen both the right and the wrong step and picked up a habit that a teacher can correct
   token by token. (A student that was merely stopped early, with errors spread everywhere,
-  did not improve under on-policy distillation within minutes: README, "Does on-policy
+  did not improve under on-policy distillation within minutes: docs/tiny_world.md, "Does on-policy
   distillation learn here?".)
 * Knob `style_gap` (breaks A1, trajectory alignment): that fraction of the student's SFT
   solutions is written in the "prose" style, which the teacher never saw, so the student's own
