@@ -8,6 +8,8 @@
     reproduce --jobs 2                                   the seeded study (make reproduce; resumes)
     reproduce --smol                                     its SmolLM2 part: OPD vs SG-OPD on CPU
     report                                               docs/results.md from the finished runs
+
+May import: every module (the command line is the top floor), each inside its command.
 """
 
 from __future__ import annotations

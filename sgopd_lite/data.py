@@ -17,6 +17,8 @@ a silent empty answer would become a zero reward that looks like a wrong student
 
 Prompt format: the tokenizer's chat template around one user message, the question followed
 by an instruction asking for the answer in `\\boxed{}` (`format_prompt`).
+
+May import: assets, and reasoning-gym / datasets inside the functions that need them.
 """
 
 from __future__ import annotations

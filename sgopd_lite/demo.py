@@ -8,6 +8,8 @@
 
 One seed, a few minutes: a demonstration of the machinery and the diagnostics, not evidence
 that one method beats the other (that needs seeds and intervals: `make reproduce`).
+
+May import: config, data, evaluate, train, viz, worlds (the floors below).
 """
 
 from __future__ import annotations

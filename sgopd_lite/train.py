@@ -22,6 +22,9 @@ Choices this project makes:
   batch cannot corrupt the weights.
 * A checkpoint (trainable weights, optimizer, scheduler, RNG states, step) is written
   atomically every `save_every` steps; `train()` resumes from it and continues exactly.
+
+May import: config, data, gate, losses, models, rollout, engines, evaluate, scheduler,
+verifier, worlds (for World and load_world); never study/.
 """
 
 from __future__ import annotations

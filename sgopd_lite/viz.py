@@ -1,6 +1,8 @@
 """Pictures of a run: per-token gate decisions, gate-class fractions, learning curves, the PTS
 schedule. Every function returns a matplotlib Figure (or an HTML string); notebooks only show
 them. Input records are the ones the trainer writes (`rollouts.jsonl`, `metrics.jsonl`).
+
+May import: gate, scheduler (the ground floor), numpy, matplotlib; never train or worlds.
 """
 
 from __future__ import annotations
