@@ -12,7 +12,7 @@ The paper gives no values for w0, K1, K2, rho and M. The defaults below are this
 starting point for the tiny world (a short cold-start phase, a quarter of the prompts); the
 trainer's configs are the place to tune them.
 
-May import: the standard library only (the ground floor: pure functions).
+May import: the standard library, numpy and torch (the ground floor: pure functions).
 """
 
 from __future__ import annotations
