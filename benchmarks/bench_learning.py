@@ -25,7 +25,7 @@ def main():
     from sgopd_lite.data import arithmetic_split
     from sgopd_lite.demo import DEMO_STEPS
     from sgopd_lite.evaluate import evaluate
-    from sgopd_lite.tiny_world import TinyWorldConfig, load_tiny_pair
+    from sgopd_lite.worlds.tiny import TinyWorldConfig, load_tiny_pair
     from sgopd_lite.train import Trainer, World
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -55,7 +55,7 @@ def main():
     if args.student_slip is not None:
         extra["student_slip"] = args.student_slip
     if args.student_mlp is not None:
-        from sgopd_lite.tiny_world import NetConfig
+        from sgopd_lite.worlds.tiny import NetConfig
         extra["student"] = NetConfig(hidden=96, layers=2, heads=4, mlp=args.student_mlp)
     wcfg = TinyWorldConfig(style_gap=args.style_gap, teacher_noise=args.teacher_noise, **extra)
     tok, teacher, student = load_tiny_pair(cfg=wcfg)

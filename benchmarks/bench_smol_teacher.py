@@ -1,10 +1,10 @@
 """The smol world: held-out accuracy of SmolLM2 as shipped, the fine-tuned teacher, the pruned copy
-and the default student (smol_world.SmolStudentConfig, fine-tuned on sloppy solutions).
+and the default student (worlds.smol.SmolStudentConfig, fine-tuned on sloppy solutions).
 
     OMP_NUM_THREADS=1 python benchmarks/bench_smol_teacher.py                 # default teacher, avg@4 on 64
     OMP_NUM_THREADS=1 python benchmarks/bench_smol_teacher.py --steps 80 --lr 1e-4 --n 8
 
-Builds the fine-tuned teacher if it is not cached (smol_world.smol_teacher_dir: the SFT time and
+Builds the fine-tuned teacher if it is not cached (worlds.smol.smol_teacher_dir: the SFT time and
 thread count are in its meta.json, printed here), then samples n responses per problem at
 temperature 1 from each model on the first --problems problems of the held-out split, with the
 smol size's prompt (data.DEFAULT_INSTRUCTION). Prints one row per model.
@@ -27,8 +27,9 @@ def main():
 
     from sgopd_lite.data import arithmetic_split
     from sgopd_lite.evaluate import evaluate
-    from sgopd_lite.models import load_tokenizer, smollm2_dir, smollm2_student_dir
-    from sgopd_lite.smol_world import SmolStudentConfig, SmolTeacherConfig, smol_student_dir, smol_teacher_dir
+    from sgopd_lite.models import load_tokenizer
+    from sgopd_lite.worlds.smol import smollm2_dir, smollm2_student_dir
+    from sgopd_lite.worlds.smol import SmolStudentConfig, SmolTeacherConfig, smol_student_dir, smol_teacher_dir
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     defaults = SmolTeacherConfig()

@@ -29,10 +29,10 @@ import torch
 
 def _world(random_models: bool):
     from sgopd_lite.data import arithmetic_split
-    from sgopd_lite.tiny_world import NetConfig, build_tokenizer, load_tiny_pair, make_model
+    from sgopd_lite.worlds.tiny import NetConfig, build_tokenizer, load_tiny_pair, make_model
     from sgopd_lite.train import World
 
-    from sgopd_lite.tiny_world import TINY_INSTRUCTION
+    from sgopd_lite.worlds.tiny import TINY_INSTRUCTION
 
     if random_models:
         tok = build_tokenizer()

@@ -3,8 +3,8 @@
     python benchmarks/bench_tiny_build.py                 # teacher and student side by side
     python benchmarks/bench_tiny_build.py --sequential    # one after the other, all threads each
 
-Builds the default teacher and student (tiny_world.TinyWorldConfig()) into a temporary folder,
-never into the cache or data/tiny, and prints the wall time of the whole build, each model's
+Builds the default teacher and student (worlds.tiny.TinyWorldConfig()) into a temporary folder,
+never into the cache or sgopd_lite/assets/tiny, and prints the wall time of the whole build, each model's
 own SFT time and thread count (from its meta.json), and both models' held-out avg@8 / pass@8
 next to the committed pair's. Run it on a quiet machine: the target (issue 3) is at most three
 minutes on 2 cores.
@@ -30,7 +30,7 @@ def main():
 
     from sgopd_lite.data import arithmetic_split
     from sgopd_lite.evaluate import evaluate
-    from sgopd_lite.tiny_world import TinyWorldConfig, build_models, load_tokenizer, model_dir, role_key
+    from sgopd_lite.worlds.tiny import TinyWorldConfig, build_models, load_tokenizer, model_dir, role_key
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sequential", action="store_true", help="build one model after the other")

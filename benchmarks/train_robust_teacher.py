@@ -13,7 +13,7 @@ import time
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch
-from sgopd_lite.tiny_world import *
+from sgopd_lite.worlds.tiny import *
 from sgopd_lite.data import sample_expression, expression_text, _apply, arithmetic_split
 from sgopd_lite.losses import token_logprobs, masked_mean
 from sgopd_lite.evaluate import evaluate

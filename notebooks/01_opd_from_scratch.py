@@ -37,17 +37,23 @@
 # calls it, prints numbers and shows pictures from `sgopd_lite.viz`.
 
 # %%
-# Colab only: fetch the project and install it (does nothing anywhere else).
+# Colab only: install the project with its `notebooks` extra (does nothing anywhere else; a CPU
+# runtime is enough). The package carries its data and tiny models. REPO_URL is written in one
+# place, notebooks/sync.py, and copied here by `make notebooks`.
+import importlib
 import os
 import subprocess
 import sys
 
-REPO_URL = "https://github.com/OWNER/sgopd_lite"  # placeholder: set to the project's public repository
+REPO_URL = "https://github.com/OWNER/sgopd_lite"
 if "google.colab" in sys.modules:
-    if not os.path.isdir("sgopd_lite_repo"):
-        subprocess.run(["git", "clone", "--depth", "1", REPO_URL, "sgopd_lite_repo"], check=True)
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", "sgopd_lite_repo[notebooks]"], check=True)
-    sys.path.insert(0, os.path.abspath("sgopd_lite_repo"))  # the running kernel predates the install
+    if "/OWNER/" in REPO_URL:
+        raise RuntimeError(f"REPO_URL is still the placeholder {REPO_URL}: set it, in this cell, to the "
+                           "project's public repository (for every notebook: notebooks/sync.py, then "
+                           "`make notebooks`) and run this cell again")
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"sgopd_lite[notebooks] @ git+{REPO_URL}"],
+                   check=True)
+    importlib.invalidate_caches()   # the running kernel imports what was just installed
 
 # %% tags=["parameters"]
 SMOKE = os.environ.get("SGOPD_SMOKE") == "1"   # CI smoke run: same cells, smaller sizes
@@ -66,7 +72,7 @@ import torch
 from sgopd_lite import losses, rollout, viz
 from sgopd_lite.data import arithmetic_split, format_prompt
 from sgopd_lite.gate import GateConfig
-from sgopd_lite.tiny_world import TinyWorldConfig, load_tiny_pair
+from sgopd_lite.worlds.tiny import TinyWorldConfig, load_tiny_pair
 from sgopd_lite.verifier import rewards as verifier_rewards
 
 torch.manual_seed(SEED)
@@ -170,7 +176,7 @@ viz.plot_learning_curves({"REINFORCE with A = a2": history}, metric="kl", smooth
 # %% [markdown]
 # ## 3. The same signal on real rollouts of the tiny world
 #
-# The tiny world (`sgopd_lite.tiny_world`) is a ~0.7M-parameter teacher and a ~0.3M-parameter
+# The tiny world (`sgopd_lite.worlds.tiny`) is a ~0.7M-parameter teacher and a ~0.3M-parameter
 # student, both Qwen2 architectures with a character vocabulary, trained here on multi-step
 # arithmetic (`15-4+16` -> `15-4=11`, `11+16=27`, `\boxed{27}`). The default pair has both
 # OPD assumptions intact. The student learned from sloppy solutions (most of them forget

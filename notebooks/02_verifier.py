@@ -38,17 +38,23 @@
 # **Time:** about 10 seconds on a 2-core laptop CPU (default mode); no GPU, no model.
 
 # %%
-# Colab only: fetch the project and install it (does nothing anywhere else).
+# Colab only: install the project with its `notebooks` extra (does nothing anywhere else; a CPU
+# runtime is enough). The package carries its data and tiny models. REPO_URL is written in one
+# place, notebooks/sync.py, and copied here by `make notebooks`.
+import importlib
 import os
 import subprocess
 import sys
 
-REPO_URL = "https://github.com/OWNER/sgopd_lite"  # placeholder: set to the project's public repository
+REPO_URL = "https://github.com/OWNER/sgopd_lite"
 if "google.colab" in sys.modules:
-    if not os.path.isdir("sgopd_lite_repo"):
-        subprocess.run(["git", "clone", "--depth", "1", REPO_URL, "sgopd_lite_repo"], check=True)
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", "sgopd_lite_repo[notebooks]"], check=True)
-    sys.path.insert(0, os.path.abspath("sgopd_lite_repo"))  # the running kernel predates the install
+    if "/OWNER/" in REPO_URL:
+        raise RuntimeError(f"REPO_URL is still the placeholder {REPO_URL}: set it, in this cell, to the "
+                           "project's public repository (for every notebook: notebooks/sync.py, then "
+                           "`make notebooks`) and run this cell again")
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"sgopd_lite[notebooks] @ git+{REPO_URL}"],
+                   check=True)
+    importlib.invalidate_caches()   # the running kernel imports what was just installed
 
 # %% tags=["parameters"]
 SMOKE = os.environ.get("SGOPD_SMOKE") == "1"   # CI smoke run: same cells, smaller sizes
@@ -64,8 +70,11 @@ from pathlib import Path
 from IPython.display import Markdown, display
 
 from sgopd_lite import viz
-from sgopd_lite.data import REPO_ROOT, load_jsonl
+from sgopd_lite.assets import project_dir
+from sgopd_lite.data import load_jsonl
 from sgopd_lite.verifier import Verifier, extract_answer, normalize_answer, reward
+
+REPO_ROOT = project_dir()   # the checkout holding the current folder, else the current folder
 
 # %% [markdown]
 # ## 1. Extraction: which string is the answer?

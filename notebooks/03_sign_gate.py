@@ -33,17 +33,23 @@
 # **Time:** about 15 seconds on a 2-core laptop CPU (default mode); no GPU.
 
 # %%
-# Colab only: fetch the project and install it (does nothing anywhere else).
+# Colab only: install the project with its `notebooks` extra (does nothing anywhere else; a CPU
+# runtime is enough). The package carries its data and tiny models. REPO_URL is written in one
+# place, notebooks/sync.py, and copied here by `make notebooks`.
+import importlib
 import os
 import subprocess
 import sys
 
-REPO_URL = "https://github.com/OWNER/sgopd_lite"  # placeholder: set to the project's public repository
+REPO_URL = "https://github.com/OWNER/sgopd_lite"
 if "google.colab" in sys.modules:
-    if not os.path.isdir("sgopd_lite_repo"):
-        subprocess.run(["git", "clone", "--depth", "1", REPO_URL, "sgopd_lite_repo"], check=True)
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", "sgopd_lite_repo[notebooks]"], check=True)
-    sys.path.insert(0, os.path.abspath("sgopd_lite_repo"))  # the running kernel predates the install
+    if "/OWNER/" in REPO_URL:
+        raise RuntimeError(f"REPO_URL is still the placeholder {REPO_URL}: set it, in this cell, to the "
+                           "project's public repository (for every notebook: notebooks/sync.py, then "
+                           "`make notebooks`) and run this cell again")
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"sgopd_lite[notebooks] @ git+{REPO_URL}"],
+                   check=True)
+    importlib.invalidate_caches()   # the running kernel imports what was just installed
     from google.colab import output
     output.enable_custom_widget_manager()   # ipywidgets sliders in Colab
 
@@ -64,7 +70,7 @@ from transformers.utils import logging as hf_logging
 from sgopd_lite import rollout, viz
 from sgopd_lite.data import arithmetic_split, format_prompt
 from sgopd_lite.gate import GateConfig, TokenClass, group_advantage, sign_gate
-from sgopd_lite.tiny_world import TinyWorldConfig, load_tiny_pair
+from sgopd_lite.worlds.tiny import TinyWorldConfig, load_tiny_pair
 from sgopd_lite.verifier import rewards as verifier_rewards
 
 hf_logging.disable_progress_bar()

@@ -33,17 +33,23 @@
 # **Time:** about 1.5 minutes on a 2-core laptop CPU (default mode); no GPU.
 
 # %%
-# Colab only: fetch the project and install it (does nothing anywhere else).
+# Colab only: install the project with its `notebooks` extra (does nothing anywhere else; a CPU
+# runtime is enough). The package carries its data and tiny models. REPO_URL is written in one
+# place, notebooks/sync.py, and copied here by `make notebooks`.
+import importlib
 import os
 import subprocess
 import sys
 
-REPO_URL = "https://github.com/OWNER/sgopd_lite"  # placeholder: set to the project's public repository
+REPO_URL = "https://github.com/OWNER/sgopd_lite"
 if "google.colab" in sys.modules:
-    if not os.path.isdir("sgopd_lite_repo"):
-        subprocess.run(["git", "clone", "--depth", "1", REPO_URL, "sgopd_lite_repo"], check=True)
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", "sgopd_lite_repo[notebooks]"], check=True)
-    sys.path.insert(0, os.path.abspath("sgopd_lite_repo"))  # the running kernel predates the install
+    if "/OWNER/" in REPO_URL:
+        raise RuntimeError(f"REPO_URL is still the placeholder {REPO_URL}: set it, in this cell, to the "
+                           "project's public repository (for every notebook: notebooks/sync.py, then "
+                           "`make notebooks`) and run this cell again")
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"sgopd_lite[notebooks] @ git+{REPO_URL}"],
+                   check=True)
+    importlib.invalidate_caches()   # the running kernel imports what was just installed
 
 # %% tags=["parameters"]
 SMOKE = os.environ.get("SGOPD_SMOKE") == "1"   # CI smoke run: same cells, smaller sizes
@@ -68,11 +74,14 @@ from transformers.utils import logging as hf_logging
 
 from sgopd_lite import losses, rollout, viz
 from sgopd_lite.config import TrainConfig
-from sgopd_lite.data import REPO_ROOT, arithmetic_split, format_prompt
+from sgopd_lite.assets import project_dir
+from sgopd_lite.data import arithmetic_split, format_prompt
 from sgopd_lite.scheduler import PTSConfig, pts_weight, teacher_prompt_count
-from sgopd_lite.tiny_world import TinyWorldConfig, load_tiny_pair
+from sgopd_lite.worlds.tiny import TinyWorldConfig, load_tiny_pair
 from sgopd_lite.train import Trainer, World
 from sgopd_lite.verifier import rewards as verifier_rewards
+
+REPO_ROOT = project_dir()   # the checkout holding the current folder, else the current folder
 
 hf_logging.disable_progress_bar()
 torch.manual_seed(SEED)
@@ -236,10 +245,10 @@ for name, h in histories.items():
 # **Reading it.** PTS is meant to pull the student's trajectories back to the teacher's
 # distribution, so watch the KL on the student's own rollouts: with PTS it should fall faster.
 # Watch the reward too: in the style-gap world the student's prose is far from anything the
-# teacher has seen (mean a2 about -6.5, see the README's world table), so plain OPD first
+# teacher has seen (mean a2 about -6.5, see the world table of docs/tiny_world.md), so plain OPD first
 # pulls the student out of its own style, and the reward can drop before it recovers; PTS
 # adds correct teacher-style solutions while that happens. (In an earlier design of this
 # world, with a student that was merely stopped early, every variant lost most of its accuracy
-# in the first 20-40 steps, PTS included; the README records that search.) With one
+# in the first 20-40 steps, PTS included; docs/tiny_world.md records that search.) With one
 # seed and a few dozen steps, treat the numbers above as a demonstration of the machinery, not
 # evidence; notebook 06 and `make reproduce` are the place for seeds and spread.

@@ -34,18 +34,24 @@
 # Face hub); those paths are never executed by the test suite.
 
 # %%
-# Colab only: fetch the project and install it (does nothing anywhere else).
+# Colab only: install the project with its `notebooks,qlora` extra (does nothing anywhere else; a CPU
+# runtime is enough). The package carries its data and tiny models. REPO_URL is written in one
+# place, notebooks/sync.py, and copied here by `make notebooks`.
+import importlib
 import os
 import subprocess
 import sys
 
-REPO_URL = "https://github.com/OWNER/sgopd_lite"  # placeholder: set to the project's public repository
+REPO_URL = "https://github.com/OWNER/sgopd_lite"
 if "google.colab" in sys.modules:
-    if not os.path.isdir("sgopd_lite_repo"):
-        subprocess.run(["git", "clone", "--depth", "1", REPO_URL, "sgopd_lite_repo"], check=True)
+    if "/OWNER/" in REPO_URL:
+        raise RuntimeError(f"REPO_URL is still the placeholder {REPO_URL}: set it, in this cell, to the "
+                           "project's public repository (for every notebook: notebooks/sync.py, then "
+                           "`make notebooks`) and run this cell again")
     # [qlora] brings bitsandbytes for the 4-bit student of SIZE = "qwen"
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", "sgopd_lite_repo[notebooks,qlora]"], check=True)
-    sys.path.insert(0, os.path.abspath("sgopd_lite_repo"))  # the running kernel predates the install
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"sgopd_lite[notebooks,qlora] @ git+{REPO_URL}"],
+                   check=True)
+    importlib.invalidate_caches()   # the running kernel imports what was just installed
 
 # %% tags=["parameters"]
 SMOKE = os.environ.get("SGOPD_SMOKE") == "1"   # CI smoke run: same cells, smaller sizes
@@ -69,9 +75,11 @@ from transformers.utils import logging as hf_logging
 
 from sgopd_lite import viz
 from sgopd_lite.config import TrainConfig
-from sgopd_lite.data import REPO_ROOT
+from sgopd_lite.assets import project_dir
 from sgopd_lite.evaluate import evaluate
 from sgopd_lite.train import Trainer, load_world
+
+REPO_ROOT = project_dir()   # the checkout holding the current folder, else the current folder
 
 hf_logging.disable_progress_bar()
 RUNS = REPO_ROOT / "runs" / "notebooks" / f"05_train_{SIZE}"
@@ -93,11 +101,11 @@ print(f"SIZE={SIZE}, SMOKE={SMOKE}, CUDA available: {torch.cuda.is_available()}"
 
 # %%
 SIZES = {
-    # CPU, minutes: the tiny teacher/student pair (prebuilt in data/tiny or the cache).
+    # CPU, minutes: the tiny teacher/student pair (prebuilt in sgopd_lite/assets/tiny or the cache).
     "tiny": dict(world={"size": "tiny", "teacher_noise": 1.0}, steps=STEPS, prompts_per_step=PROMPTS_PER_STEP,
                  group_size=GROUP_SIZE, max_new_tokens=40, lr=3e-4, pts={"k1": STEPS // 4, "k2": STEPS // 2}),
     # SmolLM2-135M teacher and student with LoRA (offline), each after its own cached task
-    # fine-tune (smol_world.py: the teacher on clean solutions, the student on sloppy ones; about
+    # fine-tune (worlds/smol.py: the teacher on clean solutions, the student on sloppy ones; about
     # 13 minutes on a CPU the first time). On a CPU use configs/smol_cpu.yaml's smaller budget
     # (40 steps x 8 prompts x 4 rollouts); a GPU makes this one minutes.
     "smol": dict(world={"size": "smol", "lora": True}, steps=200, prompts_per_step=16, group_size=8,
@@ -122,7 +130,7 @@ print(f"{cfg.steps} steps x {cfg.prompts_per_step} prompts x G={cfg.group_size} 
 # ## 2. The world, and where the models start
 #
 # `train.load_world(cfg)` returns the tokenizer, the frozen teacher, a fresh trainable student
-# and the problem sets of `cfg.world` (for the tiny size, `tiny_world.load_tiny_pair` with its
+# and the problem sets of `cfg.world` (for the tiny size, `worlds.tiny.load_tiny_pair` with its
 # knobs; for the others, `models.load_models` with LoRA / QLoRA). Calling it again gives a fresh
 # student, so every method below starts from the same weights.
 

@@ -1,22 +1,44 @@
 """sgopd_lite: an educational reproduction of Sign-Gated On-Policy Distillation (SG-OPD).
 
-Where things live (METHOD.md is the specification; each module names its sections):
+Where things live, floor by floor (METHOD.md is the specification; each module names its
+sections). A module imports only from its own floor or the floors below it, never from above;
+tests/test_imports.py reads every import statement and fails on any circle.
 
+    ground floor: the math, pure functions
     losses.py      log-probs of sampled tokens, KL estimators, policy-gradient / PPO / CE losses,
                    full-vocabulary divergences                                     (METHOD §3, §5)
     gate.py        the sign-consistency gate: a1, a2, token classes, lambda_t, advantage (§3-5)
     scheduler.py   phased teacher sampling: the weight w(k) and teacher-prompt counts     (§6)
     verifier.py    answer extraction, math-verify grading with a hard time bound, rewards  (§2)
 
+    first floor: data, models, sampling
     data.py        problem sets (the arithmetic task, reasoning-gym, JSONL, hub) and the prompt
-    tiny_world.py  the CPU teacher/student pair and its two assumption-breaking knobs
-    smol_world.py  the smol teacher: SmolLM2-135M after its short, cached task fine-tune
-    models.py      SmolLM2 / Qwen loaders, LoRA and QLoRA, tokenizer compatibility checks
+    assets/        the package data (arithmetic splits, committed tiny models), found through
+                   importlib.resources, and where outputs go (the checkout, else the current folder)
+    models.py      generic loading: a pair from folders or the hub, LoRA / QLoRA, the
+                   compatibility checks, the reference policy (imports no world)
     rollout.py     sampling with HF generate, the position-based response mask, log-probs
     engines.py     rollout engines behind one interface: HF generate (default) and vLLM
-    config.py      the training config dataclasses, presets, YAML and key=value overrides
-    train.py       the on-policy loop of METHOD §7 (accelerate for several processes)
     evaluate.py    avg@n and unbiased pass@k                                                (§9)
+    config.py      the training config dataclasses, presets, YAML and key=value overrides
+
+    second floor: the worlds a run trains on (worlds/, one module each, one dispatch by name)
+    worlds/base.py World, problem sets, the shared SFT batch
+    worlds/tiny.py the CPU teacher/student pair and its two assumption-breaking knobs
+    worlds/smol.py SmolLM2-135M offline (GGUF conversion, pruning) and its cached fine-tunes
+    worlds/hub.py  a pretrained pair from folders or the hub (the Qwen pair by default)
+
+    third floor: running
+    train.py       the on-policy loop of METHOD §7 (accelerate for several processes)
+    demo.py        `make demo`: OPD vs SG-OPD on the tiny world, with its report
+    viz.py         figures and HTML for notebooks and reports, one figure per function
+
+    top floor: the study (study/)
+    study/plan.py    `make reproduce`: the seeded plan, its runs and the worker processes
+    study/report.py  docs/results.md: tables, intervals, figures from the run summaries
+
+    tiny_world.py, smol_world.py, reproduce.py: compatibility shims that re-export the modules
+    above under their old names.
 
 Submodules are imported on use (`from sgopd_lite.gate import sign_gate`), so importing the
 package itself stays cheap.

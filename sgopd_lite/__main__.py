@@ -3,11 +3,13 @@
     train   --config configs/tiny.yaml [key=value ...]   one training run (resumes if interrupted)
     eval    --model tiny-student --n 8                   avg@n / pass@k on a held-out set
     world   --size tiny --report                         build the tiny world and print its table
-    data                                                 regenerate data/arith_{train,eval}.jsonl
+    data                                                 regenerate the arithmetic splits (sgopd_lite/assets/)
     demo                                                 the README's main job (make demo)
     reproduce --jobs 2                                   the seeded study (make reproduce; resumes)
     reproduce --smol                                     its SmolLM2 part: OPD vs SG-OPD on CPU
     report                                               docs/results.md from the finished runs
+
+May import: every module (the command line is the top floor), each inside its command.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ def _cmd_train(args) -> int:
 def _load_eval_model(name: str, world_args):
     """A model to evaluate: 'tiny-student', 'tiny-teacher' or a saved model directory."""
     if name in ("tiny-student", "tiny-teacher"):
-        from .tiny_world import load_tiny_pair
+        from .worlds.tiny import load_tiny_pair
         tok, teacher, student = load_tiny_pair(world_args.style_gap, world_args.teacher_noise)
         return tok, (teacher if name == "tiny-teacher" else student)
     from transformers import AutoModelForCausalLM
@@ -54,7 +56,7 @@ def _cmd_eval(args) -> int:
     if args.limit:
         problems = problems[:args.limit]
     from .data import DEFAULT_INSTRUCTION
-    from .tiny_world import TinyWorldConfig
+    from .worlds.tiny import TinyWorldConfig
 
     tok, model = _load_eval_model(args.model, args)
     instruction = args.instruction
@@ -77,11 +79,18 @@ def _cmd_eval(args) -> int:
 
 
 def _cmd_world(args) -> int:
-    from .tiny_world import world_report
+    from .worlds import WORLD_OF_SIZE, report
 
-    if args.size != "tiny":
-        raise SystemExit("world --report is implemented for --size tiny (smol and qwen load pretrained models)")
-    world_report(n=args.n, rebuild=args.rebuild, build_dir=args.build_dir, limit=args.limit)
+    if args.size not in WORLD_OF_SIZE:
+        raise SystemExit(f"world --size {args.size!r}: expected one of {sorted(WORLD_OF_SIZE)}")
+    if args.size != "tiny" and (args.rebuild or args.build_dir):
+        raise SystemExit("world --rebuild / --build-dir: only the tiny world is rebuilt from here")
+    if not args.report:
+        raise SystemExit("world: add --report (the table of the size's world)")
+    if args.size == "tiny":
+        report("tiny", n=args.n, rebuild=args.rebuild, build_dir=args.build_dir, limit=args.limit)
+    else:
+        report(args.size)
     return 0
 
 
@@ -103,7 +112,7 @@ def _cmd_demo(args) -> int:
 def _cmd_reproduce(args) -> int:
     from pathlib import Path
 
-    from .reproduce import reproduce, reproduce_smol
+    from .study.plan import reproduce, reproduce_smol
 
     kw = {k: getattr(args, k) for k in ("steps", "seeds", "grid_seeds")}
     if args.results_dir:
@@ -121,7 +130,7 @@ def _cmd_reproduce(args) -> int:
 
 
 def _cmd_report(args) -> int:
-    from .reproduce import ReportError, write_report
+    from .study.report import ReportError, write_report
 
     kw = {"results_dir": args.results_dir} if args.results_dir else {}
     try:
@@ -161,10 +170,10 @@ def main(argv=None) -> int:
 
     p = sub.add_parser("world", help="build / report the tiny world")
     p.add_argument("--size", default="tiny")
-    p.add_argument("--report", action="store_true", help="print the table of the README")
+    p.add_argument("--report", action="store_true", help="print the table of the world (docs/tiny_world.md for tiny)")
     p.add_argument("--rebuild", action="store_true", help="retrain every model of the report")
     p.add_argument("--build-dir", default=None,
-                   help="where --rebuild writes (default: the cache; data/tiny = the committed copies)")
+                   help="where --rebuild writes (default: the cache; sgopd_lite/assets/tiny = the committed copies)")
     p.add_argument("--n", type=int, default=8)
     p.add_argument("--limit", type=int, default=None, help="held-out problems used (default all)")
     p.set_defaults(fn=_cmd_world)
@@ -177,7 +186,7 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=None)
     p.set_defaults(fn=_cmd_demo)
 
-    from .reproduce import GRID_SEEDS, SEEDS, STEPS
+    from .study.plan import GRID_SEEDS, SEEDS, STEPS
     p = sub.add_parser("reproduce", help="the seeded study behind docs/results.md (resumable)")
     p.add_argument("--jobs", type=int, default=1, help="worker processes (one torch thread each)")
     p.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)

@@ -6,7 +6,7 @@ Sources (all return a list of `Problem`):
   (`15-4+16`) with worked solutions that can be written in two *styles* and with an optional
   systematic *slip* (a forgotten carry). It is the tiny world's task: the style lets a student
   drift off the teacher's distribution (breaks METHOD §1 assumption A1) and the slip makes a
-  teacher confidently wrong on some tokens (breaks A2). Fixed splits live in `data/`.
+  teacher confidently wrong on some tokens (breaks A2). Fixed splits live in `sgopd_lite/assets/` (package data).
 * `reasoning_gym_problems`: reasoning-gym's seeded generators (offline, from PyPI).
 * `load_jsonl`: local files in the MATH-500 (`problem`/`solution`/`answer`) or GSM8K
   (`question`/`solution`/`answer`) layout.
@@ -17,6 +17,8 @@ a silent empty answer would become a zero reward that looks like a wrong student
 
 Prompt format: the tokenizer's chat template around one user message, the question followed
 by an instruction asking for the answer in `\\boxed{}` (`format_prompt`).
+
+May import: assets, and reasoning-gym / datasets inside the functions that need them.
 """
 
 from __future__ import annotations
@@ -27,10 +29,13 @@ import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from .assets import asset_dir
+
 DEFAULT_INSTRUCTION = "Put the final answer in \\boxed{}."
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DATA_DIR = REPO_ROOT / "data"
+# The package data (sgopd_lite/assets/, inside the wheel too): the arithmetic splits and the
+# committed tiny models. Outputs never go here (assets.project_dir).
+DATA_DIR = asset_dir()
 
 
 @dataclass(frozen=True)
@@ -305,7 +310,7 @@ SPLIT_SIZES = {"eval": 256, "train": 2048}
 
 
 def regenerate_splits(out_dir=DATA_DIR) -> dict[str, Path]:
-    """Rebuild `data/arith_{eval,train}.jsonl` (command: `python -m sgopd_lite data`).
+    """Rebuild `sgopd_lite/assets/arith_{eval,train}.jsonl` (command: `python -m sgopd_lite data`).
 
     The held-out split is drawn first; the training prompts exclude its questions.
     """

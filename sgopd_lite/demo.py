@@ -8,6 +8,8 @@
 
 One seed, a few minutes: a demonstration of the machinery and the diagnostics, not evidence
 that one method beats the other (that needs seeds and intervals: `make reproduce`).
+
+May import: config, data, evaluate, train, viz, worlds (the floors below).
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ def _row(name: str, avg: float, pass_k: float, skills: dict) -> str:
 
 def run_demo(out_dir: str = "runs/demo", steps: int | None = None, eval_problems: int = 128,
              eval_n: int = 8) -> dict:
-    from .tiny_world import TinyWorldConfig, load_tiny_pair
+    from .worlds.tiny import TinyWorldConfig, load_tiny_pair
     from .train import Trainer, World
     from .data import arithmetic_split
     from . import viz

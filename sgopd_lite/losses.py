@@ -31,6 +31,8 @@ Choices this project makes (not from the paper):
 * `generalized_jsd` follows the GKD paper's and trl's convention: beta = 0 is
   KL(teacher || student) (forward), beta = 1 is KL(student || teacher) (reverse), and the
   endpoints are special-cased because the interpolated form tends to 0 there.
+
+May import: torch only (the ground floor: pure functions).
 """
 
 from __future__ import annotations

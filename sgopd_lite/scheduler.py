@@ -11,6 +11,8 @@ rollouts; the verifier keeps the correct ones and they enter L = L_SG + w(k) * L
 The paper gives no values for w0, K1, K2, rho and M. The defaults below are this project's
 starting point for the tiny world (a short cold-start phase, a quarter of the prompts); the
 trainer's configs are the place to tune them.
+
+May import: the standard library, numpy and torch (the ground floor: pure functions).
 """
 
 from __future__ import annotations

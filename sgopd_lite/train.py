@@ -27,6 +27,9 @@ Choices this project makes:
   under 1% for 20 steps gets one warning naming the likely cause.
 * A checkpoint (trainable weights, optimizer, scheduler, RNG states, step) is written
   atomically every `save_every` steps; `train()` resumes from it and continues exactly.
+
+May import: config, data, gate, losses, models, rollout, engines, evaluate, scheduler,
+verifier, worlds (for World and load_world); never study/.
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ import numpy as np
 import torch
 
 from .config import ConfigError, TrainConfig, config_to_dict, flat_config
-from .data import DEFAULT_INSTRUCTION, Problem, arithmetic_split, format_prompt, load_jsonl
+from .data import Problem, format_prompt
 from .gate import sign_gate
 from .models import _is_peft, frozen_reference_copy, reference_context
 from .losses import (aux_ce_loss, dense_distill_loss, entropy_from_logits, masked_mean,
@@ -53,48 +56,7 @@ from .losses import (aux_ce_loss, dense_distill_loss, entropy_from_logits, maske
 from .rollout import Rollouts, response_logits, sample, sequence_logprobs
 from .scheduler import pts_weight, teacher_prompt_count
 from .verifier import rewards as verifier_rewards
-
-
-# --------------------------------------------------------------------------------------------
-# Models and data for a run
-# --------------------------------------------------------------------------------------------
-
-@dataclass
-class World:
-    """What a run trains on."""
-
-    tokenizer: object
-    teacher: torch.nn.Module
-    student: torch.nn.Module
-    train_problems: list[Problem]
-    eval_problems: list[Problem]
-    instruction: str = DEFAULT_INSTRUCTION
-    vocab_size: int | None = None     # real tokens, when models pad their embedding rows
-
-
-def load_world(cfg: TrainConfig, verbose: bool = True) -> World:
-    """Tokenizer, teacher, student and problem sets for `cfg.world`."""
-    w = cfg.world
-    train = load_jsonl(w.train_data) if w.train_data else None
-    held_out = load_jsonl(w.eval_data) if w.eval_data else None
-    if w.size == "tiny" and not (w.teacher or w.student):
-        from .tiny_world import TinyWorldConfig, load_tiny_pair
-        wcfg = TinyWorldConfig(style_gap=w.style_gap, teacher_noise=w.teacher_noise)
-        tok, teacher, student = load_tiny_pair(cfg=wcfg, verbose=verbose)
-        if w.gradient_checkpointing:
-            from .models import _enable_checkpointing
-            _enable_checkpointing(student)
-        return World(tok, teacher, student, train or arithmetic_split("train"),
-                     held_out or arithmetic_split("eval"), instruction=wcfg.instruction)
-    from .models import ModelConfig, load_models
-    mcfg = ModelConfig(size=w.size, teacher=w.teacher, student=w.student,
-                       student_quant=w.student_quant, teacher_finetune_steps=w.teacher_finetune_steps,
-                       student_finetune_steps=w.student_finetune_steps,
-                       gradient_checkpointing=w.gradient_checkpointing, lora_dropout=w.lora_dropout,
-                       **({} if w.lora is None else {"lora": w.lora}))
-    pair = load_models(mcfg)
-    return World(pair.tokenizer, pair.teacher, pair.student, train or arithmetic_split("train"),
-                 held_out or arithmetic_split("eval"), vocab_size=pair.vocab_size)
+from .worlds import World, load_world   # what a run trains on (kept importable from here)
 
 
 # --------------------------------------------------------------------------------------------

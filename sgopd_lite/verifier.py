@@ -37,6 +37,8 @@ Choices this project makes (the paper only says "rule-based verifier"):
   Non-string inputs (None, ints, ...) are graded False. KeyboardInterrupt still propagates.
 * **Clean-up.** ``close()`` (or ``with Verifier() as v:``) stops the worker; an ``atexit`` hook
   closes every open Verifier, and a worker whose parent has gone exits when its pipe closes.
+
+May import: the standard library and math-verify (the ground floor: pure functions).
 """
 
 from __future__ import annotations

@@ -1,6 +1,8 @@
 """Pictures of a run: per-token gate decisions, gate-class fractions, learning curves, the PTS
 schedule. Every function returns a matplotlib Figure (or an HTML string); notebooks only show
 them. Input records are the ones the trainer writes (`rollouts.jsonl`, `metrics.jsonl`).
+
+May import: gate, scheduler (the ground floor), numpy, matplotlib; never train or worlds.
 """
 
 from __future__ import annotations
@@ -181,6 +183,45 @@ def plot_learning_curves(runs: dict, metric: str = "reward_mean", smooth: int = 
     if fig is not None:
         fig.tight_layout()
     return fig if fig is not None else ax.figure
+
+
+def plot_learning_curve_panels(panels: dict, metric: str, smooth: int = 10, title: str | None = None):
+    """One figure, one panel per entry of `panels` (panel title -> the `runs` of
+    `plot_learning_curves`: name -> metric dicts, or per-seed lists of them), sharing the y axis."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), sharey=True, squeeze=False)
+    for ax, (name, runs) in zip(axes[0], panels.items()):
+        plot_learning_curves(runs, metric, smooth=smooth, ax=ax, title=name)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+GATE_FRACTION_KEYS = ("frac_consensus", "frac_conflict_i", "frac_conflict_ii", "frac_neutral")
+
+
+def plot_gate_fraction_panels(panels: dict, title: str | None = None):
+    """One figure, one panel per entry of `panels` (panel title -> list of per-seed curve dicts
+    {"frac_consensus": [[step, value], ...], ...}): the mean fraction of each gate class per step."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.2), sharey=True, squeeze=False)
+    axes = axes[0]
+    for ax, (name, seeds) in zip(axes, panels.items()):
+        for key in GATE_FRACTION_KEYS:
+            curves = [np.array(c.get(key, []), dtype=float) for c in seeds]
+            curves = [c for c in curves if len(c)]
+            if curves:
+                n = min(len(c) for c in curves)
+                ax.plot(curves[0][:n, 0], np.mean([c[:n, 1] for c in curves], 0), label=key[5:])
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("step")
+    axes[0].set_ylabel("fraction of response tokens")
+    axes[0].legend(fontsize=7)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
 
 
 def plot_pts_schedule(cfg, steps: int, ax=None):

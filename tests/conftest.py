@@ -25,14 +25,14 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(scope="session")
 def char_tokenizer():
-    from sgopd_lite.tiny_world import build_tokenizer
+    from sgopd_lite.worlds.tiny import build_tokenizer
     return build_tokenizer()
 
 
 def make_tiny_world(tokenizer, n_eval=4, seed=0):
     """A random-init teacher/student pair (seconds to build; not trained): for plumbing tests."""
     from sgopd_lite.data import arithmetic_split
-    from sgopd_lite.tiny_world import NetConfig, make_model
+    from sgopd_lite.worlds.tiny import NetConfig, make_model
     from sgopd_lite.train import World
 
     teacher = make_model(NetConfig(hidden=32, layers=2, heads=2, mlp=64), tokenizer, seed=seed)

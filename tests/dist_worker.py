@@ -24,7 +24,7 @@ from sgopd_lite.config import TrainConfig
 from sgopd_lite.gate import sign_gate
 from sgopd_lite.losses import policy_gradient_loss
 from sgopd_lite.rollout import sample, sequence_logprobs
-from sgopd_lite.tiny_world import build_tokenizer
+from sgopd_lite.worlds.tiny import build_tokenizer
 from sgopd_lite.train import Trainer
 
 

@@ -14,9 +14,10 @@ import pytest
 import torch
 
 from sgopd_lite.models import (IncompatibleModelsError, ModelConfig, check_compatible, frozen_reference_copy,
-                               load_models, load_smollm2, make_pruned_student, reference_context, slice_logits,
-                               smollm2_dir, smollm2_gguf_path, smollm2_student_dir,
-                               trainable_parameter_summary, usable_vocab_size)
+                               reference_context, slice_logits, trainable_parameter_summary, usable_vocab_size)
+from sgopd_lite.worlds import load_models
+from sgopd_lite.worlds.smol import (load_smollm2, make_pruned_student, smollm2_dir, smollm2_gguf_path,
+                                   smollm2_student_dir)
 
 transformers = pytest.importorskip("transformers")
 tokenizers = pytest.importorskip("tokenizers")

@@ -46,6 +46,13 @@ def test_source_and_ipynb_are_in_sync(src):
     assert problem is None, f"notebooks/{src.stem}: {problem}. Run `make notebooks` to re-sync the pair."
 
 
+def test_one_repo_url_for_every_install_cell_and_badge():
+    """notebooks/sync.py's REPO_URL is the only place the repository is written: every install
+    cell and every Colab badge of notebooks/README.md carries it (`make notebooks` copies it)."""
+    assert sync.repo_url_problems() == []
+    assert sync.badges().count("colab-badge.svg") == len(SOURCES)
+
+
 @pytest.mark.parametrize("src", SOURCES, ids=IDS)
 def test_committed_ipynb_has_no_outputs(src):
     ipynb = src.with_suffix(".ipynb")

@@ -11,7 +11,8 @@ import math
 import numpy as np
 import pytest
 
-from sgopd_lite import reproduce as R
+from sgopd_lite.study import plan as R
+from sgopd_lite.study import report as Rep
 
 
 def test_plan_covers_every_cell_and_the_grid():
@@ -46,10 +47,10 @@ def test_run_spec_builds_a_valid_config(tmp_path):
 
 
 def test_mean_ci_matches_the_t_interval():
-    m, h = R.mean_ci([0.1, 0.2, 0.3, 0.4, 0.5])
+    m, h = Rep.mean_ci([0.1, 0.2, 0.3, 0.4, 0.5])
     assert m == pytest.approx(0.3)
     assert h == pytest.approx(2.776 * np.std([0.1, 0.2, 0.3, 0.4, 0.5], ddof=1) / math.sqrt(5), rel=1e-4)
-    assert R.mean_ci([0.7]) == (0.7, 0.0)
+    assert Rep.mean_ci([0.7]) == (0.7, 0.0)
 
 
 def _fake_summary(spec, rng):
@@ -96,8 +97,8 @@ def test_report_refuses_missing_runs(tmp_path):
     _write_all(tmp_path)
     victim = R.plan(2, 2)[7]
     victim.summary_path(tmp_path).unlink()
-    with pytest.raises(R.ReportError, match=rf"1 of {len(R.plan(2, 2))} runs missing.*{victim.name}"):
-        R.write_report(tmp_path, tmp_path / "docs", seeds=2, grid_seeds=2, steps=20)
+    with pytest.raises(Rep.ReportError, match=rf"1 of {len(R.plan(2, 2))} runs missing.*{victim.name}"):
+        Rep.write_report(tmp_path, tmp_path / "docs", seeds=2, grid_seeds=2, steps=20)
     assert not (tmp_path / "docs" / "results.md").exists()
 
 
@@ -105,38 +106,38 @@ def test_report_refuses_partial_or_corrupt_runs(tmp_path):
     _write_all(tmp_path)
     spec = R.plan(2, 2)[3]
     spec.summary_path(tmp_path).write_text('{"name": "cut off')              # interrupted write
-    with pytest.raises(R.ReportError, match="unreadable"):
-        R.write_report(tmp_path, tmp_path / "docs", seeds=2, grid_seeds=2, steps=20)
+    with pytest.raises(Rep.ReportError, match="unreadable"):
+        Rep.write_report(tmp_path, tmp_path / "docs", seeds=2, grid_seeds=2, steps=20)
     s = _fake_summary(spec, np.random.default_rng(1))
     s["avg"] = float("nan")
     spec.summary_path(tmp_path).write_text(json.dumps(s))                      # a run without a score
-    with pytest.raises(R.ReportError, match="no finite avg"):
-        R.write_report(tmp_path, tmp_path / "docs", seeds=2, grid_seeds=2, steps=20)
+    with pytest.raises(Rep.ReportError, match="no finite avg"):
+        Rep.write_report(tmp_path, tmp_path / "docs", seeds=2, grid_seeds=2, steps=20)
     _write_all(tmp_path)
     s = _fake_summary(spec, np.random.default_rng(1))
     s["steps"] = 5                                                             # another protocol
     spec.summary_path(tmp_path).write_text(json.dumps(s))
-    with pytest.raises(R.ReportError, match="ran 5 steps, the plan says 20"):
-        R.write_report(tmp_path, tmp_path / "docs", seeds=2, grid_seeds=2, steps=20)
+    with pytest.raises(Rep.ReportError, match="ran 5 steps, the plan says 20"):
+        Rep.write_report(tmp_path, tmp_path / "docs", seeds=2, grid_seeds=2, steps=20)
     _write_all(tmp_path)
     (tmp_path / "start.json").unlink()
-    with pytest.raises(R.ReportError, match="start.json"):
-        R.write_report(tmp_path, tmp_path / "docs", seeds=2, grid_seeds=2, steps=20)
+    with pytest.raises(Rep.ReportError, match="start.json"):
+        Rep.write_report(tmp_path, tmp_path / "docs", seeds=2, grid_seeds=2, steps=20)
     # the SmolLM2 part is part of the report too
     _write_all(tmp_path)
     R.smol_plan()[1].summary_path(tmp_path).unlink()
-    with pytest.raises(R.ReportError, match=rf"1 of 2 runs missing.*{R.smol_plan()[1].name}"):
-        R.write_report(tmp_path, tmp_path / "docs", seeds=2, grid_seeds=2, steps=20)
+    with pytest.raises(Rep.ReportError, match=rf"1 of 2 runs missing.*{R.smol_plan()[1].name}"):
+        Rep.write_report(tmp_path, tmp_path / "docs", seeds=2, grid_seeds=2, steps=20)
     _write_all(tmp_path)
     (tmp_path / "smol" / "start.json").unlink()
-    with pytest.raises(R.ReportError, match="smol/start.json"):
-        R.write_report(tmp_path, tmp_path / "docs", seeds=2, grid_seeds=2, steps=20)
+    with pytest.raises(Rep.ReportError, match="smol/start.json"):
+        Rep.write_report(tmp_path, tmp_path / "docs", seeds=2, grid_seeds=2, steps=20)
     assert not (tmp_path / "docs" / "results.md").exists()
 
 
 def test_report_with_every_run_has_tables_differences_and_figures(tmp_path):
     _write_all(tmp_path)
-    out = R.write_report(tmp_path, tmp_path / "docs", seeds=2, grid_seeds=2, steps=20)
+    out = Rep.write_report(tmp_path, tmp_path / "docs", seeds=2, grid_seeds=2, steps=20)
     text = out.read_text()
     for name in R.SETTING_NAMES.values():
         assert name in text
@@ -194,7 +195,7 @@ def test_report_names_settings_where_opd_falls_below_its_start(tmp_path):
     start = json.loads((tmp_path / "start.json").read_text())
     start["a1"]["student"]["avg"] = 0.9                  # the fake OPD finals are about 0.4
     (tmp_path / "start.json").write_text(json.dumps(start))
-    text = R.write_report(tmp_path, tmp_path / "docs", seeds=2, grid_seeds=2, steps=20).read_text()
+    text = Rep.write_report(tmp_path, tmp_path / "docs", seeds=2, grid_seeds=2, steps=20).read_text()
     assert f"in: {R.SETTING_NAMES['a1']} (90.0 -> " in text
 
 

