@@ -58,6 +58,10 @@ class WorldConfig:
     size: str = "tiny"               # "tiny" (CPU, minutes), "smol" (CPU, SmolLM2), "qwen" (GPU)
     style_gap: float = 0.0           # tiny world: breaks A1 (student solution style differs)
     teacher_noise: float = 0.0       # tiny world: breaks A2 (teacher forgets carries)
+    teacher_slip_kind: str = "carry" # tiny world: what the noisy teacher forgets, "carry" (A2 shared
+                                     # error) or "borrow" (A2 complementary error)
+    student_slip_kind: str = "both"  # tiny world: what the sloppy student forgets, "both" (carries and
+                                     # borrows) or "carry" (the A2 complementary student)
     teacher: str | None = None       # path or hub id overriding the size's default teacher
     student: str | None = None       # path or hub id overriding the size's default student
     train_data: str | None = None    # JSONL of training prompts; None = the size's default
@@ -226,6 +230,10 @@ def validate(cfg: TrainConfig) -> None:
     for name in ("style_gap", "teacher_noise"):
         v = getattr(cfg.world, name)
         need(0.0 <= v <= 1.0, f"world.{name}", f"must be in [0, 1], got {v}")
+    need(cfg.world.teacher_slip_kind in ("carry", "borrow"), "world.teacher_slip_kind",
+         f"must be 'carry' or 'borrow', got {cfg.world.teacher_slip_kind!r}")
+    need(cfg.world.student_slip_kind in ("both", "carry"), "world.student_slip_kind",
+         f"must be 'both' or 'carry', got {cfg.world.student_slip_kind!r}")
     need(cfg.world.student_quant in ("none", "4bit", "8bit"), "world.student_quant",
          f"must be 'none', '4bit' or '8bit', got {cfg.world.student_quant!r}")
     for role in ("teacher", "student"):

@@ -364,3 +364,56 @@ def sign_gate(teacher_logp: torch.Tensor, old_logp: torch.Tensor, rewards: torch
         }
     return GateOutput(advantage=advantage, token_class=token_class, lambda_t=lambda_t,
                       a1=a1, a2=a2, metrics=metrics)
+
+
+# --------------------------------------------------------------------------------------------
+# Per-token evidence of harm: what a gate does where the teacher is wrong
+# --------------------------------------------------------------------------------------------
+
+EFFECTS = ("zeroed", "shrunk", "unchanged", "amplified", "flipped")
+
+
+def gate_evidence(a2: torch.Tensor, advantage: torch.Tensor, teacher_top: torch.Tensor,
+                  correct_next: torch.Tensor, mask: torch.Tensor) -> dict:
+    """What a gate did to the advantage where the teacher is wrong, against where it is right.
+
+    Where a world knows the correct next token of a rollout (the tiny task does, up to and
+    including the rollout's first mistake; later positions have no correct continuation), the
+    teacher is *wrong* at a position when its most likely next token (`teacher_top`) is not the
+    correct one. Plain OPD would use A = a2 there; each position's gated advantage is compared
+    with it: zeroed (A = 0, a2 != 0), shrunk (same sign, smaller), unchanged, amplified (same
+    sign, larger) or flipped (opposite sign).
+
+    Args:
+        a2, advantage: (B, T) float, the teacher signal and the gate's advantage A.
+        teacher_top:   (B, T) int64, the teacher's argmax next token at each position.
+        correct_next:  (B, T) int64, the correct next token; -1 where it is not known.
+        mask:          (B, T) response-token mask.
+
+    Returns floats: evidence_positions (count), evidence_teacher_wrong (share of the known
+    positions), and for who in {wrong, right}: evidence_{who}_{effect} (share of that kind of
+    position), evidence_{who}_adv_mean and evidence_{who}_a2_mean (mean A and mean a2 there).
+    """
+    with torch.no_grad():
+        known = mask.bool() & (correct_next >= 0)                                # (B, T)
+        wrong = known & (teacher_top != correct_next)
+        right = known & (teacher_top == correct_next)
+        a2, adv = a2.float(), advantage.float()
+        same = torch.sign(adv) == torch.sign(a2)
+        effect = {
+            "zeroed": (adv == 0) & (a2 != 0),
+            "shrunk": same & (adv != 0) & (adv.abs() < a2.abs()),
+            "unchanged": adv == a2,
+            "amplified": same & (adv.abs() > a2.abs()),
+            "flipped": (torch.sign(adv) * torch.sign(a2)) < 0,
+        }
+        n_known = int(known.sum())
+        out = {"evidence_positions": float(n_known),
+               "evidence_teacher_wrong": float(wrong.sum()) / n_known if n_known else 0.0}
+        for who, sel in (("wrong", wrong), ("right", right)):
+            n = int(sel.sum())
+            for name, hit in effect.items():
+                out[f"evidence_{who}_{name}"] = float((hit & sel).sum()) / n if n else 0.0
+            out[f"evidence_{who}_adv_mean"] = float(adv[sel].mean()) if n else 0.0
+            out[f"evidence_{who}_a2_mean"] = float(a2[sel].mean()) if n else 0.0
+    return out

@@ -49,7 +49,7 @@ import torch
 
 from .config import ConfigError, TrainConfig, config_to_dict, flat_config
 from .data import Problem, format_prompt
-from .gate import sign_gate
+from .gate import gate_evidence, sign_gate
 from .models import _is_peft, frozen_reference_copy, reference_context
 from .losses import (aux_ce_loss, dense_distill_loss, entropy_from_logits, masked_mean,
                      policy_gradient_loss, ppo_clip_loss, token_logprobs)
@@ -372,7 +372,10 @@ class Trainer:
             gate_out = sign_gate(teacher_logp, old_logp, r, ro.group_ids, mask, ref_logp, cfg.gate,
                                  truncated=ro.truncated)
             advantage, lambda_t = gate_out.advantage, gate_out.lambda_t
-            m.update(mean_over_processes(acc, gate_out.metrics, gate_out.metrics))
+            gate_metrics = dict(gate_out.metrics)
+            if self.world.token_oracle is not None:
+                gate_metrics.update(self._evidence(problems, ro, gate_out))
+            m.update(mean_over_processes(acc, gate_metrics, gate_metrics))
         times["teacher"] = time.perf_counter() - t
 
         # 5. phased teacher sampling: verifier-endorsed teacher rollouts (no teacher under grpo)
@@ -408,6 +411,20 @@ class Trainer:
         if cfg.log_rollouts and acc.is_main_process:
             self._save_rollouts(k, ro, gate_out, r)
         return m
+
+    def _evidence(self, problems, ro: Rollouts, gate_out) -> dict:
+        """Per-token evidence of harm (gate.gate_evidence) from the world's oracle of correct next
+        tokens; costs one more no-grad teacher forward, for worlds that have an oracle (tiny)."""
+        mask = ro.response_mask
+        with torch.no_grad():
+            top = torch.cat([response_logits(self.teacher, ro.select(s), self.world.vocab_size).argmax(-1)
+                             for s in micro_batches(len(ro), self.cfg.micro_batch_size)])   # (R, T)
+        correct = torch.full_like(top, -1)
+        for i in range(len(ro)):
+            n = int(mask[i].sum())
+            ids = ro.response_ids[i, :n].tolist()
+            correct[i, :n] = torch.tensor(self.world.token_oracle(problems[int(ro.group_ids[i])].question, ids))
+        return gate_evidence(gate_out.a2, gate_out.advantage, top, correct, mask)
 
     def _watch_gate(self, m: dict) -> None:
         """Warn once when a gating run's gate stays silent (frac_gated < 1%) for 20 steps."""

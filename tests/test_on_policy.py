@@ -39,7 +39,7 @@ def test_evaluation_samples_at_eval_temperature(tmp_path, char_tokenizer, monkey
 
     def fake_evaluate(model, tok, problems, **kw):
         seen.append(kw["temperature"])
-        return SimpleNamespace(n=2, k=2, avg_at_n=0.0, pass_at_k=0.0, seconds=0.0)
+        return SimpleNamespace(n=2, k=2, avg_at_n=0.0, pass_at_k=0.0, seconds=0.0, per_skill={})
 
     monkeypatch.setattr("sgopd_lite.evaluate.evaluate", fake_evaluate)
     trainer = Trainer(_cfg(tmp_path, method="opd", eval_temperature=0.6), world=make_tiny_world(char_tokenizer),

@@ -32,6 +32,10 @@ class World:
     eval_problems: list[Problem]
     instruction: str = DEFAULT_INSTRUCTION
     vocab_size: int | None = None     # real tokens, when models pad their embedding rows
+    token_oracle: object = None       # worlds that know the correct solution (tiny): a function
+                                      # (question, response ids) -> correct next token id at each
+                                      # response position, -1 after the first mistake; the trainer
+                                      # then logs the per-token evidence of harm (gate.gate_evidence)
 
 
 def problem_sets(w) -> tuple[list[Problem], list[Problem]]:
