@@ -20,7 +20,7 @@ an interrupted run resumes from its own checkpoint under `runs/reproduce/`.
 Where things go: results/, docs/, configs/ and runs/ of the repository checkout holding the
 current folder, else of the current folder (`assets.project_dir`), never next to the package.
 
-May import: assets, config, data, evaluate, train, worlds (inside functions, except assets).
+May import: assets, config, data, evaluate, train, worlds (inside functions, except assets and data).
 Never study/report.py.
 """
 
@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..assets import project_dir
+from ..data import SKILLS
 
 REPO_DIR = project_dir()                          # the checkout, else the current folder
 RESULTS_DIR = REPO_DIR / "results" / "runs"
@@ -175,6 +176,8 @@ def run_one(spec: RunSpec, results_dir: Path = RESULTS_DIR, work_dir: Path = WOR
                "seed": spec.seed, "lambda_e": cfg.gate.lambda_e, "lambda_i": cfg.gate.lambda_i,
                "steps": cfg.steps, "lr": cfg.lr, "loss_type": cfg.loss_type, "avg": final[key_avg], "pass": final[key_pass], "n": cfg.eval_n,
                "eval_problems": cfg.eval_problems, "skipped_steps": sum("skipped" in m for m in history),
+               "per_skill": {s: {"avg": final[f"{key_avg}_{s}"], "problems": final[f"eval_problems_{s}"]}
+                             for s in SKILLS if f"{key_avg}_{s}" in final},
                "curves": {k: v for k, v in curves.items() if v},
                "seconds": round(time.perf_counter() - start, 1), "machine": machine(),
                "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
