@@ -52,7 +52,8 @@ def _cmd_eval(args) -> int:
     from .data import arithmetic_split, load_jsonl
     from .evaluate import evaluate
 
-    problems = arithmetic_split("eval") if args.data == "eval" else load_jsonl(args.data)
+    from .data import SPLIT_SIZES
+    problems = arithmetic_split(args.data) if args.data in SPLIT_SIZES else load_jsonl(args.data)
     if args.limit:
         problems = problems[:args.limit]
     from .data import DEFAULT_INSTRUCTION
@@ -61,7 +62,7 @@ def _cmd_eval(args) -> int:
     tok, model = _load_eval_model(args.model, args)
     instruction = args.instruction
     if instruction is None:   # the tiny world's own prompt for tiny models and tiny-world data
-        instruction = TinyWorldConfig().instruction if args.data == "eval" else DEFAULT_INSTRUCTION
+        instruction = TinyWorldConfig().instruction if args.data in SPLIT_SIZES else DEFAULT_INSTRUCTION
     res = evaluate(model, tok, problems, n=args.n, k=args.k, temperature=args.temperature,
                    max_new_tokens=args.max_new_tokens, instruction=instruction)
     row = {"model": args.model, "data": args.data, **res.as_dict()}
@@ -155,7 +156,8 @@ def main(argv=None) -> int:
 
     p = sub.add_parser("eval", help="avg@n and pass@k of a model")
     p.add_argument("--model", default="tiny-student")
-    p.add_argument("--data", default="eval", help="'eval' (the tiny held-out split) or a JSONL path")
+    p.add_argument("--data", default="eval", help="a committed split ('eval': the tiny held-out split; 'eval_skills': 64 "
+                   "problems of each skill; 'train') or a JSONL path")
     p.add_argument("--n", type=int, default=8)
     p.add_argument("--k", type=int, default=None)
     p.add_argument("--temperature", type=float, default=1.0)

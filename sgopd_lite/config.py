@@ -65,7 +65,8 @@ class WorldConfig:
     teacher: str | None = None       # path or hub id overriding the size's default teacher
     student: str | None = None       # path or hub id overriding the size's default student
     train_data: str | None = None    # JSONL of training prompts; None = the size's default
-    eval_data: str | None = None     # JSONL of held-out problems; None = the size's default
+    eval_data: str | None = None     # JSONL of held-out problems, or a committed split by name
+                                     # ("eval_skills": 64 per skill); None = the size's default
     lora: bool | None = None         # LoRA student; None = the size's default (off for tiny)
     student_quant: str = "none"      # "none" | "4bit" (QLoRA) | "8bit"
     teacher_finetune_steps: int | None = None  # smol: SFT steps of the default teacher's task

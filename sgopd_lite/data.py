@@ -305,27 +305,59 @@ def hub_problems(name: str, limit: int | None = None) -> list[Problem]:
 # The committed tiny-world splits
 # --------------------------------------------------------------------------------------------
 
-SPLIT_SEEDS = {"eval": 1234, "train": 5678}
-SPLIT_SIZES = {"eval": 256, "train": 2048}
+SPLIT_SEEDS = {"eval": 1234, "train": 5678, "eval_skills": 4321}
+SPLIT_SIZES = {"eval": 256, "train": 2048, "eval_skills": 256}
+
+
+def skill_balanced_problems(per_skill: int, seed: int, exclude: set[str] | frozenset = frozenset(),
+                            task: ArithmeticTask = ArithmeticTask()) -> list[Problem]:
+    """`per_skill` distinct problems of each skill label (SKILLS order, then interleaved), none
+    of whose question is in `exclude`. The natural mix has few borrow (11%) and both (4%)
+    problems; this split weighs every skill alike, so a per-skill change is measured on as many
+    problems as the others."""
+    rng = random.Random(seed)
+    buckets: dict[str, list[Problem]] = {s: [] for s in SKILLS}
+    seen = set(exclude)
+    attempts = 0
+    while any(len(b) < per_skill for b in buckets.values()):
+        attempts += 1
+        if attempts > 1000 * per_skill * len(SKILLS):
+            raise DataError(f"could not draw {per_skill} problems of every skill from {task}")
+        operands, ops = sample_expression(rng, task)
+        question = expression_text(operands, ops)
+        skill = skill_of(question)
+        if question in seen or len(buckets[skill]) >= per_skill:
+            continue
+        seen.add(question)
+        solution, value = solve(operands, ops)
+        buckets[skill].append(Problem(id=f"arith-skills-{seed}-{skill}-{len(buckets[skill])}", question=question,
+                                      answer=str(value), solution=solution, source="arithmetic"))
+    return [buckets[s][i] for i in range(per_skill) for s in SKILLS]
 
 
 def regenerate_splits(out_dir=DATA_DIR) -> dict[str, Path]:
-    """Rebuild `sgopd_lite/assets/arith_{eval,train}.jsonl` (command: `python -m sgopd_lite data`).
+    """Rebuild `sgopd_lite/assets/arith_{eval,train,eval_skills}.jsonl` (`python -m sgopd_lite data`).
 
-    The held-out split is drawn first; the training prompts exclude its questions.
+    The held-out split is drawn first; the training prompts exclude its questions; the
+    skill-balanced held-out split (64 problems of each skill, for the study) excludes both.
     """
     out_dir = Path(out_dir)
     held_out = arithmetic_problems(SPLIT_SIZES["eval"], SPLIT_SEEDS["eval"])
     train = arithmetic_problems(SPLIT_SIZES["train"], SPLIT_SEEDS["train"],
                                 exclude={p.question for p in held_out})
-    paths = {"eval": out_dir / "arith_eval.jsonl", "train": out_dir / "arith_train.jsonl"}
+    balanced = skill_balanced_problems(SPLIT_SIZES["eval_skills"] // len(SKILLS), SPLIT_SEEDS["eval_skills"],
+                                       exclude={p.question for p in held_out + train})
+    paths = {"eval": out_dir / "arith_eval.jsonl", "train": out_dir / "arith_train.jsonl",
+             "eval_skills": out_dir / "arith_eval_skills.jsonl"}
     save_jsonl(held_out, paths["eval"])
     save_jsonl(train, paths["train"])
+    save_jsonl(balanced, paths["eval_skills"])
     return paths
 
 
 def arithmetic_split(name: str) -> list[Problem]:
-    """The committed split `eval` (held out, 256 problems) or `train` (2048 prompts)."""
+    """The committed split `eval` (held out, 256 problems, the natural skill mix), `train` (2048
+    prompts) or `eval_skills` (held out, 64 problems of each skill: carry, borrow, both, none)."""
     if name not in SPLIT_SIZES:
         raise DataError(f"unknown split {name!r}; expected one of {sorted(SPLIT_SIZES)}")
     return load_jsonl(DATA_DIR / f"arith_{name}.jsonl")

@@ -72,3 +72,29 @@ def test_the_trainers_evaluation_logs_each_skill(tmp_path, char_tokenizer):
     assert sum(counts.values()) == 30 and len(counts) >= 2
     for s in counts:
         assert 0.0 <= m[f"eval_avg@2_{s}"] <= 1.0
+
+
+def test_the_skill_balanced_split_has_64_of_each_skill_and_no_shared_question():
+    balanced = arithmetic_split("eval_skills")
+    counts = {s: 0 for s in SKILLS}
+    for p in balanced:
+        counts[skill_of(p.question)] += 1
+    assert counts == {s: 64 for s in SKILLS}
+    seen = {p.question for p in arithmetic_split("eval")} | {p.question for p in arithmetic_split("train")}
+    assert not seen & {p.question for p in balanced}
+    assert len({p.question for p in balanced}) == 256
+
+
+def test_regenerating_the_splits_gives_the_committed_files(tmp_path):
+    from sgopd_lite.data import DATA_DIR, regenerate_splits
+
+    for name, path in regenerate_splits(tmp_path).items():
+        assert path.read_bytes() == (DATA_DIR / path.name).read_bytes(), name
+
+
+def test_a_run_can_evaluate_on_a_split_by_name():
+    from sgopd_lite.config import TrainConfig
+    from sgopd_lite.worlds.base import problem_sets
+
+    cfg = TrainConfig(world={"eval_data": "eval_skills"})
+    assert [p.question for p in problem_sets(cfg.world)[1]] == [p.question for p in arithmetic_split("eval_skills")]

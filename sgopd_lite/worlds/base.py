@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..data import DEFAULT_INSTRUCTION, Problem, arithmetic_split, format_prompt, load_jsonl
+from ..data import DEFAULT_INSTRUCTION, SPLIT_SIZES, Problem, arithmetic_split, format_prompt, load_jsonl
 from ..models import ModelConfig
 
 
@@ -39,10 +39,14 @@ class World:
 
 
 def problem_sets(w) -> tuple[list[Problem], list[Problem]]:
-    """(train, held-out) problems of a `TrainConfig.world` section: its JSONL files when set,
+    """(train, held-out) problems of a `TrainConfig.world` section: its JSONL files when set
+    (eval_data may also name a committed split: "eval" or "eval_skills", the skill-balanced one),
     else the committed arithmetic splits."""
     train = load_jsonl(w.train_data) if w.train_data else arithmetic_split("train")
-    held_out = load_jsonl(w.eval_data) if w.eval_data else arithmetic_split("eval")
+    if w.eval_data in SPLIT_SIZES:         # a committed split by name, e.g. "eval_skills"
+        held_out = arithmetic_split(w.eval_data)
+    else:
+        held_out = load_jsonl(w.eval_data) if w.eval_data else arithmetic_split("eval")
     return train, held_out
 
 
