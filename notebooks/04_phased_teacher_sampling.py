@@ -70,12 +70,14 @@ import shutil
 import time
 
 import torch
+from IPython.display import Markdown, display
 from transformers.utils import logging as hf_logging
 
 from sgopd_lite import losses, rollout, viz
 from sgopd_lite.config import TrainConfig
 from sgopd_lite.assets import project_dir
-from sgopd_lite.data import arithmetic_split, format_prompt
+from sgopd_lite.data import SKILLS, arithmetic_split, format_prompt
+from sgopd_lite.evaluate import skill_table, skills_from_metrics
 from sgopd_lite.scheduler import PTSConfig, pts_weight, teacher_prompt_count
 from sgopd_lite.worlds.tiny import TinyWorldConfig, load_tiny_pair
 from sgopd_lite.train import Trainer, World
@@ -221,6 +223,9 @@ for name, h in histories.items():
     last = h[-1]
     print(f"{name:>20}: held-out avg@{EVAL_N} {last[f'eval_avg@{EVAL_N}']:.3f}, pass@{EVAL_N} "
           f"{last[f'eval_pass@{EVAL_N}']:.3f}; last-step k1 KL {last['kl_k1']:.2f}; {seconds[name]:.0f} s")
+counts = {s: last[f"eval_problems_{s}"] for s in SKILLS if f"eval_problems_{s}" in last}
+display(Markdown(skill_table({name: skills_from_metrics(h[-1], EVAL_N) for name, h in histories.items()},
+                             counts, EVAL_N)))
 
 # %%
 viz.plot_learning_curves(histories, "kl_k1", smooth=1, title="k1 estimate of KL(student || teacher) on student rollouts");

@@ -76,7 +76,7 @@ from transformers.utils import logging as hf_logging
 from sgopd_lite import viz
 from sgopd_lite.config import TrainConfig
 from sgopd_lite.assets import project_dir
-from sgopd_lite.evaluate import evaluate
+from sgopd_lite.evaluate import evaluate, skill_table, skills_from_metrics
 from sgopd_lite.train import Trainer, load_world
 
 REPO_ROOT = project_dir()   # the checkout holding the current folder, else the current folder
@@ -178,6 +178,13 @@ for name, res in start.items():
 for method, h in histories.items():
     rows.append(f"| {method} after {len(h)} steps | {h[-1][f'eval_avg@{EVAL_N}']:.3f} | {h[-1][f'eval_pass@{EVAL_N}']:.3f} |")
 display(Markdown("\n".join(rows)))
+# Accuracy per skill (arithmetic held-out problems: what each one needs). A mean that does not
+# move can hide a skill gained and another lost.
+counts = {s: v["problems"] for s, v in start["starting student"].per_skill.items()}
+if counts:
+    per_skill = {name: {s: v["avg"] for s, v in res.per_skill.items()} for name, res in start.items()}
+    per_skill.update({method: skills_from_metrics(h[-1], EVAL_N) for method, h in histories.items()})
+    display(Markdown(skill_table(per_skill, counts, EVAL_N)))
 base = start["starting student"].avg_at_n
 for method, h in histories.items():
     change = h[-1][f"eval_avg@{EVAL_N}"] - base

@@ -72,6 +72,23 @@ def per_skill_accuracy(problems: list[Problem], correct: list[int], n: int) -> d
             for s in SKILLS if s in by_skill}
 
 
+def skills_from_metrics(metrics: dict, n: int) -> dict[str, float]:
+    """{skill: avg@n} from a trainer's eval metrics (`eval_avg@{n}_{skill}` keys), SKILLS order."""
+    return {s: metrics[f"eval_avg@{n}_{s}"] for s in SKILLS if f"eval_avg@{n}_{s}" in metrics}
+
+
+def skill_table(rows: dict[str, dict[str, float]], counts: dict[str, int], n: int) -> str:
+    """A Markdown table, one row per model and one column per skill: avg@n on the problems that
+    need that skill, the number of problems in each column's header. `rows`: {name: {skill: avg}}
+    (`EvalResult.per_skill` read as {s: v["avg"]}, or `skills_from_metrics`)."""
+    skills = [s for s in SKILLS if s in counts]
+    lines = [f"| model (avg@{n}) | " + " | ".join(f"{s} ({counts[s]})" for s in skills) + " |",
+             "|---|" + "---|" * len(skills)]
+    for name, values in rows.items():
+        lines.append(f"| {name} | " + " | ".join(f"{values[s]:.3f}" if s in values else "-" for s in skills) + " |")
+    return "\n".join(lines)
+
+
 def evaluate(model, tokenizer, problems: list[Problem], n: int = 8, k: int | None = None,
              temperature: float = 1.0, max_new_tokens: int = 64, batch_size: int = 256,
              instruction: str = DEFAULT_INSTRUCTION, top_p: float = 1.0,

@@ -98,3 +98,13 @@ def test_a_run_can_evaluate_on_a_split_by_name():
 
     cfg = TrainConfig(world={"eval_data": "eval_skills"})
     assert [p.question for p in problem_sets(cfg.world)[1]] == [p.question for p in arithmetic_split("eval_skills")]
+
+
+def test_skill_table_has_one_column_per_skill_and_reads_trainer_metrics():
+    from sgopd_lite.evaluate import skill_table, skills_from_metrics
+
+    m = {"eval_avg@8_carry": 0.25, "eval_avg@8_none": 0.75, "eval_avg@8": 0.5}
+    assert skills_from_metrics(m, 8) == {"carry": 0.25, "none": 0.75}
+    table = skill_table({"opd": skills_from_metrics(m, 8)}, {"carry": 65, "borrow": 28, "none": 152}, 8)
+    assert table.splitlines()[0] == "| model (avg@8) | carry (65) | borrow (28) | none (152) |"
+    assert table.splitlines()[2] == "| opd | 0.250 | - | 0.750 |"
