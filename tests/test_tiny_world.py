@@ -121,3 +121,18 @@ def test_missing_pair_is_built_in_two_processes_and_cached(tmp_path, monkeypatch
     T.load_tiny_pair(cfg=cfg, verbose=False)
     with pytest.raises(FileNotFoundError, match="not built"):
         T.load_tiny_pair(cfg=TinyWorldConfig(teacher_steps=3), build=False, verbose=False)
+
+
+def test_world_report_names_every_setting_with_skills_and_the_wrong_teacher_share(capsys):
+    from sgopd_lite.worlds.tiny import REPORT_SETTINGS, world_report
+
+    rows = world_report(n=2, limit=12, verbose=False, evidence_problems=4)
+    out = capsys.readouterr().out
+    assert "wrong-teacher tokens" in out.splitlines()[3] or "wrong-teacher tokens" in out
+    names = [name for name, _ in REPORT_SETTINGS]
+    assert [r["setting"] for r in rows] == names
+    for name in ("both hold", "A2 shared", "A2 complementary", "both broken"):
+        assert name in names
+        assert f"| {name} | student |" in out and f"| {name} | teacher |" in out
+    for r in rows:
+        assert 0.0 <= r["evidence"]["teacher_wrong"] <= 1.0 and r["student"]["per_skill"]
