@@ -131,7 +131,8 @@ def test_world_report_names_every_setting_with_skills_and_the_wrong_teacher_shar
     assert "wrong-teacher tokens" in out.splitlines()[3] or "wrong-teacher tokens" in out
     names = [name for name, _ in REPORT_SETTINGS]
     assert [r["setting"] for r in rows] == names
-    for name in ("both hold", "A2 shared", "A2 complementary", "both broken"):
+    assert names == ["both hold", "A1 graded", "A2 shared", "A2 complementary", "both broken"]
+    for name in names:
         assert name in names
         assert f"| {name} | student |" in out and f"| {name} | teacher |" in out
     for r in rows:
