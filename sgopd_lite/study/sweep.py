@@ -467,7 +467,8 @@ def work_through(sweep: Sweep, todo: list[tuple[Run, TrainConfig]], tag: str = "
         if not claim.acquire():
             continue                                       # another worker trains it
         try:
-            if is_done(sweep, run):
+            if is_done(sweep, run):                        # finished meanwhile by another worker
+                claim.path.unlink(missing_ok=True)
                 continue
             t = time.perf_counter()
             try:
