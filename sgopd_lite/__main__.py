@@ -5,8 +5,8 @@
     world   --size tiny --report                         build the tiny world and print its table
     data                                                 regenerate the arithmetic splits (sgopd_lite/assets/)
     demo                                                 the README's main job (make demo)
-    reproduce --jobs 2                                   the seeded study (make reproduce; resumes)
-    reproduce --smol                                     its SmolLM2 part: OPD vs SG-OPD on CPU
+    reproduce --jobs 2                                   the seeded study: configs/studies/main, grid (resumes)
+    reproduce --smol                                     its SmolLM2 part: configs/studies/smol.yaml
     report                                               docs/results.md from the finished runs
     sweep   --config configs/tiny.yaml --out DIR --jobs 2 [key=value ...] key=a,b seed=0:3
                                                          a grid of runs (resumable, parallel, --shard i/n)
@@ -123,13 +123,19 @@ def _cmd_reproduce(args) -> int:
         kw["results_dir"] = Path(args.results_dir)
     if args.work_dir:
         kw["work_dir"] = Path(args.work_dir)
+    if args.start_points:
+        from .study.plan import RESULTS_DIR, smol_start_points, start_points
+
+        start_points(kw.get("results_dir", RESULTS_DIR))
+        smol_start_points(kw.get("results_dir", RESULTS_DIR))
+        print("[reproduce] start points in place (results/runs/start.json, results/runs/smol/start.json)")
+        return 0
     if args.smol:
         reproduce_smol(**{k: v for k, v in kw.items() if k in ("results_dir", "work_dir")})
         return 0
-    done = reproduce(jobs=args.jobs, worker=args.worker, limit=args.limit, **kw)
-    if args.worker is None:
-        print(f"[reproduce] {done} runs finished in this invocation; `python -m sgopd_lite report` "
-              "writes docs/results.md once every run is there")
+    done = reproduce(jobs=args.jobs, limit=args.limit, **kw)
+    print(f"[reproduce] {done} runs finished in this invocation; `python -m sgopd_lite report` "
+          "writes docs/results.md once every run is there")
     return 0
 
 
@@ -155,14 +161,14 @@ def _cmd_sweep(args) -> int:
     shard_of = parse_shard(args.shard)
     if args.study:
         base = load_study(args.study)
-        sweep = from_command_line(None, args.overrides, args.out, base=base)
+        sweep = from_command_line(None, args.overrides, args.out, base=base, work=args.work)
     else:
         if not args.out:
             raise ConfigError("--out DIR is missing (where the summaries and runs go)")
-        sweep = from_command_line(args.config, args.overrides, args.out)
+        sweep = from_command_line(args.config, args.overrides, args.out, work=args.work)
     try:
         return run_sweep(sweep, jobs=args.jobs, shard_of=shard_of, worker=args.worker,
-                         worker_argv=args.argv, verbose=args.verbose)
+                         worker_argv=args.argv, verbose=args.verbose, limit=args.limit)
     except KeyboardInterrupt:
         if args.worker is None:
             print("\n[sweep] interrupted: no summary is half-written; the same command resumes each unfinished "
@@ -226,15 +232,16 @@ def main(argv=None) -> int:
     from .study.plan import GRID_SEEDS, SEEDS, STEPS
     p = sub.add_parser("reproduce", help="the seeded study behind docs/results.md (resumable)")
     p.add_argument("--jobs", type=int, default=1, help="worker processes (one torch thread each)")
-    p.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)
-    p.add_argument("--limit", type=int, default=None, help="at most this many runs per worker")
+    p.add_argument("--limit", type=int, default=None, help="at most this many runs in all")
     p.add_argument("--steps", type=int, default=STEPS)
     p.add_argument("--seeds", type=int, default=SEEDS)
     p.add_argument("--grid-seeds", type=int, default=GRID_SEEDS)
     p.add_argument("--results-dir", default=None, help="where run summaries go (default results/runs)")
     p.add_argument("--work-dir", default=None, help="checkpoints of unfinished runs (default runs/reproduce)")
     p.add_argument("--smol", action="store_true",
-                   help="the pretrained-model runs instead: OPD vs SG-OPD with SmolLM2 (configs/smol_cpu.yaml)")
+                   help="the pretrained-model runs instead: OPD vs SG-OPD with SmolLM2 (configs/studies/smol.yaml)")
+    p.add_argument("--start-points", action="store_true",
+                   help="only the start points (teachers and starting students, cached in results/runs/)")
     p.set_defaults(fn=_cmd_reproduce)
 
     p = sub.add_parser("report", help="write docs/results.md from the finished runs")
@@ -247,6 +254,8 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=None, help="where summaries (DIR/*.json) and runs (DIR/work/) go")
     p.add_argument("--jobs", type=int, default=1, help="worker processes (one torch thread each)")
     p.add_argument("--shard", default=None, help="i/n: run only the i-th of n disjoint slices (0 <= i < n)")
+    p.add_argument("--work", default=None, help="where the runs' folders go (default DIR/work, or the study's work:)")
+    p.add_argument("--limit", type=int, default=None, help="at most this many runs per process")
     p.add_argument("--verbose", action="store_true", help="the trainer's progress bars and logs")
     p.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("overrides", nargs="*",

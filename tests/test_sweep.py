@@ -284,3 +284,36 @@ def test_an_interrupted_run_resumes_from_its_checkpoint(tmp_path, capsys):
     s = json.loads(sw.summary_path(run).read_text())
     steps = [json.loads(x)["step"] for x in (tmp_path / "sw" / "work" / run.name / "metrics.jsonl").read_text().splitlines()]
     assert steps == [0, 1] and s["curves"]["reward_mean"][0][0] == 0
+
+
+# ---------------------------------------------------------------- make reproduce as study files
+
+def test_the_study_files_are_the_plan_run_for_run(tmp_path):
+    """configs/studies/{main,grid,smol}.yaml give every run of study/plan.py the same name, summary
+    path and TrainConfig, so the committed summaries in results/runs/ are their finished runs."""
+    from sgopd_lite.config import config_to_dict
+    from sgopd_lite.study import plan as R
+
+    specs = {r.name: r for r in R.plan() + R.smol_plan()}
+    for name in R.STUDIES:
+        sw = R.study(name, tmp_path / "results", tmp_path / "work")
+        for run, cfg in sw.plan():
+            spec = specs.pop(run.name)
+            assert sw.summary_path(run) == spec.summary_path(tmp_path / "results")
+            assert config_to_dict(cfg) == config_to_dict(spec.train_config(tmp_path / "work"))
+    assert not specs
+
+
+def test_make_reproduce_on_the_committed_summaries_has_nothing_to_do(monkeypatch, capsys):
+    """`sweep --study` over results/runs/ as committed: nothing to run, nothing written."""
+    from sgopd_lite.study import plan as R
+
+    monkeypatch.setattr(S, "train_and_summarize", _no_training)
+    for name in R.STUDIES:
+        sw = S.load_study(R.STUDY_DIR / f"{name}.yaml")
+        if not sw.out.is_dir():
+            pytest.skip("no committed summaries here (an installed package)")
+        before = sorted(p.name for p in sw.out.iterdir())
+        assert main(["sweep", "--study", str(R.STUDY_DIR / f"{name}.yaml"), "--jobs", "2"]) == 0
+        assert f"0 of {len(sw.plan())} runs to go" in capsys.readouterr().out
+        assert sorted(p.name for p in sw.out.iterdir()) == before

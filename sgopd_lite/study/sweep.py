@@ -272,9 +272,10 @@ def axis_from_text(key: str, text: str) -> list[Level]:
 
 
 def from_command_line(config: str | None, overrides: list[str], out, source: str = "command line",
-                      base: "Sweep | None" = None) -> Sweep:
+                      base: "Sweep | None" = None, work=None) -> Sweep:
     """A Sweep from `key=value` arguments: a list or a range is an axis, anything else fixed.
-    base: a study whose fixed overrides and axes the arguments replace key by key."""
+    base: a study whose fixed overrides and axes the arguments replace key by key (and whose
+    out and work folders `out` and `work` replace)."""
     fixed, axes, seen = [], {}, set()
     for item in overrides:
         key, text = split_override(item)
@@ -287,13 +288,14 @@ def from_command_line(config: str | None, overrides: list[str], out, source: str
             _coerce(text, key)
             fixed.append(f"{key}={text}")
     if base is None:
-        return Sweep(config=config, fixed=fixed, axes=axes, out=out, source=source)
+        return Sweep(config=config, fixed=fixed, axes=axes, out=out, work=work, source=source)
     # the command line wins over the study file, key by key
     keep_fixed = [o for o in base.fixed if split_override(o)[0] not in seen]
     keep_axes = {a: lv for a, lv in base.axes.items()
                  if a not in seen and not any(split_override(o)[0] in seen for x in lv for o in x.overrides)}
     return Sweep(config=base.config, fixed=keep_fixed + fixed, axes={**keep_axes, **axes},
-                 out=out if out is not None else base.out, work=None if out is not None else base.work,
+                 out=out if out is not None else base.out,
+                 work=work if work is not None else (None if out is not None else base.work),
                  name=base.name, fields=base.fields, source=base.source)
 
 
@@ -458,11 +460,13 @@ def run_one(sweep: Sweep, run: Run, cfg: TrainConfig, verbose: bool = False) -> 
 
 
 def work_through(sweep: Sweep, todo: list[tuple[Run, TrainConfig]], tag: str = "sweep",
-                 verbose: bool = False) -> tuple[int, list[str]]:
-    """Run every run of `todo` that no other worker holds and nobody finished meanwhile.
-    Returns (runs finished here, names of runs that failed here)."""
+                 verbose: bool = False, limit: int | None = None) -> tuple[int, list[str]]:
+    """Run every run of `todo` that no other worker holds and nobody finished meanwhile (at most
+    `limit` of them). Returns (runs finished here, names of runs that failed here)."""
     done, failed = 0, []
     for k, (run, cfg) in enumerate(todo):
+        if limit is not None and done + len(failed) >= limit:
+            break
         claim = _Claim(sweep.work / f"{run.name}.lock")
         if not claim.acquire():
             continue                                       # another worker trains it
@@ -492,19 +496,22 @@ def work_through(sweep: Sweep, todo: list[tuple[Run, TrainConfig]], tag: str = "
 
 
 def prepare(sweep: Sweep, shard_of: tuple[int, int] = (0, 1)) -> tuple[list, list]:
-    """(every run with its config, the pending ones of this shard); writes DIR/sweep.json.
-    Everything that can be wrong with the input is a ConfigError here, before any run."""
+    """(every run with its config, the pending ones of this shard); writes DIR/sweep.json when
+    something is left to run (a no-op writes nothing). Everything that can be wrong with the
+    input is a ConfigError here, before any run."""
     planned = sweep.plan()
     mine = shard(planned, *shard_of)
     todo = [(r, c) for r, c in mine if not is_done(sweep, r)]
-    atomic_write(sweep.out / "sweep.json", sweep.definition([r for r, _ in planned]))
+    if todo:
+        atomic_write(sweep.out / "sweep.json", sweep.definition([r for r, _ in planned]))
     return planned, todo
 
 
 def run_sweep(sweep: Sweep, jobs: int = 1, shard_of: tuple[int, int] = (0, 1), worker: int | None = None,
-              worker_argv: list[str] | None = None, verbose: bool = False) -> int:
+              worker_argv: list[str] | None = None, verbose: bool = False, limit: int | None = None) -> int:
     """Run what is missing of the sweep (this shard). Returns the exit status: 0 when every run
-    of the shard is finished, 1 when some failed (their errors in DIR/failed/).
+    of the shard is finished, 1 when some failed (their errors in DIR/failed/) or are left
+    (limit: at most that many runs per process, to advance a sweep in slices).
 
     jobs > 1 starts that many worker processes, each `python -m sgopd_lite <worker_argv> --worker i`
     (the same command line, so each worker rebuilds the same plan), one torch thread each."""
@@ -512,7 +519,7 @@ def run_sweep(sweep: Sweep, jobs: int = 1, shard_of: tuple[int, int] = (0, 1), w
         raise ConfigError(f"--jobs {jobs}: expected at least 1")
     planned, todo = prepare(sweep, shard_of)
     if worker is not None:                                  # one of the parent's worker processes
-        _, failed = work_through(sweep, todo, tag=f"sweep w{worker}", verbose=verbose)
+        _, failed = work_through(sweep, todo, tag=f"sweep w{worker}", verbose=verbose, limit=limit)
         return 1 if failed else 0
     i, n = shard_of
     print(f"[sweep] {len(todo)} of {len(shard(planned, i, n))} runs to go"
@@ -520,11 +527,12 @@ def run_sweep(sweep: Sweep, jobs: int = 1, shard_of: tuple[int, int] = (0, 1), w
     if not todo:
         return 0
     if jobs == 1 or len(todo) == 1:
-        work_through(sweep, todo, verbose=verbose)
+        work_through(sweep, todo, verbose=verbose, limit=limit)
     else:
         if worker_argv is None:
             raise ValueError("run_sweep(jobs > 1) needs worker_argv, the command line each worker runs")
-        procs = [subprocess.Popen([sys.executable, "-m", "sgopd_lite", *worker_argv, "--worker", str(w)],
+        procs = [subprocess.Popen([sys.executable, "-m", "sgopd_lite", *worker_argv, "--worker", str(w)]
+                                  + (["--limit", str(limit)] if limit else []),
                                   env={**os.environ, "OMP_NUM_THREADS": "1"})
                  for w in range(min(jobs, len(todo)))]
         try:
