@@ -317,3 +317,14 @@ def test_make_reproduce_on_the_committed_summaries_has_nothing_to_do(monkeypatch
         assert main(["sweep", "--study", str(R.STUDY_DIR / f"{name}.yaml"), "--jobs", "2"]) == 0
         assert f"0 of {len(sw.plan())} runs to go" in capsys.readouterr().out
         assert sorted(p.name for p in sw.out.iterdir()) == before
+
+
+def test_two_shards_of_one_command_make_the_whole_sweep(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(S, "train_and_summarize", _fake_train)
+    out = tmp_path / "sw"
+    assert main(["sweep", "--out", str(out), "--shard", "0/2", *GRID]) == 0
+    first = {p.name for p in out.glob("*-s*.json")}
+    assert len(first) == 6 and "6 of 6 runs to go in shard 0/2" in capsys.readouterr().out
+    assert main(["sweep", "--out", str(out), "--shard", "1/2", *GRID]) == 0
+    assert len(list(out.glob("*-s*.json"))) == 12
+    assert main(["sweep", "--out", str(out), *GRID]) == 0 and "0 of 12 runs to go" in capsys.readouterr().out
