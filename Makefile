@@ -59,9 +59,13 @@ bench: $(VENV)/.deps-ok
 	$(OFFLINE) $(PY) benchmarks/bench_logprob.py
 	$(OFFLINE) $(PY) benchmarks/bench_verifier.py
 
+# the seeded study is a set of study files run by `sweep` (each skips what is finished, so a
+# checkout with the committed summaries in results/runs/ has nothing to do); then docs/results.md
+STUDIES := configs/studies/main.yaml configs/studies/grid.yaml
 reproduce: $(VENV)/.deps-ok
-	$(OFFLINE) $(PY) -m sgopd_lite reproduce --jobs $(JOBS)
-	$(OFFLINE) $(PY) -m sgopd_lite reproduce --smol
+	$(OFFLINE) $(PY) -m sgopd_lite reproduce --start-points
+	for s in $(STUDIES); do $(OFFLINE) $(PY) -m sgopd_lite sweep --study $$s --jobs $(JOBS) || exit 1; done
+	$(OFFLINE) $(PY) -m sgopd_lite sweep --study configs/studies/smol.yaml
 	$(OFFLINE) $(PY) -m sgopd_lite report
 
 report: $(VENV)/.deps-ok

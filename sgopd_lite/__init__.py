@@ -36,6 +36,10 @@ tests/test_imports.py reads every import statement and fails on any circle.
     top floor: the study (study/)
     study/plan.py    `make reproduce`: the seeded plan, its runs and the worker processes
     study/report.py  docs/results.md: tables, intervals, figures from the run summaries
+    study/stats.py   the 95% interval and paired-difference helpers of every table
+    study/sweep.py   `sweep`: a grid of runs from key=value lists / ranges or a study file
+                     (resumable, --jobs workers, --shard i/n); run summaries
+    study/sweep_report.py  `sweep-report`: a sweep's table with intervals and a heatmap
 
     tiny_world.py, smol_world.py, reproduce.py: compatibility shims that re-export the modules
     above under their old names.

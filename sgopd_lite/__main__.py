@@ -5,9 +5,13 @@
     world   --size tiny --report                         build the tiny world and print its table
     data                                                 regenerate the arithmetic splits (sgopd_lite/assets/)
     demo                                                 the README's main job (make demo)
-    reproduce --jobs 2                                   the seeded study (make reproduce; resumes)
-    reproduce --smol                                     its SmolLM2 part: OPD vs SG-OPD on CPU
+    reproduce --jobs 2                                   the seeded study: configs/studies/main, grid (resumes)
+    reproduce --smol                                     its SmolLM2 part: configs/studies/smol.yaml
     report                                               docs/results.md from the finished runs
+    sweep   --config configs/tiny.yaml --out DIR --jobs 2 [key=value ...] key=a,b seed=0:3
+                                                         a grid of runs (resumable, parallel, --shard i/n)
+    sweep   --study configs/studies/NAME.yaml            the same, defined in a study file
+    sweep-report DIR [--baseline key=value ...]          its table: mean ± 95% interval, paired differences
 
 May import: every module (the command line is the top floor), each inside its command.
 """
@@ -120,13 +124,19 @@ def _cmd_reproduce(args) -> int:
         kw["results_dir"] = Path(args.results_dir)
     if args.work_dir:
         kw["work_dir"] = Path(args.work_dir)
+    if args.start_points:
+        from .study.plan import RESULTS_DIR, smol_start_points, start_points
+
+        start_points(kw.get("results_dir", RESULTS_DIR))
+        smol_start_points(kw.get("results_dir", RESULTS_DIR))
+        print("[reproduce] start points in place (results/runs/start.json, results/runs/smol/start.json)")
+        return 0
     if args.smol:
         reproduce_smol(**{k: v for k, v in kw.items() if k in ("results_dir", "work_dir")})
         return 0
-    done = reproduce(jobs=args.jobs, worker=args.worker, limit=args.limit, **kw)
-    if args.worker is None:
-        print(f"[reproduce] {done} runs finished in this invocation; `python -m sgopd_lite report` "
-              "writes docs/results.md once every run is there")
+    done = reproduce(jobs=args.jobs, limit=args.limit, **kw)
+    print(f"[reproduce] {done} runs finished in this invocation; `python -m sgopd_lite report` "
+          "writes docs/results.md once every run is there")
     return 0
 
 
@@ -140,6 +150,39 @@ def _cmd_report(args) -> int:
         print(f"sgopd_lite report: {err}", file=sys.stderr)
         return 2
     print(f"wrote {path}")
+    return 0
+
+
+def _cmd_sweep(args) -> int:
+    from .config import ConfigError
+    from .study.sweep import from_command_line, load_study, parse_shard, run_sweep
+
+    if args.config and args.study:
+        raise ConfigError("give --config or --study, not both (a study file names its config)")
+    shard_of = parse_shard(args.shard)
+    if args.study:
+        base = load_study(args.study)
+        sweep = from_command_line(None, args.overrides, args.out, base=base, work=args.work)
+    else:
+        if not args.out:
+            raise ConfigError("--out DIR is missing (where the summaries and runs go)")
+        sweep = from_command_line(args.config, args.overrides, args.out, work=args.work)
+    try:
+        return run_sweep(sweep, jobs=args.jobs, shard_of=shard_of, worker=args.worker,
+                         worker_argv=args.argv, verbose=args.verbose, limit=args.limit)
+    except KeyboardInterrupt:
+        if args.worker is None:
+            print("\n[sweep] interrupted: no summary is half-written; the same command resumes each unfinished "
+                  "run from its checkpoint", file=sys.stderr)
+        return 130
+
+
+def _cmd_sweep_report(args) -> int:
+    from .study.sweep_report import write_sweep_report
+
+    path, table = write_sweep_report(args.dir, baseline=args.baseline)
+    print(table)
+    print(f"\nwrote {path}")
     return 0
 
 
@@ -191,22 +234,45 @@ def main(argv=None) -> int:
     from .study.plan import GRID_SEEDS, SEEDS, STEPS
     p = sub.add_parser("reproduce", help="the seeded study behind docs/results.md (resumable)")
     p.add_argument("--jobs", type=int, default=1, help="worker processes (one torch thread each)")
-    p.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)
-    p.add_argument("--limit", type=int, default=None, help="at most this many runs per worker")
+    p.add_argument("--limit", type=int, default=None, help="at most this many runs in all")
     p.add_argument("--steps", type=int, default=STEPS)
     p.add_argument("--seeds", type=int, default=SEEDS)
     p.add_argument("--grid-seeds", type=int, default=GRID_SEEDS)
     p.add_argument("--results-dir", default=None, help="where run summaries go (default results/runs)")
     p.add_argument("--work-dir", default=None, help="checkpoints of unfinished runs (default runs/reproduce)")
     p.add_argument("--smol", action="store_true",
-                   help="the pretrained-model runs instead: OPD vs SG-OPD with SmolLM2 (configs/smol_cpu.yaml)")
+                   help="the pretrained-model runs instead: OPD vs SG-OPD with SmolLM2 (configs/studies/smol.yaml)")
+    p.add_argument("--start-points", action="store_true",
+                   help="only the start points (teachers and starting students, cached in results/runs/)")
     p.set_defaults(fn=_cmd_reproduce)
 
     p = sub.add_parser("report", help="write docs/results.md from the finished runs")
     p.add_argument("--results-dir", default=None)
     p.set_defaults(fn=_cmd_report)
 
+    p = sub.add_parser("sweep", help="a grid of training runs from one command (resumable, parallel)")
+    p.add_argument("--config", default=None, help="base YAML config (see configs/)")
+    p.add_argument("--study", default=None, help="a study file (configs/studies/*.yaml) instead of --config")
+    p.add_argument("--out", default=None, help="where summaries (DIR/*.json) and runs (DIR/work/) go")
+    p.add_argument("--jobs", type=int, default=1, help="worker processes (one torch thread each)")
+    p.add_argument("--shard", default=None, help="i/n: run only the i-th of n disjoint slices (0 <= i < n)")
+    p.add_argument("--work", default=None, help="where the runs' folders go (default DIR/work, or the study's work:)")
+    p.add_argument("--limit", type=int, default=None, help="at most this many runs per process")
+    p.add_argument("--verbose", action="store_true", help="the trainer's progress bars and logs")
+    p.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)
+    p.add_argument("overrides", nargs="*",
+                   help="key=value (fixed) or key=a,b,c / key=0:5 (an axis); seed=0:3 = 3 seeds per cell")
+    p.set_defaults(fn=_cmd_sweep)
+
+    p = sub.add_parser("sweep-report", help="the table of a sweep: mean ± 95%% interval, paired differences")
+    p.add_argument("dir", help="the sweep's --out folder")
+    p.add_argument("--baseline", nargs="+", default=None, metavar="key=value",
+                   help="the cell the others are compared with, paired by seed (e.g. gate.lambda_i=1)")
+    p.set_defaults(fn=_cmd_sweep_report)
+
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = ap.parse_args(argv)
+    args.argv = argv
     from .config import ConfigError
     from .data import DataError
 

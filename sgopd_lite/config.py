@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -312,9 +313,125 @@ def check_engine_installed(cfg: TrainConfig) -> None:
 _NESTED = {"world": WorldConfig, "gate": GateConfig, "pts": PTSConfig, "vllm": VLLMConfig}
 
 
-def _coerce(text: str):
-    """A command-line value as YAML reads it: 1.5 -> float, true -> bool, null -> None."""
-    return yaml.safe_load(text)
+class _Loader(yaml.SafeLoader):
+    """YAML as a config file means it: PyYAML's YAML 1.1 rules with two numbers fixed.
+
+    * `1e-4` is a float (YAML 1.1 wants a dot, `1.0e-4`, and reads `1e-4` as a string);
+    * `1:30` stays the string "1:30" (YAML 1.1 reads it as the base-60 number 90), so a range
+      written for `sweep` is never silently turned into one number.
+    """
+
+
+_FLOAT_NO_DOT = re.compile(r"^[-+]?(?:[0-9][0-9_]*\.?[0-9_]*|\.[0-9][0-9_]*)[eE][-+]?[0-9]+$")
+_BASE_60 = re.compile(r"^[-+]?[0-9][0-9_]*(?::[0-9_]*)+(?:\.[0-9_]*)?$")
+_Loader.yaml_implicit_resolvers = {k: list(v) for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+for _first in "-+0123456789.":   # first characters these forms can start with; checked before YAML's own
+    _Loader.yaml_implicit_resolvers.setdefault(_first, [])
+    _Loader.yaml_implicit_resolvers[_first][:0] = [("tag:yaml.org,2002:float", _FLOAT_NO_DOT),
+                                                  ("tag:yaml.org,2002:str", _BASE_60)]
+
+
+def _yaml(text: str):
+    return yaml.load(text, Loader=_Loader)
+
+
+def _coerce(text: str, key: str = "value"):
+    """A command-line value as a YAML file reads it: 1.5 and 1e-4 -> float, true -> bool,
+    null -> None, [a, b] -> list, 1:30 -> the string "1:30" (never base 60)."""
+    try:
+        return _yaml(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{key}={text}: not a value YAML can read ({str(err).splitlines()[0]})") from None
+
+
+# A range: two integers around a colon, `0:5` = 0, 1, 2, 3, 4 (Python's range, the end left out).
+_RANGE = re.compile(r"^\s*([-+]?[0-9]+)\s*:\s*([-+]?[0-9]+)\s*$")
+_RANGE_LIKE = re.compile(r"^[-+0-9.\s]*:[-+0-9.:\s]*$")     # what a (possibly malformed) range looks like
+
+
+def _top_level_split(text: str) -> list[str]:
+    """`text` cut at the commas outside brackets and quotes (`[a, b]` stays one value)."""
+    parts, depth, quote, cur = [], 0, None, ""
+    for ch in text:
+        if quote:
+            quote = None if ch == quote else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch in "[{":
+            depth += 1
+        elif ch in "]}":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            parts.append(cur)
+            cur = ""
+            continue
+        cur += ch
+    return parts + [cur]
+
+
+def split_values(key: str, text: str) -> list[str]:
+    """The values a `key=text` override names, as strings, before any is coerced.
+
+    `a,b,c` is a list, `0:5` the range 0..4, and a list may hold ranges (`0:3,7`). One plain
+    value gives a list of one. ConfigError for a malformed list (an empty item: `a,,b`, `a,`), a
+    malformed or empty range (`0:`, `1.5:3`, `5:0`) or a value given twice (`1,1.0`).
+    """
+    items = _top_level_split(text)
+    out = []
+    for item in items:
+        if not item.strip():
+            if len(items) == 1:                      # `key=`: one empty value (YAML null)
+                return [item]
+            raise ConfigError(f"{key}={text}: malformed list, an empty item (write a,b,c)")
+        if _RANGE_LIKE.match(item) and any(c.isdigit() for c in item):
+            m = _RANGE.match(item)
+            if not m:
+                raise ConfigError(f"{key}={text}: malformed range {item.strip()!r} (write start:end with "
+                                  "integers, e.g. 0:5 for 0, 1, 2, 3, 4)")
+            lo, hi = int(m.group(1)), int(m.group(2))
+            if hi <= lo:
+                raise ConfigError(f"{key}={text}: empty range {item.strip()!r} (the end is left out: "
+                                  f"{lo}:{lo + 1} is {lo} alone)")
+            out += [str(i) for i in range(lo, hi)]
+        else:
+            out.append(item.strip())
+    seen = {}
+    for v in out:
+        c = _coerce(v, key)
+        k = repr(c) if not isinstance(c, (int, float)) or isinstance(c, bool) else repr(float(c))
+        if k in seen:
+            raise ConfigError(f"{key}={text}: the value {v!r} is given twice (as {seen[k]!r})")
+        seen[k] = v
+    return out
+
+
+def is_axis(text: str) -> bool:
+    """Whether a value is a list or a range (a grid axis of `sweep`), not one value."""
+    items = _top_level_split(text)
+    return len(items) > 1 or bool(_RANGE_LIKE.match(items[0]) and any(c.isdigit() for c in items[0]))
+
+
+def _field_annotation(key: str) -> str | None:
+    """The declared type of a dotted TrainConfig key as written in the source ('float', 'int | None')."""
+    parts = key.split(".")
+    cls = TrainConfig if len(parts) == 1 else _NESTED.get(parts[0])
+    fields = {f.name: f for f in dataclasses.fields(cls)} if cls else {}
+    f = fields.get(parts[-1])
+    return f.type if f is not None and isinstance(f.type, str) else None
+
+
+def _check_type(key: str, value) -> None:
+    """A number field given a word (`lr=fast`), or an integer field a fraction (`steps=2.5`):
+    ConfigError naming the key, instead of a TypeError deep inside validation."""
+    ann = (_field_annotation(key) or "").replace(" ", "")
+    base, optional = ann.removesuffix("|None"), ann.endswith("|None")
+    if base not in ("int", "float") or (value is None and optional):
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{key}: expected {'an integer' if base == 'int' else 'a number'}"
+                          f"{' or null' if optional else ''}, got {value!r}")
+    if base == "int" and not float(value).is_integer():
+        raise ConfigError(f"{key}: expected an integer, got {value!r}")
 
 
 def _check_keys(cls, data: dict, where: str) -> None:
@@ -343,23 +460,45 @@ def config_from_dict(data: dict, where: str = "config") -> TrainConfig:
         raise ConfigError(f"{where}: {err}") from None
 
 
+def split_override(item: str) -> tuple[str, str]:
+    """`key=value` -> (key, value text); ConfigError for anything else or a key no config has."""
+    if "=" not in item:
+        raise ConfigError(f"override {item!r} is not of the form key=value (e.g. gate.lambda_e=1.5)")
+    key, value = item.split("=", 1)
+    key = key.strip()
+    parts = key.split(".")
+    if len(parts) > 2 or (len(parts) == 2 and parts[0] not in _NESTED):
+        raise ConfigError(f"override {item!r}: nested keys are one of {sorted(_NESTED)} (e.g. gate.tau=0.1)")
+    cls = TrainConfig if len(parts) == 1 else _NESTED[parts[0]]
+    known = {f.name for f in dataclasses.fields(cls)}
+    if parts[-1] not in known:
+        where = "config" if len(parts) == 1 else f"config: {parts[0]}"
+        raise ConfigError(f"{where}: unknown key(s) {[parts[-1]]}; known keys: {sorted(known)}")
+    return key, value
+
+
 def apply_overrides(data: dict, overrides: list[str]) -> dict:
-    """Apply `a.b=value` strings to a nested dict (values parsed as YAML scalars)."""
+    """Apply `a.b=value` strings to a nested dict (values parsed as YAML, see `_coerce`).
+
+    One value per key: a list (`a,b`) or a range (`0:5`) is a grid axis, which `sweep` runs,
+    so here it is a ConfigError, as is a number field given a word."""
     data = {k: (dict(v) if isinstance(v, dict) else v) for k, v in (data or {}).items()}
     for item in overrides:
-        if "=" not in item:
-            raise ConfigError(f"override {item!r} is not of the form key=value (e.g. gate.lambda_e=1.5)")
-        key, value = item.split("=", 1)
-        parts = key.strip().split(".")
-        if len(parts) > 2 or (len(parts) == 2 and parts[0] not in _NESTED):
-            raise ConfigError(f"override {item!r}: nested keys are one of {sorted(_NESTED)} (e.g. gate.tau=0.1)")
+        key, text = split_override(item)
+        if is_axis(text):
+            split_values(key, text)                  # a malformed list or range says so first
+            raise ConfigError(f"override {item!r}: a list or range makes a grid axis, which "
+                              "`python -m sgopd_lite sweep` runs; `train` takes one value")
+        value = _coerce(text, key)
+        _check_type(key, value)
+        parts = key.split(".")
         if len(parts) == 2:
             data.setdefault(parts[0], {})
             if data[parts[0]] is None:
                 data[parts[0]] = {}
-            data[parts[0]][parts[1]] = _coerce(value)
+            data[parts[0]][parts[1]] = value
         else:
-            data[parts[0]] = _coerce(value)
+            data[parts[0]] = value
     return data
 
 
@@ -370,7 +509,7 @@ def load_config(path=None, overrides: list[str] | None = None, **kwargs) -> Trai
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"config file {path} does not exist")
-        data = yaml.safe_load(path.read_text()) or {}
+        data = _yaml(path.read_text()) or {}
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: expected a mapping at the top level")
     data = apply_overrides(data, list(overrides or []))

@@ -651,6 +651,43 @@ def plot_ablation_heatmap(rows: list[dict], x: str = "lambda_e", y: str = "lambd
     return fig
 
 
+def plot_sweep_heatmap(cells: list[dict], x: str, y: str, metric: str = "avg", title: str | None = None):
+    """A two-axis sweep as a heatmap: each cell's mean over seeds, annotated "mean ± half-width"
+    of its 95% interval (in points) and its number of seeds. Axis levels are labels (strings or
+    numbers, in the order they first appear), so categorical knobs (a1_mode) work too.
+
+    cells: dicts with keys x, y (the cell's levels), "mean", "half", "n" (values in [0, 1]);
+    a cell left out of the list is drawn empty.
+    """
+    import matplotlib.colors as mcolors
+
+    plt = _plt()
+    xs = list(dict.fromkeys(str(c[x]) for c in cells))
+    ys = list(dict.fromkeys(str(c[y]) for c in cells))
+    grid = np.full((len(ys), len(xs)), np.nan)
+    for c in cells:
+        grid[ys.index(str(c[y])), xs.index(str(c[x]))] = c["mean"]
+    finite = grid[np.isfinite(grid)]
+    vmin, vmax = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    if vmax - vmin < 1e-9:
+        vmin, vmax = vmin - 0.01, vmax + 0.01
+    norm = mcolors.Normalize(vmin=vmin, vmax=vmax)
+    fig, ax = plt.subplots(figsize=(max(4.5, 1.6 * len(xs) + 2.2), max(3.0, 0.9 * len(ys) + 1.6)),
+                           layout="constrained")
+    image = ax.imshow(grid, cmap="viridis", norm=norm, origin="lower", aspect="auto")
+    for c in cells:
+        i, j = ys.index(str(c[y])), xs.index(str(c[x]))
+        ax.text(j, i, f"{100 * c['mean']:.1f} ± {100 * c['half']:.1f}\nn={c['n']}", ha="center", va="center",
+                fontsize=8, color="white" if norm(c["mean"]) < 0.45 else "black")
+    ax.set_xticks(range(len(xs)), xs)
+    ax.set_yticks(range(len(ys)), ys)
+    ax.set_xlabel(x)
+    ax.set_ylabel(y)
+    fig.colorbar(image, ax=ax, fraction=0.05, pad=0.03, label=metric)
+    ax.set_title(title or f"{metric}: mean ± 95% half-width over seeds (points)", fontsize=9)
+    return fig
+
+
 def plot_process_layout(prompts_per_step: int, group_size: int, num_processes: int):
     """How one optimizer step's rollouts sit on the processes of a multi-process run: each
     process samples its own B prompts and G rollouts per prompt (a group never crosses

@@ -177,7 +177,9 @@ def test_reproduce_runs_a_slice_writes_summaries_and_resumes(tmp_path, monkeypat
     monkeypatch.setattr(R, "EVAL_PROBLEMS", 4)
     monkeypatch.setattr(R, "EVAL_N", 2)
     results, work = tmp_path / "results", tmp_path / "work"
-    done = R.reproduce(jobs=1, limit=1, results_dir=results, work_dir=work, steps=2, seeds=1, grid_seeds=1)
+    small = ["eval_problems=4", "eval_n=2"]                  # the study files' protocol, made small
+    done = R.reproduce(jobs=1, limit=1, results_dir=results, work_dir=work, steps=2, seeds=1, grid_seeds=1,
+                       overrides=small)
     assert done == 1
     first = R.plan(1, 1)[0]
     s = json.loads(first.summary_path(results).read_text())
@@ -185,7 +187,7 @@ def test_reproduce_runs_a_slice_writes_summaries_and_resumes(tmp_path, monkeypat
     assert s["curves"]["reward_mean"][0][0] == 0 and "frac_consensus" in s["curves"]
     assert set(json.loads((results / "start.json").read_text())) == set(R.SETTINGS)
     # a second invocation skips the finished run and takes the next one
-    R.reproduce(jobs=1, limit=1, results_dir=results, work_dir=work, steps=2, seeds=1, grid_seeds=1)
+    R.reproduce(jobs=1, limit=1, results_dir=results, work_dir=work, steps=2, seeds=1, grid_seeds=1, overrides=small)
     assert len(R.pending(R.plan(1, 1), results)) == len(R.plan(1, 1)) - 2
     assert json.loads(first.summary_path(results).read_text())["finished"] == s["finished"]
 

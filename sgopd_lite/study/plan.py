@@ -8,10 +8,14 @@ The plan (`plan()`), every run a plain `Trainer` run of this library:
 * a pretrained pair: OPD vs SG-OPD on the smol size (SmolLM2, CPU, configs/smol_cpu.yaml),
   run by `python -m sgopd_lite reproduce --smol` (about half an hour on 2 cores).
 
-Each finished run leaves one small JSON summary in `results/runs/` (final held-out avg@8 /
-pass@8, curves sampled every few steps, wall time, machine). Those summaries are committed,
-so a later `make reproduce`, on any machine, skips what is done and continues with the rest;
-an interrupted run resumes from its own checkpoint under `runs/reproduce/`.
+The runs are three study files, configs/studies/{main,grid,smol}.yaml, run by the sweep
+machinery (study/sweep.py: `python -m sgopd_lite sweep --study ...`, which `make reproduce`
+calls); `plan()` and `RunSpec` name the same runs for the report, and tests/test_sweep.py checks
+that both give every run the same name, summary path and TrainConfig. Each finished run leaves
+one small JSON summary in `results/runs/` (final held-out avg@8 / pass@8, curves sampled every
+few steps, wall time, machine). Those summaries are committed, so a later `make reproduce`, on
+any machine, skips what is done and continues with the rest; an interrupted run resumes from its
+own checkpoint under `runs/reproduce/`.
 
 `python -m sgopd_lite report` turns the summaries into `docs/results.md` and its figures
 (study/report.py). It refuses to write anything while a run of the plan is missing or partial
@@ -20,23 +24,20 @@ an interrupted run resumes from its own checkpoint under `runs/reproduce/`.
 Where things go: results/, docs/, configs/ and runs/ of the repository checkout holding the
 current folder, else of the current folder (`assets.project_dir`), never next to the package.
 
-May import: assets, config, data, evaluate, train, worlds (inside functions, except assets and data).
-Never study/report.py.
+May import: assets, study.sweep, config, data, evaluate, train, worlds (inside functions, except
+assets and study.sweep). Never study/report.py.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import platform
-import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..assets import project_dir
-from ..data import SKILLS
+from .sweep import CURVE_EVERY, CURVE_KEYS, full_history, machine, train_and_summarize  # noqa: F401 (re-exported)
+from .sweep import atomic_write as _atomic_write
 
 REPO_DIR = project_dir()                          # the checkout, else the current folder
 RESULTS_DIR = REPO_DIR / "results" / "runs"
@@ -58,12 +59,13 @@ GRID_SEEDS = 3
 SMOL_CONFIG = REPO_DIR / "configs" / "smol_cpu.yaml"
 SMOL_METHODS = ("opd", "sgopd")
 SMOL_SEEDS = 1
+STUDY_DIR = REPO_DIR / "configs" / "studies"   # the plan as study files, run by study/sweep.py
+STUDIES = ("main", "grid", "smol")
 
 # the protocol of every run (the demo's budget; see docs/tiny_world.md "Does on-policy distillation learn here?")
 STEPS = 200
 EVAL_PROBLEMS = 256     # the whole held-out split
 EVAL_N = 8
-CURVE_EVERY = 5         # keep every 5th step's training metrics in the summary
 
 
 @dataclass(frozen=True)
@@ -122,65 +124,12 @@ def smol_plan(seeds: int = SMOL_SEEDS) -> list[RunSpec]:
     return [RunSpec("smol", m, seed) for seed in range(seeds) for m in SMOL_METHODS]
 
 
-def machine() -> str:
-    import torch
-
-    return (f"{platform.machine()} {os.cpu_count()} CPUs, {platform.system()}, torch {torch.__version__}, "
-            f"{torch.get_num_threads()} threads")
-
-
-def _atomic_write(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=1) + "\n")
-    tmp.replace(path)
-
-
-CURVE_KEYS = ("reward_mean", "kl_k1", "a2_mean", "entropy", "frac_consensus", "frac_conflict_i",
-              "frac_conflict_ii", "frac_neutral", "pts_w")
-
-
-def full_history(out_dir: Path, history: list[dict]) -> list[dict]:
-    """Every step's metrics of a run from its metrics.jsonl, one entry per step (the last one
-    written wins). `train()` returns only the steps of its own invocation, so a run resumed from
-    a checkpoint would otherwise keep only the curve after the resume."""
-    path = Path(out_dir) / "metrics.jsonl"
-    if not path.is_file():
-        return history
-    by_step = {}
-    for line in path.read_text().splitlines():
-        if line.strip():
-            m = json.loads(line)
-            by_step[m["step"]] = m
-    for m in history:                       # the returned steps are the newest
-        by_step[m["step"]] = m
-    return [by_step[k] for k in sorted(by_step)]
-
-
 def run_one(spec: RunSpec, results_dir: Path = RESULTS_DIR, work_dir: Path = WORK_DIR,
             steps: int = STEPS, verbose: bool = False) -> dict:
-    """Train one run of the plan (resuming its checkpoint if any) and write its summary."""
-    from ..train import train
-
+    """Train one run of the plan outside any study (resuming its checkpoint if any) and write its
+    summary where the study would (`make reproduce` runs the study files instead)."""
     cfg = spec.train_config(work_dir, steps)
-    start = time.perf_counter()
-    history = train(cfg, verbose=verbose)
-    final = history[-1]
-    key_avg, key_pass = f"eval_avg@{cfg.eval_n}", f"eval_pass@{cfg.eval_n}"
-    if key_avg not in final:
-        raise RuntimeError(f"run {spec.name} ended without a final evaluation")
-    history = full_history(Path(cfg.out_dir), history)
-    curves = {k: [[m["step"], m[k]] for m in history[::CURVE_EVERY] if isinstance(m.get(k), (int, float))]
-              for k in CURVE_KEYS}
-    summary = {"name": spec.name, "group": spec.group, "setting": spec.setting, "method": spec.method,
-               "seed": spec.seed, "lambda_e": cfg.gate.lambda_e, "lambda_i": cfg.gate.lambda_i,
-               "steps": cfg.steps, "lr": cfg.lr, "loss_type": cfg.loss_type, "avg": final[key_avg], "pass": final[key_pass], "n": cfg.eval_n,
-               "eval_problems": cfg.eval_problems, "skipped_steps": sum("skipped" in m for m in history),
-               "per_skill": {s: {"avg": final[f"{key_avg}_{s}"], "problems": final[f"eval_problems_{s}"]}
-                             for s in SKILLS if f"{key_avg}_{s}" in final},
-               "curves": {k: v for k, v in curves.items() if v},
-               "seconds": round(time.perf_counter() - start, 1), "machine": machine(),
-               "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
+    summary = train_and_summarize(cfg, verbose=verbose, name=spec.name, group=spec.group, setting=spec.setting)
     _atomic_write(spec.summary_path(results_dir), summary)
     return summary
 
@@ -239,51 +188,55 @@ def smol_start_points(results_dir: Path = RESULTS_DIR) -> dict:
     return out
 
 
+def study(name: str, results_dir: Path = RESULTS_DIR, work_dir: Path = WORK_DIR, overrides=()):
+    """The study file configs/studies/<name>.yaml as a Sweep, its summaries in
+    results_dir/<its folder> and its runs' folders in work_dir; `overrides` replace its keys."""
+    from .sweep import from_command_line, load_study
+
+    base = load_study(STUDY_DIR / f"{name}.yaml")
+    return from_command_line(None, list(overrides), Path(results_dir) / base.out.name, base=base, work=work_dir)
+
+
+def _run_study(name: str, jobs: int, limit: int | None, results_dir: Path, work_dir: Path, overrides) -> int:
+    """Run what is missing of one study with the sweep machinery; returns how many runs finished."""
+    from .sweep import is_done, run_sweep
+
+    sw = study(name, results_dir, work_dir, overrides)
+    planned = sw.plan()
+    before = sum(is_done(sw, r) for r, _ in planned)
+    argv = ["sweep", "--study", str(STUDY_DIR / f"{name}.yaml"), "--out", str(sw.out), "--work", str(work_dir),
+            "--jobs", str(jobs), *overrides]
+    code = run_sweep(sw, jobs=jobs, worker_argv=argv, limit=limit)
+    if code and limit is None:
+        raise RuntimeError(f"study {name}: some runs failed (errors in {sw.out / 'failed'})")
+    return sum(is_done(sw, r) for r, _ in planned) - before
+
+
 def reproduce_smol(results_dir: Path = RESULTS_DIR, work_dir: Path = WORK_DIR, seeds: int = SMOL_SEEDS) -> int:
-    """The smol runs that are missing, one after the other (all torch threads). Returns how many ran."""
-    runs = smol_plan(seeds)
-    todo = pending(runs, results_dir)
-    print(f"[reproduce smol] {len(todo)} of {len(runs)} runs to go; summaries in {results_dir / 'smol'}", flush=True)
+    """The smol study (configs/studies/smol.yaml): its start points, then its missing runs, one
+    after the other (all torch threads). Returns how many ran."""
     t = time.perf_counter()
     start = smol_start_points(results_dir)
     print(f"[reproduce smol] start: teacher avg@{start['n']} {start['teacher']['avg']:.3f}, student "
           f"{start['student']['avg']:.3f} ({time.perf_counter() - t:.0f} s)", flush=True)
-    for spec in todo:
-        t = time.perf_counter()
-        s = run_one(spec, results_dir, work_dir, verbose=True)
-        print(f"[reproduce smol] {spec.name}: avg@{s['n']} {s['avg']:.3f} pass@{s['n']} {s['pass']:.3f} "
-              f"({time.perf_counter() - t:.0f} s)", flush=True)
-    return len(todo)
+    overrides = [f"seed=0:{seeds}"] if seeds != SMOL_SEEDS else []
+    return _run_study("smol", 1, None, Path(results_dir), Path(work_dir), overrides)
 
 
-def reproduce(jobs: int = 1, worker: int | None = None, limit: int | None = None,
-              results_dir: Path = RESULTS_DIR, work_dir: Path = WORK_DIR, steps: int = STEPS,
-              seeds: int = SEEDS, grid_seeds: int = GRID_SEEDS) -> int:
-    """Run what is missing. jobs > 1 starts that many worker processes (one torch thread
-    each); worker i takes every jobs-th pending run. limit: stop after that many runs (per
-    worker), so the plan can be advanced in slices. Returns the number of runs finished."""
-    todo = pending(plan(seeds, grid_seeds), results_dir)
-    if worker is None:
-        print(f"[reproduce] {len(todo)} of {len(plan(seeds, grid_seeds))} runs to go; summaries in "
-              f"{results_dir}", flush=True)
-        start_points(results_dir)
-        if jobs > 1:
-            procs = [subprocess.Popen([sys.executable, "-m", "sgopd_lite", "reproduce", "--jobs", str(jobs),
-                                       "--worker", str(i), "--steps", str(steps), "--seeds", str(seeds),
-                                       "--grid-seeds", str(grid_seeds), "--results-dir", str(results_dir),
-                                       "--work-dir", str(work_dir)]
-                                      + (["--limit", str(limit)] if limit else []),
-                                      env={**os.environ, "OMP_NUM_THREADS": "1"})
-                     for i in range(jobs)]
-            codes = [p.wait() for p in procs]
-            if any(codes):
-                raise RuntimeError(f"a reproduce worker failed (exit codes {codes})")
-            return len(todo) - len(pending(plan(seeds, grid_seeds), results_dir))
-        worker, jobs = 0, 1
-    mine = todo[worker::jobs][:limit]
-    for i, spec in enumerate(mine):
-        t = time.perf_counter()
-        s = run_one(spec, results_dir, work_dir, steps)
-        print(f"[reproduce w{worker}] {i + 1}/{len(mine)} {spec.name}: avg@{EVAL_N} {s['avg']:.3f} "
-              f"pass@{EVAL_N} {s['pass']:.3f} ({time.perf_counter() - t:.0f} s)", flush=True)
-    return len(mine)
+def reproduce(jobs: int = 1, limit: int | None = None, results_dir: Path = RESULTS_DIR,
+              work_dir: Path = WORK_DIR, steps: int = STEPS, seeds: int = SEEDS, grid_seeds: int = GRID_SEEDS,
+              overrides=()) -> int:
+    """The start points, then what is missing of the study files STUDIES, run by the sweep
+    machinery (`jobs` worker processes, one torch thread each). limit: stop after that many runs
+    in all, so the plan can be advanced in slices. steps / seeds / grid_seeds / overrides replace
+    the study files' values (smoke runs and tests). Returns the number of runs finished."""
+    start_points(results_dir)
+    done = 0
+    for name, n_seeds, default in (("main", seeds, SEEDS), ("grid", grid_seeds, GRID_SEEDS)):
+        extra = list(overrides) + ([f"steps={steps}"] if steps != STEPS else []) \
+            + ([f"seed=0:{n_seeds}"] if n_seeds != default else [])
+        left = None if limit is None else limit - done
+        if left is not None and left <= 0:
+            break
+        done += _run_study(name, jobs, left, Path(results_dir), Path(work_dir), extra)
+    return done

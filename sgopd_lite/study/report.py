@@ -6,7 +6,7 @@ partial (`ReportError`): a table with holes would read as a result.
 Every comparison is paired by seed (`Study.paired`); every cell is a mean with the half-width of
 its Student-t interval (`mean_ci`).
 
-May import: study.plan, config, viz (inside functions). Nothing imports it but the command line.
+May import: study.plan, study.stats, config, viz (inside functions). Nothing imports it but the command line.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .stats import _T975, _cell, _said, _verdict, mean_ci, paired  # noqa: F401 (re-exported)
 from .plan import (DOCS_DIR, EVAL_N, EVAL_PROBLEMS, GRID_LAMBDA_E, GRID_LAMBDA_I, GRID_SEEDS, GRID_SETTING,
                    METHOD_NAMES, METHODS, REPO_DIR, RESULTS_DIR, SEEDS, SETTING_NAMES, SETTINGS, SMOL_CONFIG,
                    SMOL_METHODS, STEPS, RunSpec, plan, smol_plan)
@@ -25,21 +26,6 @@ from .plan import (DOCS_DIR, EVAL_N, EVAL_PROBLEMS, GRID_LAMBDA_E, GRID_LAMBDA_I
 
 class ReportError(RuntimeError):
     """The runs on disk do not cover the plan; the message lists what is missing."""
-
-
-# two-sided 95% quantiles of Student's t for 1..30 degrees of freedom (no scipy needed)
-_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
-         2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
-         2.052, 2.048, 2.045, 2.042)
-
-
-def mean_ci(values) -> tuple[float, float]:
-    """Mean and the half-width of its 95% Student-t confidence interval (0 for one value)."""
-    v = np.asarray(values, dtype=float)
-    if len(v) < 2:
-        return float(v.mean()), 0.0
-    t = _T975[len(v) - 2] if len(v) - 1 <= len(_T975) else 1.96
-    return float(v.mean()), float(t * v.std(ddof=1) / math.sqrt(len(v)))
 
 
 def _read_summary(path: Path, steps: int | None) -> tuple[dict | None, str | None]:
@@ -81,26 +67,6 @@ def load_summaries(runs: list[RunSpec], results_dir: Path = RESULTS_DIR, steps: 
     return out
 
 
-def _cell(values, scale: float = 100.0) -> str:
-    m, h = mean_ci(values)
-    return f"{scale * m:.1f} ± {scale * h:.1f}"
-
-
-def _verdict(diffs) -> str:
-    m, h = mean_ci(diffs)
-    if m - h > 0:
-        return "higher"
-    if m + h < 0:
-        return "lower"
-    return "no clear difference"
-
-
-def _said(diffs) -> str:
-    """'+1.7 ± 0.2 (higher)': a paired difference in points, with its verdict."""
-    m, h = mean_ci(diffs)
-    return f"{100 * m:+.1f} ± {100 * h:.1f} ({_verdict(diffs)})"
-
-
 def _curves(summaries: list[dict], key: str):
     """Per-seed lists of {step, key} dicts, the shape `viz.plot_learning_curves` takes."""
     return [[{"step": s, key: v} for s, v in x["curves"].get(key, [])] for x in summaries]
@@ -136,8 +102,7 @@ class Study:
 
     def paired(self, setting: str, a: str, b: str, field: str = "avg") -> list[float]:
         """a - b per seed (the seeds both have): the paired differences behind every comparison."""
-        x, y = self.by_seed(setting, a), self.by_seed(setting, b)
-        return [x[k][field] - y[k][field] for k in sorted(x) if k in y]
+        return paired(self.by_seed(setting, a), self.by_seed(setting, b), field)
 
 
 def load_study(results_dir: Path = RESULTS_DIR, seeds: int = SEEDS, grid_seeds: int = GRID_SEEDS,
