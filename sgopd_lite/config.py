@@ -149,7 +149,15 @@ def resolve_preset(cfg: TrainConfig) -> None:
     """Fill `gate` and `pts` from the method preset where the user left them unset."""
     if cfg.method not in METHODS:
         raise ConfigError(f"method must be one of {METHODS}, got {cfg.method!r}")
-    if isinstance(cfg.gate, dict):
+    if isinstance(cfg.gate, dict) and cfg.method == "reversed_gate":
+        # the preset's cells come from lambda_e / lambda_i: build them from the user's values
+        user = dict(cfg.gate)
+        cfg.gate = GateConfig.reversed(lambda_e=user.pop("lambda_e", 1.8), lambda_i=user.pop("lambda_i", 1.0),
+                                       **user)
+    elif isinstance(cfg.gate, dict):
+        if cfg.method == "soft_gate" and ({"lambda_e", "lambda_i"} & set(cfg.gate)):
+            warnings.warn("method=soft_gate: gate.lambda_e / gate.lambda_i are ignored (the soft gate's "
+                          "weight is 2 sigmoid(soft_k a1 a2)); set gate.soft_k", UserWarning, stacklevel=3)
         cfg.gate = _preset_gate(cfg).replace(**cfg.gate)
     elif cfg.gate is None:
         cfg.gate = _preset_gate(cfg)
@@ -225,6 +233,9 @@ def validate(cfg: TrainConfig) -> None:
          f"method={cfg.method} gates tokens by the sampled token's class, which the dense loss cannot "
          "express (it scales the whole position's KL: lambda_e only enlarges the step towards the teacher, "
          "lambda_i = 0 drops the teacher's whole distribution there); use loss_type=sampled")
+    need(not cfg.gate.masks_against_initial, "gate.reference",
+         "a gate with a coefficient 0 zeroes tokens only against the old policy; with reference='initial' "
+         "a 0 gives A = log pi_ref - log pi_old, not 0 (gate.py); use gate.reference=old")
     need(not (cfg.loss_type == "dense" and cfg.gate.reference != "old"), "loss_type",
          "the dense loss supports gate.reference='old' only (METHOD §5)")
     need(not (cfg.loss_type == "dense" and cfg.ppo_epochs > 1), "ppo_epochs",

@@ -155,6 +155,14 @@ class GateConfig:
         return {c: (getattr(self, c) if getattr(self, c) is not None else fill[c]) for c in CELLS}
 
     @property
+    def masks_against_initial(self) -> bool:
+        """True for a gate that means to zero some tokens (a coefficient 0) while measuring the
+        advantage against the initial student, where a coefficient 0 does not zero A (module
+        docstring): refused by `config.validate`."""
+        return self.reference == "initial" and self.shapes_tokens and (
+            0.0 in self.cells().values() or self.lambda_n == 0.0)
+
+    @property
     def shapes_tokens(self) -> bool:
         """True when tokens get different coefficients depending on the gate's evidence (any gate,
         soft or hard); False for OPD and ExOPD, which scale every token alike."""
@@ -195,6 +203,9 @@ class GateConfig:
         """OPDVR's correctness gate (arXiv 2608.24696, as its reading note describes it): every
         verdict counts (a1 = 2r - 1), conflict tokens are zeroed and consensus is unscaled, so
         A = ReLU(a2) on correct rollouts and -ReLU(-a2) on wrong ones."""
+        if kw.get("reference", "old") != "old":
+            raise ValueError("GateConfig.opdvr() zeroes conflict tokens only with reference='old' "
+                             "(module docstring: lambda_i = 0 is not masking against the initial student)")
         kw = {"a1_mode": "sign", **kw, "reference": "old"}
         return cls(lambda_e=1.0, lambda_i=0.0, lambda_n=1.0, **kw)
 

@@ -127,7 +127,7 @@ def neutral_generation_config(max_new_tokens: int, temperature: float, pad_id: i
     return GenerationConfig(
         max_new_tokens=max_new_tokens, min_length=0, min_new_tokens=None,
         do_sample=sampling, temperature=temperature if sampling else 1.0,
-        top_p=top_p if sampling else 1.0, top_k=0, min_p=None, typical_p=1.0,
+        top_p=top_p if sampling else 1.0, top_k=0 if sampling else None, min_p=None, typical_p=1.0,
         epsilon_cutoff=0.0, eta_cutoff=0.0,
         repetition_penalty=1.0, encoder_repetition_penalty=1.0, length_penalty=1.0,
         no_repeat_ngram_size=0, encoder_no_repeat_ngram_size=0,

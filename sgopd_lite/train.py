@@ -429,7 +429,7 @@ class Trainer:
     def _watch_gate(self, m: dict) -> None:
         """Warn once when a gating run's gate stays silent (frac_gated < 1%) for 20 steps."""
         g = self.cfg.gate
-        if self.cfg.method == "grpo" or len({g.lambda_e, g.lambda_i, g.lambda_n}) == 1 or "frac_gated" not in m:
+        if self.cfg.method == "grpo" or not g.shapes_tokens or "frac_gated" not in m:
             return
         self._gate_silent_steps = self._gate_silent_steps + 1 if m["frac_gated"] < GATE_SILENT_FRAC else 0
         if self._gate_silent_steps >= GATE_SILENT_STEPS and not self._gate_warned:
@@ -462,7 +462,11 @@ class Trainer:
             finite = math.isfinite(info["loss_pg"]) and math.isfinite(info["loss_ce"]) and math.isfinite(float(grad_norm))
             if not all_processes_agree(acc, finite):
                 self.optimizer.zero_grad(set_to_none=True)
-                return {**out, "skipped": "non-finite loss or gradient"}
+                if epoch == 0:          # nothing changed: the whole step is skipped
+                    return {"skipped": "non-finite loss or gradient"}
+                # earlier epochs already stepped: keep them, stop here, and say so
+                out["partial_update"] = f"non-finite loss or gradient at epoch {epoch + 1} of {cfg.ppo_epochs}"
+                break
             self.optimizer.step()
             if epoch == 0:
                 out.update(info, grad_norm=float(grad_norm))

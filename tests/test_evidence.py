@@ -13,11 +13,12 @@ def test_correct_next_tokens_stop_after_the_first_mistake(char_tokenizer):
     ids = tok("17+5=12\n\\boxed{12}", add_special_tokens=False)["input_ids"]     # the carry forgotten
     out = correct_next_tokens(tok, "17+5", ids)
     gold = tok("17+5=22", add_special_tokens=False)["input_ids"]
-    assert out[:5] == gold[:5]                       # "17+5=" agrees
+    assert out[:4] == gold[:4] and out[4] == -1      # "17+5" agrees; "=" or " is": a style choice
     assert out[5] == gold[5] != ids[5]               # the first mistake: counted, with the right token
     assert all(t == -1 for t in out[6:])             # later positions: no correct continuation
     right = tok("17+5=22\n\\boxed{22}", add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
-    assert correct_next_tokens(tok, "17+5", right) == right        # a correct rollout, EOS included
+    out = correct_next_tokens(tok, "17+5", right)                  # a correct rollout, EOS included
+    assert out[4] == -1 and out[:4] + out[5:] == right[:4] + right[5:]
 
 
 def test_gate_evidence_sorts_positions_by_the_teachers_error_and_the_gates_effect():
@@ -84,3 +85,18 @@ def test_the_trainer_logs_the_evidence_for_a_world_with_an_oracle(tmp_path, char
     m = Trainer(cfg.__class__(**{**cfg.__dict__, "out_dir": str(tmp_path / "r2")}), world=world,
                 verbose=False).run()[0]
     assert "evidence_positions" not in m
+
+
+def test_the_oracle_follows_either_style_and_leaves_the_style_choice_unknown(char_tokenizer):
+    tok = char_tokenizer
+    ids = lambda text: tok(text, add_special_tokens=False)["input_ids"]
+    # a chain-style rollout with a digit error: the error, not the style, is the first mistake
+    out = correct_next_tokens(tok, "15-4+16", ids("15-4=12\n12+16 is 28\nso \\boxed{28}"))
+    assert out[:5] == ids("15-4=")[:4] + [-1]        # "=" vs " is ": a style choice, both right
+    assert out[6] == ids("15-4=11")[6] and all(t == -1 for t in out[7:])
+    # a prose rollout is followed in prose: no position of its wording counts as a mistake
+    prose = ids("15-4 is 11\n11+16 is 27\nso \\boxed{27}") + [tok.eos_token_id]
+    out = correct_next_tokens(tok, "15-4+16", prose)
+    assert all(o in (t, -1) for o, t in zip(out, prose)) and out[-1] == tok.eos_token_id
+    # a question that is not arithmetic: nothing is known
+    assert correct_next_tokens(tok, "What is 2 plus 2?", ids("4")) == [-1]

@@ -229,3 +229,51 @@ def test_the_trainer_passes_truncation_to_the_gate(tmp_path, char_tokenizer, mon
     Trainer(_cfg(tmp_path, method="gate_only", max_new_tokens=3), world=make_tiny_world(char_tokenizer),
             verbose=False).run()
     assert seen and seen[0] is not None and seen[0].dtype == torch.bool and bool(seen[0].any())
+
+
+def test_a_non_finite_loss_in_a_later_ppo_epoch_keeps_the_earlier_update_and_says_so(tmp_path, char_tokenizer):
+    trainer = Trainer(_cfg(tmp_path, method="opd", ppo_epochs=2), world=make_tiny_world(char_tokenizer), verbose=False)
+    backward, calls = trainer.backward, []
+
+    def nan_in_epoch_2(*args, **kw):
+        info = backward(*args, **kw)
+        calls.append(1)
+        return {**info, "loss_pg": float("nan")} if len(calls) == 2 else info
+
+    trainer.backward = nan_in_epoch_2
+    before = _weights(trainer)
+    m = trainer.run()[0]
+    assert "skipped" not in m and m["partial_update"].startswith("non-finite loss or gradient at epoch 2 of 2")
+    assert any(not torch.equal(p, before[n]) for n, p in trainer.policy.named_parameters())   # epoch 1 stepped
+    assert trainer.scheduler.last_epoch == 1
+
+
+def test_a_zero_coefficient_against_the_initial_student_is_refused():
+    with pytest.raises(ConfigError, match="^gate.reference: a gate with a coefficient 0"):
+        TrainConfig(method="gate_only", gate={"lambda_e": 1.0, "lambda_i": 0.0, "reference": "initial"})
+    with pytest.raises(ValueError, match="reference='old'"):
+        GateConfig.opdvr(reference="initial")
+    TrainConfig(method="exopd")                                      # no zero: ExOPD stays allowed
+
+
+def test_reversed_gate_builds_its_cells_from_the_users_coefficients():
+    g = TrainConfig(method="reversed_gate", gate={"lambda_e": 2.5, "lambda_i": 0.5}).gate
+    assert g.cells() == {"correct_up": 0.5, "correct_down": 2.5, "wrong_up": 2.5, "wrong_down": 0.5}
+    with pytest.warns(UserWarning, match="soft_gate: gate.lambda_e"):
+        TrainConfig(method="soft_gate", gate={"lambda_e": 2.0})
+
+
+def test_a_gate_defined_by_its_cells_is_watched_too(recwarn):
+    holder = SimpleNamespace(cfg=TrainConfig(method="opd", gate={"wrong_up": 0.0, "wrong_down": 0.0}),
+                             _gate_silent_steps=0, _gate_warned=False)
+    for k in range(20):
+        Trainer._watch_gate(holder, {"step": k, "frac_gated": 0.0})
+    assert len(recwarn.list) == 1
+
+
+def test_only_held_out_splits_may_be_named_for_evaluation(tmp_path):
+    from sgopd_lite.worlds.base import problem_sets
+    from sgopd_lite.data import DataError
+
+    with pytest.raises(DataError):
+        problem_sets(TrainConfig(world={"eval_data": "train"}).world)     # not a held-out split

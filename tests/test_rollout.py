@@ -118,3 +118,16 @@ def test_sampled_token_frequencies_match_the_scorers_softmax(char_tokenizer):
     assert int((probs > 0.02).sum()) >= 3          # the test needs more than top_k = 2 tokens in play
     tv = 0.5 * (freq - probs).abs().sum().item()    # total variation; sampling noise is about 0.02
     assert tv < 0.05, (tv, probs.topk(5), freq.topk(5))
+
+
+def test_a_peft_wrapped_policy_samples_its_softmax_too(char_tokenizer):
+    from peft import LoraConfig, get_peft_model
+
+    tok = char_tokenizer
+    model = get_peft_model(_model_with_hostile_generation_config(tok),
+                           LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj"], lora_dropout=0.0))
+    torch.manual_seed(0)
+    ro = sample(model, tok, [format_prompt(tok, "12+34", "")], num_samples=64, max_new_tokens=12)
+    repeats = sum(len(set(ids[m.bool()].tolist())) < int(m.sum())
+                  for ids, m in zip(ro.response_ids, ro.response_mask))
+    assert repeats > 0

@@ -17,8 +17,11 @@ from dataclasses import dataclass
 
 import torch
 
-from ..data import DEFAULT_INSTRUCTION, SPLIT_SIZES, Problem, arithmetic_split, format_prompt, load_jsonl
+from ..data import DEFAULT_INSTRUCTION, Problem, arithmetic_split, format_prompt, load_jsonl
 from ..models import ModelConfig
+
+
+HELD_OUT_SPLITS = ("eval", "eval_skills")   # committed splits a run may evaluate on, by name
 
 
 @dataclass
@@ -43,7 +46,7 @@ def problem_sets(w) -> tuple[list[Problem], list[Problem]]:
     (eval_data may also name a committed split: "eval" or "eval_skills", the skill-balanced one),
     else the committed arithmetic splits."""
     train = load_jsonl(w.train_data) if w.train_data else arithmetic_split("train")
-    if w.eval_data in SPLIT_SIZES:         # a committed split by name, e.g. "eval_skills"
+    if w.eval_data in HELD_OUT_SPLITS:     # a committed held-out split by name
         held_out = arithmetic_split(w.eval_data)
     else:
         held_out = load_jsonl(w.eval_data) if w.eval_data else arithmetic_split("eval")

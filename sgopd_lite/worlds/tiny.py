@@ -44,7 +44,7 @@ from pathlib import Path
 import torch
 
 from ..assets import asset_path
-from ..data import (ArithmeticTask, arithmetic_split, format_prompt,
+from ..data import (ArithmeticTask, DataError, arithmetic_split, format_prompt, parse_expression,
                     sample_expression, expression_text, solve)
 from ..losses import masked_mean, token_logprobs
 from ..models import ModelConfig, ModelPair, assemble_pair, enable_checkpointing, resolve_device, resolve_dtype
@@ -521,21 +521,32 @@ def load(cfg, verbose: bool = True) -> World:
 
 def correct_next_tokens(tokenizer, question: str, response_ids: list[int]) -> list[int]:
     """The correct next token at each position of a response, up to and including its first
-    mistake (later positions have no correct continuation: -1). The gold continuation is the
-    correct worked solution of `question` in the response's own style, then EOS; one token per
-    character, so token t is character t."""
-    text = tokenizer.decode(response_ids, skip_special_tokens=True)
-    operands = [int(x) for x in re.findall(r"\d+", question)]
-    ops = re.findall(r"(?<=\d)[+-]", question)
-    gold = solve(operands, ops, "prose" if " is " in text else "chain")[0]
-    gold_ids = tokenizer(gold, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    mistake (later positions have no correct continuation: -1).
+
+    A response may be written in either solution style, so both gold continuations (chain and
+    prose, each followed by EOS) are followed while the response agrees with them. Where the two
+    styles differ (the choice of style, not arithmetic) the position is -1: both tokens are
+    right. The first token that no remaining style allows is the first mistake; it is counted
+    with the correct token of the style(s) still possible, or -1 if they disagree there. One
+    token per character, so token t is character t. A question that is not this project's
+    arithmetic has no known continuation: every position is -1.
+    """
     out = [-1] * len(response_ids)
+    try:
+        operands, ops = parse_expression(question)
+    except DataError:
+        return out
+    golds = [tokenizer(solve(operands, ops, style)[0], add_special_tokens=False)["input_ids"]
+             + [tokenizer.eos_token_id] for style in ("chain", "prose")]
     for t, tok in enumerate(response_ids):
-        if t >= len(gold_ids):
+        nexts = {g[t] for g in golds if t < len(g)}
+        if not nexts:
             break
-        out[t] = gold_ids[t]
-        if tok != gold_ids[t]:
+        if len(nexts) == 1:
+            out[t] = next(iter(nexts))
+        if tok not in nexts:
             break                      # the first mistake is counted; what follows is not
+        golds = [g for g in golds if t < len(g) and g[t] == tok]
     return out
 
 
