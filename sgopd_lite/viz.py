@@ -507,6 +507,37 @@ def gate_explorer(records_or_inputs, indices=None, cfg=None, color_by: str = "cl
     return box
 
 
+def plot_position_pushes(labels, student_p, teacher_p, pushes: dict, title: str | None = None):
+    """What losses do to ONE position's distribution: left, the student's and the teacher's
+    probabilities of a few vocabulary entries; right, for each loss ({name: values}) the
+    direction a gradient-descent step moves each entry's logit (minus the gradient w.r.t. the
+    logits, scaled to a largest |value| of 1 per loss so that losses of different sizes compare).
+    labels, student_p, teacher_p and every pushes value: 1-D, one entry per vocabulary item."""
+    plt = _plt()
+    x = np.arange(len(labels))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(max(8.0, 0.7 * len(labels) * 2 + 2), 3.2))
+    left.bar(x - 0.2, student_p, 0.4, label="student pi_old", color="#9ecae1")
+    left.bar(x + 0.2, teacher_p, 0.4, label="teacher pi_T", color="#fdae6b")
+    left.set_ylabel("probability")
+    left.set_title("the distribution at this position", fontsize=9)
+    width = 0.8 / max(len(pushes), 1)
+    for j, (name, values) in enumerate(pushes.items()):
+        v = np.asarray(values, dtype=float)
+        v = v / max(float(np.abs(v).max()), 1e-12)
+        right.bar(x - 0.4 + width * (j + 0.5), v, width, label=name)
+    right.axhline(0, color="k", lw=0.6)
+    right.set_ylabel("logit moves (scaled)")
+    right.set_title("minus the gradient of each loss w.r.t. these logits", fontsize=9)
+    for ax in (left, right):
+        ax.set_xticks(x)
+        ax.set_xticklabels([_visible(str(t)) for t in labels], family="monospace")
+        ax.legend(fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
 def plot_kl_estimators(x, exact, k1_mean, k1_sem, k3_mean, k3_sem, xlabel: str = "p_old(token A)",
                        title: str = "sampled estimates of KL(pi_old || pi_T)"):
     """Exact KL against the Monte-Carlo means of the k1 (= -mean a2) and k3 estimators, with
