@@ -324,7 +324,10 @@ print(f"N = {N} tokens, loss = {loss.item():+.4f}; "
 # norm 1 like the trainer. Then the same tokens are
 # scored again: tokens with `A > 0` should have become more likely, tokens with `A < 0` less.
 # The parameters are shared by every position, so a single step moves some tokens the "wrong"
-# way; the *average* is what the loss controls.
+# way; the *average* is what the loss controls. Expect few tokens with `A > 0` to rise: most are
+# tokens the student already writes with probability near 1 (little room, small `A`), while a
+# few tokens with a large negative `A` (a wrong digit the teacher finds very unlikely) dominate
+# the gradient.
 
 # %%
 from sgopd_lite.config import TrainConfig
