@@ -9,7 +9,7 @@ VENV   ?= .venv
 #   make test TORCH=torch                                                      # PyPI's default build
 # A torch that is already installed in .venv is kept as it is.
 TORCH  ?= torch==2.13.0
-EXTRAS ?= dev,qlora,notebooks
+EXTRAS ?= dev,qlora,notebooks,browser
 
 PY      := $(VENV)/bin/python
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_NO_ADVISORY_WARNINGS=1
@@ -46,8 +46,10 @@ demo: $(VENV)/.deps-ok
 	$(OFFLINE) $(PY) -m sgopd_lite demo
 
 # the default suite: fast tests plus the real-SmolLM2 ones (slow but part of CI, about 2 minutes)
+# and the browser test of the notebook widgets (Voila + Debian's chromium, under a minute; it
+# skips, saying why, where chromium is missing: apt-get install chromium)
 test: $(VENV)/.deps-ok
-	$(OFFLINE) $(PY) -m pytest -m "(not slow or smollm2) and not gpu"
+	$(OFFLINE) $(PY) -m pytest -m "(not slow or smollm2 or browser) and not gpu"
 
 test-all: $(VENV)/.deps-ok
 	$(OFFLINE) $(PY) -m pytest
