@@ -14,7 +14,7 @@ EXTRAS ?= dev,qlora,notebooks,browser
 PY      := $(VENV)/bin/python
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_NO_ADVISORY_WARNINGS=1
 
-.PHONY: help demo test test-all bench notebooks reproduce report clean-venv
+.PHONY: help demo test test-all bench notebooks notebooks-html reproduce report clean-venv
 
 # worker processes for make reproduce (one torch thread each)
 JOBS ?= 2
@@ -25,6 +25,7 @@ help:
 	@echo "make test-all  also run tests marked slow"
 	@echo "make bench     run the benchmarks in benchmarks/"
 	@echo "make notebooks re-pair notebooks/*.py with their .ipynb (outputs stripped)"
+	@echo "make notebooks-html  executed copies of the notebooks in docs/notebooks/ (default sizes, ~7 min)"
 	@echo "make reproduce the seeded study (resumable; JOBS=2 workers), then docs/results.md"
 
 $(PY):
@@ -56,6 +57,11 @@ test-all: $(VENV)/.deps-ok
 
 notebooks: $(VENV)/.deps-ok
 	$(PY) notebooks/sync.py
+
+# every notebook run top to bottom (default sizes, one torch thread) and saved as HTML in
+# docs/notebooks/, with its index; notebooks/*.ipynb stay stripped. SMOKE=1 for the small sizes.
+notebooks-html: $(VENV)/.deps-ok
+	OMP_NUM_THREADS=1 $(OFFLINE) $(PY) notebooks/execute.py $(if $(SMOKE),--smoke)
 
 bench: $(VENV)/.deps-ok
 	$(OFFLINE) $(PY) benchmarks/bench_logprob.py
