@@ -118,7 +118,7 @@ def index(rows: list[tuple[str, str]]) -> str:
     lines = ["# Executed notebooks", "",
              "Each notebook of [`notebooks/`](../../notebooks/) run top to bottom and saved as HTML, so it reads",
              "without Jupyter or a kernel (open a file in a browser, or GitHub's raw HTML preview). Regenerate",
-             "them all with `make notebooks-html` (default sizes, about 7 minutes on 2 CPU cores;",
+             "them all with `make notebooks-html` (default sizes, 7-10 minutes on 2 shared CPU cores, the times below;",
              "`python notebooks/execute.py --smoke` for the small sizes). The gate explorer of notebook 03 is",
              "shown as its starting picture: run the notebook (or its Colab badge) to move the sliders.", "",
              "| notebook | executed copy | mode, time | Colab |", "|---|---|---|---|"]
