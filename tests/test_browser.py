@@ -114,13 +114,17 @@ def test_gate_explorer_redraws_in_voila_in_chromium(tmp_path):
             # drag lambda_i's handle to the left and release (the slider redraws on release)
             slider = explorer.locator(".widget-slider").nth(1)
             handle = slider.locator(".noUi-handle")
-            handle.scroll_into_view_if_needed()
             readout0 = slider.locator(".widget-readout").inner_text()
-            box = handle.bounding_box()
-            page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
-            page.mouse.down()
-            page.mouse.move(box["x"] - 120, box["y"] + box["height"] / 2, steps=8)
-            page.mouse.up()
+            for _ in range(5):   # drag lambda_i's handle left and release; the page may still be
+                handle.scroll_into_view_if_needed()      # laying out later outputs, so re-measure
+                time.sleep(0.5)
+                box = handle.bounding_box()
+                page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+                page.mouse.down()
+                page.mouse.move(box["x"] - 120, box["y"] + box["height"] / 2, steps=8)
+                page.mouse.up()
+                if slider.locator(".widget-readout").inner_text() != readout0:
+                    break
             assert slider.locator(".widget-readout").inner_text() != readout0, "the drag did not move lambda_i"
             src1 = changes(src0, "moving lambda_i")
             assert message.inner_text() != text0, "the one-step readout did not follow lambda_i"
