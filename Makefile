@@ -9,12 +9,12 @@ VENV   ?= .venv
 #   make test TORCH=torch                                                      # PyPI's default build
 # A torch that is already installed in .venv is kept as it is.
 TORCH  ?= torch==2.13.0
-EXTRAS ?= dev,qlora,notebooks
+EXTRAS ?= dev,qlora,notebooks,browser
 
 PY      := $(VENV)/bin/python
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_NO_ADVISORY_WARNINGS=1
 
-.PHONY: help demo test test-all bench notebooks reproduce report clean-venv
+.PHONY: help demo test test-all bench notebooks notebooks-html reproduce report clean-venv
 
 # worker processes for make reproduce (one torch thread each)
 JOBS ?= 2
@@ -25,6 +25,7 @@ help:
 	@echo "make test-all  also run tests marked slow"
 	@echo "make bench     run the benchmarks in benchmarks/"
 	@echo "make notebooks re-pair notebooks/*.py with their .ipynb (outputs stripped)"
+	@echo "make notebooks-html  executed copies of the notebooks in docs/notebooks/ (default sizes, ~7 min)"
 	@echo "make reproduce the seeded study (resumable; JOBS=2 workers), then docs/results.md"
 
 $(PY):
@@ -46,14 +47,21 @@ demo: $(VENV)/.deps-ok
 	$(OFFLINE) $(PY) -m sgopd_lite demo
 
 # the default suite: fast tests plus the real-SmolLM2 ones (slow but part of CI, about 2 minutes)
+# and the browser test of the notebook widgets (Voila + Debian's chromium, under a minute; it
+# skips, saying why, where chromium is missing: apt-get install chromium)
 test: $(VENV)/.deps-ok
-	$(OFFLINE) $(PY) -m pytest -m "(not slow or smollm2) and not gpu"
+	$(OFFLINE) $(PY) -m pytest -m "(not slow or smollm2 or browser) and not gpu"
 
 test-all: $(VENV)/.deps-ok
 	$(OFFLINE) $(PY) -m pytest
 
 notebooks: $(VENV)/.deps-ok
 	$(PY) notebooks/sync.py
+
+# every notebook run top to bottom (default sizes, one torch thread) and saved as HTML in
+# docs/notebooks/, with its index; notebooks/*.ipynb stay stripped. SMOKE=1 for the small sizes.
+notebooks-html: $(VENV)/.deps-ok
+	OMP_NUM_THREADS=1 $(OFFLINE) $(PY) notebooks/execute.py $(if $(SMOKE),--smoke)
 
 bench: $(VENV)/.deps-ok
 	$(OFFLINE) $(PY) benchmarks/bench_logprob.py

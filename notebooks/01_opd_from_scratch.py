@@ -13,7 +13,7 @@
 #     language: python
 #     name: python3
 #   sgopd_lite:
-#     min_images: 4
+#     min_images: 7
 # ---
 
 # %% [markdown]
@@ -29,9 +29,15 @@
 # * that using `a2` as a per-token advantage in a REINFORCE loss pulls the student onto the
 #   teacher;
 # * what `a2` looks like on real rollouts of the tiny world: which tokens the teacher pushes
-#   up (blue) and which it pushes down (red).
+#   up (blue) and which it pushes down (red);
+# * one real update written out with the library's functions, step by step: sample, verify,
+#   score teacher and old policy, gate, loss, backward, optimizer step;
+# * the sampled loss against the dense one on the same batch: what each pushes on, and why a
+#   gate can only be expressed in the sampled loss;
+# * the student's rollouts before and after a short OPD run.
 #
-# **Time:** about 10 seconds on a 2-core laptop CPU (default mode); no GPU.
+# **Time:** about 1.5 minutes on a 2-core laptop CPU (default mode; the short OPD run is most
+# of it); no GPU.
 #
 # All math lives in the library (`sgopd_lite.losses`, `rollout`, `gate`); this notebook only
 # calls it, prints numbers and shows pictures from `sgopd_lite.viz`.
@@ -63,6 +69,12 @@ TOY_STEPS = 60 if SMOKE else 300               # REINFORCE steps on the two-toke
 NUM_PROMPTS = 4 if SMOKE else 8                # tiny-world prompts
 GROUP_SIZE = 2 if SMOKE else 4                 # rollouts per prompt
 MAX_NEW_TOKENS = 40                            # response budget (tiny solutions need ~30 tokens)
+OPD_STEPS = 3 if SMOKE else 80                 # optimizer steps of the short OPD run (section 6)
+OPD_PROMPTS = 4 if SMOKE else 16               # prompts per step of that run
+OPD_GROUP = 2 if SMOKE else 8                  # rollouts per prompt of that run
+EVAL_PROBLEMS = 16 if SMOKE else 128           # held-out problems, before and after the run
+EVAL_N = 2 if SMOKE else 4                     # samples per held-out problem (avg@n)
+SHOW = 4 if SMOKE else 6                       # rollouts shown before / after
 SEED = 0
 
 # %%
@@ -71,7 +83,7 @@ import torch
 
 from sgopd_lite import losses, rollout, viz
 from sgopd_lite.data import arithmetic_split, format_prompt
-from sgopd_lite.gate import GateConfig
+from sgopd_lite.gate import GateConfig, sign_gate
 from sgopd_lite.worlds.tiny import TinyWorldConfig, load_tiny_pair
 from sgopd_lite.verifier import rewards as verifier_rewards
 
@@ -246,6 +258,229 @@ from IPython.display import HTML
 HTML(viz.token_gate_html(shown, color_by="a2"))
 
 # %% [markdown]
+# ## 4. One update, written out
+#
+# The trainer (`sgopd_lite.train.Trainer`, used in section 6 and notebook 05) repeats one
+# update per optimizer step. Here it is by hand on the tiny world, every step one library call,
+# on a copy of the student so that the cells above and below keep the starting model.
+#
+# **Step 1, sample.** The *old* policy `pi_old` (the student as it is now) writes G rollouts
+# per prompt at temperature 1 (`rollout.sample`). Rollouts of one prompt share a `group_id`.
+
+# %%
+import copy
+
+learner = copy.deepcopy(student).train()                       # the model this update changes
+golds_u = [p.answer for p in problems for _ in range(GROUP_SIZE)]
+torch.manual_seed(SEED + 1)
+ro_u = rollout.sample(learner, tok, prompts, GROUP_SIZE, max_new_tokens=MAX_NEW_TOKENS, temperature=1.0)
+mask_u = ro_u.response_mask                                    # (R, T) 1 on response tokens, through EOS
+print(f"R = {len(ro_u)} rollouts ({len(prompts)} prompts x G = {GROUP_SIZE}), T = {mask_u.shape[1]} positions")
+print("response_ids", tuple(ro_u.response_ids.shape), "group_ids", ro_u.group_ids.tolist())
+
+# %% [markdown]
+# **Step 2, verify.** The verifier grades each rollout's final answer: `r_i` in {0, 1}
+# (`verifier.rewards`; notebook 02 opens it up). OPD itself never reads `r`; the gate does.
+
+# %%
+r_u = torch.tensor(verifier_rewards(ro_u.texts, golds_u))     # (R,)
+print("rewards", r_u.tolist())
+
+# %% [markdown]
+# **Step 3, score.** Teacher and old policy score the *same* sampled tokens, without gradient
+# (`rollout.sequence_logprobs`: one forward pass each, `log softmax` at the sampled ids).
+
+# %%
+with torch.no_grad():
+    teacher_logp_u = rollout.sequence_logprobs(teacher, ro_u)  # (R, T) log pi_T(y_t | h_t)
+    old_logp_u = rollout.sequence_logprobs(learner, ro_u)      # (R, T) log pi_old(y_t | h_t)
+
+# %% [markdown]
+# **Step 4, gate.** `gate.sign_gate` turns the two log-probs and the rewards into the per-token
+# advantage `A`. With `GateConfig.opd()` every coefficient is 1, so `A = a2` everywhere (plain
+# OPD); SG-OPD changes only this one call (notebook 03).
+
+# %%
+g = sign_gate(teacher_logp_u, old_logp_u, r_u, ro_u.group_ids, mask_u, cfg=GateConfig.opd())
+A = g.advantage                                                # (R, T), 0 outside the mask
+print(f"A == a2 on every response token: {torch.equal(A, g.a2)}; mean A {g.metrics['a2_mean']:+.3f} = -k1 KL")
+
+# %% [markdown]
+# **Step 5, loss.** Now *with* gradient: the learner's log-probs of the same tokens, and the
+# sampled-token loss `L = -(1/N) sum m A log pi_theta(y)` (`losses.policy_gradient_loss`), N the
+# step's response-token count. Before the step `pi_theta = pi_old`, so the log-probs equal
+# `old_logp_u`.
+
+# %%
+N = losses.count_tokens(mask_u)
+logp_u = rollout.sequence_logprobs(learner, ro_u)             # (R, T), with grad
+loss = losses.policy_gradient_loss(logp_u, A, mask_u, num_tokens=N)
+print(f"N = {N} tokens, loss = {loss.item():+.4f}; "
+      f"max |log pi_theta - log pi_old| = {(logp_u.detach() - old_logp_u)[mask_u.bool()].abs().max():.1e}")
+
+# %% [markdown]
+# **Steps 6 and 7, backward and optimizer step.** AdamW at the learning rate of the trainer's
+# first step (`TrainConfig().lr` scaled by its warm-up, `1 / warmup_steps`), gradient clipped to
+# norm 1 like the trainer. Then the same tokens are
+# scored again: tokens with `A > 0` should have become more likely, tokens with `A < 0` less.
+# The parameters are shared by every position, so a single step moves some tokens the "wrong"
+# way; the *average* is what the loss controls. Expect few tokens with `A > 0` to rise: most are
+# tokens the student already writes with probability near 1 (little room, small `A`), while a
+# few tokens with a large negative `A` (a wrong digit the teacher finds very unlikely) dominate
+# the gradient.
+
+# %%
+from sgopd_lite.config import TrainConfig
+
+defaults = TrainConfig()
+opt_u = torch.optim.AdamW(learner.parameters(), lr=defaults.lr / defaults.warmup_steps)
+opt_u.zero_grad()
+loss.backward()
+grad_norm = torch.nn.utils.clip_grad_norm_(learner.parameters(), 1.0)
+opt_u.step()
+with torch.no_grad():
+    new_logp_u = rollout.sequence_logprobs(learner, ro_u)      # (R, T) after one step
+delta = (new_logp_u - old_logp_u)                              # (R, T) change of log pi per token
+m_u = mask_u.bool()
+up, down = m_u & (A > 0), m_u & (A < 0)
+print(f"gradient norm {grad_norm:.3f}")
+print(f"tokens with A > 0: mean change of log pi {delta[up].mean():+.2e} ({(delta[up] > 0).float().mean():.0%} rose)")
+print(f"tokens with A < 0: mean change of log pi {delta[down].mean():+.2e} ({(delta[down] < 0).float().mean():.0%} fell)")
+print(f"sum over tokens of A x change = {(A * delta)[m_u].sum():+.3e} (positive: on average log pi moved the way A says)")
+viz.plot_value_histograms({"tokens with A > 0 (teacher: up)": delta[up].numpy(),
+                           "tokens with A < 0 (teacher: down)": delta[down].numpy()},
+                          xlabel="change of log pi_theta(y_t) after one update", bins=40,
+                          title="one AdamW step of OPD on the tiny world");
+
+# %% [markdown]
+# ## 5. Sampled loss or dense loss: what each pushes on
+#
+# The sampled loss above sees, at each position, only the token the student wrote: its gradient
+# with respect to that position's logits is `-(A/N) (onehot(y) - pi_theta)`, so a step raises
+# (A > 0) or lowers (A < 0) **the sampled token** and moves every other token the opposite way
+# in proportion to its probability. Its direction comes from `A`, one number per token, which
+# is what a gate rescales.
+#
+# The dense loss (`losses.dense_distill_loss`, this project's extension) computes the whole
+# reverse KL at every visited position, `KL(pi_theta(.|h) || pi_T(.|h))`, over the full
+# vocabulary: a step moves **the whole distribution** towards the teacher's, whichever token was
+# sampled. Below: both losses on the same batch (the starting student), and minus their
+# gradients with respect to the logits of one position: the one where the teacher pushes
+# hardest down on a token.
+
+# %%
+from sgopd_lite.config import ConfigError
+
+with torch.no_grad():
+    t_logits = rollout.response_logits(teacher, ro_u)                      # (R, T, V)
+    s_logits0 = rollout.response_logits(student, ro_u)                    # (R, T, V), the starting student
+s_logits = s_logits0.clone().requires_grad_(True)
+sampled = losses.policy_gradient_loss(losses.token_logprobs(s_logits, ro_u.response_ids), A, mask_u, N)
+dense = losses.dense_distill_loss(s_logits, t_logits, torch.ones_like(A), mask_u, N)
+push_sampled = -torch.autograd.grad(sampled, s_logits)[0]                 # (R, T, V)
+push_dense = -torch.autograd.grad(dense, s_logits)[0]                     # (R, T, V)
+
+i, t = divmod(int(torch.where(m_u, A, torch.zeros_like(A)).argmin()), A.shape[1])
+p_s, p_t = s_logits0[i, t].softmax(-1), t_logits[i, t].softmax(-1)       # (V,)
+shown_ids = torch.unique(torch.cat([p_s.topk(4).indices, p_t.topk(4).indices, ro_u.response_ids[i, t:t + 1]]))
+labels = [tok.decode([v]) for v in shown_ids.tolist()]
+print(f"rollout {i}, position {t}: the student wrote {tok.decode([int(ro_u.response_ids[i, t])])!r}, "
+      f"A = {A[i, t]:+.2f}; context {tok.decode(ro_u.response_ids[i, :t].tolist())!r}")
+print(f"sampled loss {sampled.item():+.4f}, dense loss (mean reverse KL per token) {dense.item():.4f}")
+for name, push in (("sampled", push_sampled), ("dense", push_dense)):
+    print(f"{name:>7} loss raises {tok.decode([int(push[i, t].argmax())])!r} most and lowers "
+          f"{tok.decode([int(push[i, t].argmin())])!r} most")
+print(f"the student's favourite here is {tok.decode([int(p_s.argmax())])!r}, the teacher's "
+      f"{tok.decode([int(p_t.argmax())])!r}: with A < 0 the sampled loss hands the freed mass to the other "
+      "tokens in proportion to the student's own probabilities; the dense loss hands it to the teacher's choices")
+teacher_top = t_logits.argmax(-1)                                          # (R, T)
+for name, push in (("sampled", push_sampled), ("dense", push_dense)):
+    agree = (push.argmax(-1) == teacher_top)[m_u].float().mean()
+    print(f"over all {int(m_u.sum())} positions, the {name} loss raises the teacher's top token most at {agree:.0%}")
+viz.plot_position_pushes(labels, p_s[shown_ids].numpy(), p_t[shown_ids].numpy(),
+                         {"sampled: -(A/N)(onehot(y) - p)": push_sampled[i, t, shown_ids].numpy(),
+                          "dense: towards pi_T everywhere": push_dense[i, t, shown_ids].numpy()},
+                         title=f"one position of rollout {i}: what a step of each loss moves");
+
+# %% [markdown]
+# On this world the two losses mostly agree on *which* token to raise at a position (the last
+# two lines): they differ in *what they read*. The sampled loss reads one sampled token and its
+# `A` (an unbiased but noisy estimate of the reverse KL's gradient); the dense loss reads the
+# teacher's whole distribution (exact, and V times the work per position).
+#
+# **Why a gate needs the sampled loss.** A gate says, per *sampled token*, "push this token
+# harder" (consensus) or "softer" (conflict), using the verifier's verdict on the rollout. In
+# the sampled loss that is one multiplication, `A = lambda_t a2`. The dense loss has no sampled
+# token to push: `dense_distill_loss` can only scale the whole position's KL by `lambda_t`, so
+# `lambda_e` would just take a bigger step towards the teacher's entire distribution, and
+# `lambda_i = 0` would drop the teacher's distribution at that position altogether, including the
+# tokens the teacher is right about. Neither is what the gate means, so the config refuses it:
+
+# %%
+try:
+    TrainConfig(method="sgopd", loss_type="dense")
+except ConfigError as err:
+    print("refused:", err)
+print("plain OPD with the dense loss is allowed:", TrainConfig(method="opd", loss_type="dense").loss_type)
+
+# %% [markdown]
+# ## 6. A short OPD run: the student before and after
+#
+# `Trainer(TrainConfig(method="opd", ...)).run()` repeats section 4's update `OPD_STEPS` times
+# (with fresh prompts each step, learning-rate warm-up and gradient clipping) and evaluates on
+# held-out problems at the end. Before it, the starting student's held-out avg@n and a few of its
+# rollouts; after it, the same prompts, sampled with the same seed. A short run is a
+# demonstration, not evidence: `make demo` trains 200 steps, and the gains of a few dozen steps
+# are within the noise of one seed.
+
+# %%
+import shutil
+
+from sgopd_lite.assets import project_dir
+from sgopd_lite.evaluate import evaluate
+from sgopd_lite.train import Trainer, load_world
+
+run_cfg = TrainConfig(method="opd", steps=OPD_STEPS, prompts_per_step=OPD_PROMPTS, group_size=OPD_GROUP,
+                      eval_every=0, eval_problems=EVAL_PROBLEMS, eval_n=EVAL_N, save_every=0, seed=SEED,
+                      out_dir=str(project_dir() / "runs" / "notebooks" / "01_opd_from_scratch" / "opd"))
+shutil.rmtree(run_cfg.out_dir, ignore_errors=True)     # a folder with a checkpoint would be resumed
+world = load_world(run_cfg, verbose=False)               # the default tiny pair, a fresh student
+held_out = world.eval_problems[:EVAL_PROBLEMS]
+show_prompts = [format_prompt(tok, p.question, instruction=world.instruction) for p in held_out[:SHOW]]
+torch.manual_seed(SEED)
+before = evaluate(world.student, tok, held_out, n=EVAL_N, max_new_tokens=MAX_NEW_TOKENS, instruction=world.instruction)
+torch.manual_seed(SEED + 2)        # the same seed before and after: one rollout per shown prompt
+shown_before = rollout.sample(world.student, tok, show_prompts, 1, max_new_tokens=MAX_NEW_TOKENS, temperature=1.0)
+
+trainer = Trainer(run_cfg, world=world, verbose=False)   # trains world.student in place
+history = trainer.run()
+
+torch.manual_seed(SEED + 2)
+shown_after = rollout.sample(trainer.policy, tok, show_prompts, 1, max_new_tokens=MAX_NEW_TOKENS, temperature=1.0)
+print(f"held-out avg@{EVAL_N} on {len(held_out)} problems: {before.avg_at_n:.3f} before, "
+      f"{history[-1][f'eval_avg@{EVAL_N}']:.3f} after {OPD_STEPS} OPD steps")
+
+# %% [markdown]
+# The same prompts, one rollout each, before and after (✔ / ✘: the verifier's verdict):
+
+# %%
+from IPython.display import Markdown, display
+
+golds_shown = [p.answer for p in held_out[:SHOW]]
+marks = {name: verifier_rewards(ro_s.texts, golds_shown) for name, ro_s in (("before", shown_before), ("after", shown_after))}
+rows = ["| question | gold | before | after |", "|---|---|---|---|"]
+for k, p in enumerate(held_out[:SHOW]):
+    cells = [f"{'✔' if marks[name][k] else '✘'} `{ro_s.texts[k].strip()}`".replace("\n", " ").replace("|", "/")
+             for name, ro_s in (("before", shown_before), ("after", shown_after))]
+    rows.append(f"| `{p.question}` | {p.answer} | {cells[0]} | {cells[1]} |")
+display(Markdown("\n".join(rows)))
+viz.plot_learning_curves({"OPD": history}, metric="kl_k1", smooth=1,
+                         title="k1 estimate of KL(student || teacher) on the training rollouts");
+
+# %% [markdown]
 # **Take-aways.** `a2` is a free, dense, per-token signal (one teacher forward pass on the
 # student's tokens); its mean is `-KL(pi_old || pi_T)`, and REINFORCE with it minimises that
-# reverse KL. It trusts the teacher on every token. Notebook 03 asks when it should not.
+# reverse KL. One update is seven library calls; the trainer only repeats them. The sampled loss
+# pushes on the one token the student wrote, the dense loss on the whole distribution, and only
+# the first can be gated. OPD trusts the teacher on every token: notebook 03 asks when it should
+# not.

@@ -13,7 +13,7 @@
 #     language: python
 #     name: python3
 #   sgopd_lite:
-#     min_images: 6
+#     min_images: 8
 # ---
 
 # %% [markdown]
@@ -26,6 +26,9 @@
 # * the four token classes (consensus, conflict type I, conflict type II, neutral) and the
 #   per-token coefficient `lambda_t` they select, METHOD.md §4, on a hand-made three-rollout
 #   group, then on real rollouts of a tiny world whose teacher is confidently wrong on carries;
+# * what one update does to a *correct* carry inside a *wrong* rollout under plain OPD, SG-OPD's
+#   default gate, OPDVR, the four-cell gate and "correct rollouts only", and why a per-rollout
+#   verdict cannot say which token was wrong;
 # * why plain OPD, ExOPD and conflict masking are just *settings* of the same gate;
 # * how `lambda_e`, `lambda_i`, `tau` and the `a1` mode change the picture, with sliders that
 #   re-colour saved rollouts live (no model runs again).
@@ -105,8 +108,12 @@ torch.manual_seed(SEED)
 # it forgets carries, so it prefers `7+5=2`. The student wrote three answers:
 #
 # * rollout 0: `7+5=12` (correct). The teacher dislikes the carried `1`: **conflict type I**.
-# * rollout 1: `7+5=13` (wrong). The teacher dislikes `1` and `3` too: **consensus** (both say
-#   "less likely"), so these get the extrapolated `lambda_e`.
+# * rollout 1: `7+5=13` (wrong). The teacher dislikes `1` and `3` too, and the gate calls both
+#   **consensus** (the verdict says "wrong", the teacher says "down"), so both get the
+#   extrapolated `lambda_e = 1.8`. For the `3`, the wrong digit, that is right. The `1` is the
+#   *correct* carry (12 and 13 share it): the teacher pushes it down only because it forgets
+#   carries, and the gate pushes it down 1.8x harder than OPD. "Consensus" names an agreement
+#   of two signs, not a correct push; section 2b measures what it does to that carry.
 # * rollout 2: `7+5=2` (wrong). The teacher *likes* the `2`: **conflict type II**.
 #
 # Log-probs are written by hand (R = 3 rollouts, T = 7 positions; rollout 2 is one token
@@ -151,11 +158,68 @@ viz.plot_gate_records(hand_records, color_by="class", title="hand-made group: ga
 viz.plot_gate_records(hand_records, color_by="advantage", title="hand-made group: advantage A = lambda_t * a2");
 
 # %% [markdown]
+# ### 2b. What one step does to the correct carry
+#
+# The `1` right after `7+5=` is written by rollout 0 (correct, so conflict type I) and by
+# rollout 1 (wrong, so consensus), and the teacher pushes it down in both. How much less likely
+# does one update make it? `viz.one_step_change` takes one SGD step (learning rate 1) of the
+# sampled loss `losses.policy_gradient_loss` with the gate's advantage, on the simplest model
+# that shares what these rollouts share: one free softmax per prefix, started at the `log pi_old`
+# above. Rollouts 0 and 1 (and rollout 2's `2`) sit in the same context `7+5=`, so all three
+# tokens move the carry's probability. A real network also shares parameters across contexts;
+# this toy isolates what the gate decides. The settings: plain OPD, SG-OPD's default gate, OPDVR's
+# gate (every verdict counts, conflict tokens zeroed), the four-cell gate with `wrong_down = 1`
+# (consensus on wrong rollouts left at OPD's weight), and "correct rollouts only".
+
+# %%
+from sgopd_lite.gate import CELLS
+
+carry_settings = {
+    "plain OPD": GateConfig.opd(),
+    "SG-OPD default": GateConfig(),
+    "OPDVR": GateConfig.opdvr(),
+    "four cells, wrong_down = 1": GateConfig(wrong_down=1.0),
+    "correct rollouts only": GateConfig.correct_only(),
+}
+carry = {}
+rows = ["| setting | cells (correct_up, correct_down, wrong_up, wrong_down) | A of `1` in rollout 0 / 1, of `2` in rollout 2 | "
+        "change of log pi(`1` after `7+5=`) | vs OPD |", "|---|---|---|---|---|"]
+for name, cfg in carry_settings.items():
+    gated = sign_gate(teacher_logp, old_logp, rewards, group_ids, mask, cfg=cfg)
+    carry[name] = float(viz.one_step_change(hand, cfg)[1, 4])
+    cells = ", ".join(f"{cfg.cells()[c]:g}" for c in CELLS)
+    rows.append(f"| {name} | {cells} | {gated.advantage[0, 4] + 0:+.2f} / {gated.advantage[1, 4] + 0:+.2f} / "
+                f"{gated.advantage[2, 4] + 0:+.2f} | {carry[name]:+.4f} | {carry[name] / carry['plain OPD']:.2f}x |")
+display(Markdown("\n".join(rows)))
+viz.plot_labelled_bars(carry, ylabel="change of log pi", fmt="{:+.3f}",
+                       title="one SGD step: log pi of the correct carry `1` after `7+5=`");
+
+# %% [markdown]
+# Every setting makes the correct carry less likely, and SG-OPD's default does so the most: it
+# amplifies rollout 1's push (wrong & down, 1.8x) and keeps rollout 0's (lambda_i = 1). Setting
+# `wrong_down = 1` brings it back to OPD; OPDVR and "correct only" each drop one of the two
+# pushes but keep the other. None can protect the `1` while still pushing the `3` down,
+# because **the verdict is per rollout**: "rollout 1 is wrong" is true of `7+5=13` as a whole and
+# says nothing about which of its tokens made it wrong. Its correct `1` and its wrong `3` get
+# the same sign of `a1`, and the same teacher direction, so they land in the same cell. Telling
+# them apart needs a per-token judge (the tiny world has one, the oracle behind
+# `gate.gate_evidence`; real tasks do not), which is why this project exposes the four cells for a
+# sweep to ask which one carries the harm, instead of choosing for you.
+#
+# The explorer below shows the same consequence for any setting you choose: the number under the
+# sliders is this change for rollout 1's carry, and "colour = change" paints every token by its
+# one-step change.
+
+# %%
+viz.gate_explorer(hand, cfg=GateConfig(), color_by="class", watch=(1, 4));
+
+# %% [markdown]
 # **Reading the two conflict types.**
 #
 # * *Type I* (red): the rollout is **correct**, yet the teacher pushes one of its tokens down.
-#   Plain OPD would follow the teacher and make the right answer less likely; the gate damps
-#   that push with `lambda_i` (0 removes it).
+#   Plain OPD follows the teacher and makes the right answer less likely. With the default
+#   `lambda_i = 1` (SG-OPD's best reported setting) the gate does **not** damp that push at all:
+#   conflict tokens keep OPD's advantage. Only `lambda_i < 1` damps it, and `0` removes it.
 # * *Type II* (orange): the rollout is **wrong**, yet the teacher pushes one of its tokens up.
 #   Sometimes that is the teacher being wrong (the `2` of `7+5=2`); often it is harmless: in a
 #   wrong rollout most tokens (`7`, `+`, `5`, `=`) are fine and the teacher is simply a bit more
@@ -296,10 +360,13 @@ if not found:
 # ## 6. Explore the gate live
 #
 # The sliders re-run `gate.sign_gate` on the saved inputs of the groups above (milliseconds; no
-# model runs). Things to try: `lambda_i = 0` (conflict masking) and watch the red/orange tokens'
-# advantage vanish in the "advantage" colouring; raise `tau` and watch the small type II pushes
-# in wrong rollouts turn neutral; switch `a1 mode` to `sign` and see all-right groups gain
-# evidence. In a headless run (CI, GitHub's viewer) you see the static starting picture.
+# model runs) and redraw when you release a slider. Things to try: `lambda_i = 0` (conflict
+# masking) and watch the red/orange tokens' advantage vanish in the "advantage" colouring; raise
+# `tau` and watch the small type II pushes in wrong rollouts turn neutral; switch `a1 mode` to
+# `sign` and see all-right groups gain evidence; "change" colours every token by its change of
+# log pi after one SGD step under the chosen setting (`viz.one_step_change`). In a headless run
+# (CI, GitHub's viewer, the executed copies in `docs/notebooks/`) you see the static starting
+# picture.
 
 # %%
 viz.gate_explorer(inputs, indices=shown, cfg=GateConfig(), color_by="class");
@@ -307,5 +374,8 @@ viz.gate_explorer(inputs, indices=shown, cfg=GateConfig(), color_by="class");
 # %% [markdown]
 # **Take-aways.** The gate never changes *which direction* a token is pushed (the sign of `A`
 # is the sign of `a2` with the default reference); it changes *how hard*: harder where the
-# verifier agrees with the teacher, softer (or not at all) where they disagree. Notebook 05 trains
+# verifier's verdict on the rollout has the teacher's sign (`lambda_e`), and, only with
+# `lambda_i < 1`, softer where they differ (the default `lambda_i = 1` leaves them at plain
+# OPD). A verdict is per rollout, so "consensus" can push a correct token of a wrong rollout
+# down harder than OPD (section 2b). Notebook 05 trains
 # with it, notebook 06 sweeps its two coefficients.

