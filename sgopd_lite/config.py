@@ -149,12 +149,7 @@ def resolve_preset(cfg: TrainConfig) -> None:
     """Fill `gate` and `pts` from the method preset where the user left them unset."""
     if cfg.method not in METHODS:
         raise ConfigError(f"method must be one of {METHODS}, got {cfg.method!r}")
-    if isinstance(cfg.gate, dict) and cfg.method == "reversed_gate":
-        # the preset's cells come from lambda_e / lambda_i: build them from the user's values
-        user = dict(cfg.gate)
-        cfg.gate = GateConfig.reversed(lambda_e=user.pop("lambda_e", 1.8), lambda_i=user.pop("lambda_i", 1.0),
-                                       **user)
-    elif isinstance(cfg.gate, dict):
+    if isinstance(cfg.gate, dict):
         if cfg.method == "soft_gate" and ({"lambda_e", "lambda_i"} & set(cfg.gate)):
             warnings.warn("method=soft_gate: gate.lambda_e / gate.lambda_i are ignored (the soft gate's "
                           "weight is 2 sigmoid(soft_k a1 a2)); set gate.soft_k", UserWarning, stacklevel=3)

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from .config import TrainConfig
-from .evaluate import evaluate
+from .evaluate import evaluate, skills_from_metrics
 
 DEMO_WORLD = {"style_gap": 1.0, "teacher_noise": 1.0}
 DEMO_STEPS = 200
@@ -83,7 +83,7 @@ def run_demo(out_dir: str = "runs/demo", steps: int | None = None, eval_problems
         last = histories[method][-1]
         results[method] = {f"avg@{eval_n}": last[f"eval_avg@{eval_n}"],
                            f"pass@{eval_n}": last[f"eval_pass@{eval_n}"],
-                           "per_skill": {s: last[f"eval_avg@{eval_n}_{s}"] for s in base.per_skill},
+                           "per_skill": skills_from_metrics(last, eval_n),
                            "train_seconds": round(time.perf_counter() - t, 1)}
         print(f"[demo] {method}: avg@{eval_n} {results[method][f'avg@{eval_n}']:.3f} "
               f"pass@{eval_n} {results[method][f'pass@{eval_n}']:.3f}", flush=True)

@@ -23,8 +23,8 @@ a2 > 0 / down, a2 < 0) makes four cells, and each may carry its own coefficient:
     correct (a1 > 0)  correct_up   (consensus)       correct_down (conflict I)
     wrong   (a1 < 0)  wrong_up     (conflict II)     wrong_down   (consensus)
 
-lambda_e fills the two consensus cells and lambda_i the two conflict cells unless a cell is set
-explicitly. Every method compared here is one point of that table (`GateConfig.cells()`):
+lambda_e fills the two consensus cells and lambda_i the two conflict cells (the other way round
+with `swapped`) unless a cell is set explicitly. Every method compared here is one point of that table (`GateConfig.cells()`):
 
     method           correct_up  correct_down  wrong_up  wrong_down  a1_mode  reference
     opd              1           1             1         1           group    old
@@ -112,6 +112,8 @@ class GateConfig:
     wrong_down: float | None = None    # a1 < 0, a2 < 0: consensus on a wrong rollout
     soft_k: float | None = None        # soft gate: lambda_t = 2 sigmoid(soft_k a1 a2) on evidence
                                        # tokens instead of the cells; None = the hard gate
+    swapped: bool = False              # the reversed gate: consensus cells take lambda_i and conflict
+                                       # cells lambda_e (a negative control, `GateConfig.reversed`)
 
     def __post_init__(self):
         cells = [c for c in CELLS if getattr(self, c) is not None]
@@ -134,9 +136,9 @@ class GateConfig:
             raise ValueError(f"GateConfig.a1_mode must be one of {A1_MODES}, got {self.a1_mode!r}")
         if self.reference not in REFERENCES:
             raise ValueError(f"GateConfig.reference must be one of {REFERENCES}, got {self.reference!r}")
-        if self.soft_k is not None and cells:
+        if self.soft_k is not None and (cells or self.swapped):
             raise ValueError(f"GateConfig.soft_k replaces the four cells; set one or the other, not both "
-                             f"(cells set: {cells})")
+                             f"(cells set: {cells or 'swapped'})")
         if self.truncated not in TRUNCATED_MODES:
             raise ValueError(f"GateConfig.truncated must be one of {TRUNCATED_MODES}, got {self.truncated!r}")
         if self.adv_clip is not None and not self.adv_clip > 0:
@@ -145,13 +147,14 @@ class GateConfig:
     @property
     def gating(self) -> bool:
         """True when lambda_e and lambda_i differ (then lambda_e >= 1 and lambda_i <= 1 are enforced;
-        explicit cells are free: the reversed gate is one)."""
+        explicit cells and `swapped` are free: the reversed gate uses the swap)."""
         return self.lambda_e != self.lambda_i
 
     def cells(self) -> dict[str, float]:
         """The coefficient of each of the four cells (module docstring), defaults filled in."""
-        fill = {"correct_up": self.lambda_e, "correct_down": self.lambda_i,
-                "wrong_up": self.lambda_i, "wrong_down": self.lambda_e}
+        consensus, conflict = ((self.lambda_i, self.lambda_e) if self.swapped
+                               else (self.lambda_e, self.lambda_i))
+        fill = {"correct_up": consensus, "correct_down": conflict, "wrong_up": conflict, "wrong_down": consensus}
         return {c: (getattr(self, c) if getattr(self, c) is not None else fill[c]) for c in CELLS}
 
     @property
@@ -214,8 +217,7 @@ class GateConfig:
         """A negative control: the sign gate with its coefficients swapped (consensus lambda_i,
         conflict lambda_e: 1.0 and 1.8 by default), same a1_mode, tau and lambda_n. It trusts the
         teacher most exactly where the verifier disagrees, so it should hurt."""
-        return cls(lambda_e=lambda_e, lambda_i=lambda_i, correct_up=lambda_i, wrong_down=lambda_i,
-                   correct_down=lambda_e, wrong_up=lambda_e, **kw)
+        return cls(lambda_e=lambda_e, lambda_i=lambda_i, swapped=True, **kw)
 
     @classmethod
     def correct_only(cls, **kw) -> "GateConfig":

@@ -96,10 +96,8 @@ def global_sum(accelerator, value: float) -> float:
 def all_processes_agree(accelerator, ok: bool) -> bool:
     """True only if `ok` holds on every process (one all-reduce), so that every process takes
     the same branch, e.g. skips the same step, and none waits in a collective alone."""
-    if accelerator is None or accelerator.num_processes == 1:
-        return bool(ok)
-    t = torch.tensor([1.0 if ok else 0.0], device=accelerator.device)
-    return float(accelerator.reduce(t, reduction="sum").item()) == accelerator.num_processes
+    n = 1 if accelerator is None else accelerator.num_processes
+    return global_sum(accelerator, 1.0 if ok else 0.0) == n
 
 
 def mean_over_processes(accelerator, metrics: dict, keys) -> dict:
@@ -354,7 +352,10 @@ class Trainer:
         with torch.no_grad():
             old_logp = self._score(self.student, ro)
             if cfg.method != "grpo":
-                teacher_logp = self._score(self.teacher, ro)
+                if self.world.token_oracle is not None:   # the evidence needs the teacher's top token
+                    teacher_logp, teacher_top = self._score(self.teacher, ro, with_top=True)
+                else:
+                    teacher_logp = self._score(self.teacher, ro)
                 if cfg.gate.reference == "initial":
                     with self.reference_model() as ref:
                         ref_logp = self._score(ref, ro)
@@ -374,7 +375,7 @@ class Trainer:
             advantage, lambda_t = gate_out.advantage, gate_out.lambda_t
             gate_metrics = dict(gate_out.metrics)
             if self.world.token_oracle is not None:
-                gate_metrics.update(self._evidence(problems, ro, gate_out))
+                gate_metrics.update(self._evidence(problems, ro, gate_out, teacher_top))
             m.update(mean_over_processes(acc, gate_metrics, gate_metrics))
         times["teacher"] = time.perf_counter() - t
 
@@ -412,13 +413,10 @@ class Trainer:
             self._save_rollouts(k, ro, gate_out, r)
         return m
 
-    def _evidence(self, problems, ro: Rollouts, gate_out) -> dict:
+    def _evidence(self, problems, ro: Rollouts, gate_out, top: torch.Tensor) -> dict:
         """Per-token evidence of harm (gate.gate_evidence) from the world's oracle of correct next
-        tokens; costs one more no-grad teacher forward, for worlds that have an oracle (tiny)."""
+        tokens, for worlds that have one (tiny); `top` (R, T) is the teacher's argmax token."""
         mask = ro.response_mask
-        with torch.no_grad():
-            top = torch.cat([response_logits(self.teacher, ro.select(s), self.world.vocab_size).argmax(-1)
-                             for s in micro_batches(len(ro), self.cfg.micro_batch_size)])   # (R, T)
         correct = torch.full_like(top, -1)
         for i in range(len(ro)):
             n = int(mask[i].sum())
@@ -443,11 +441,18 @@ class Trainer:
                 f"tokens are (lambda_e={g.lambda_e}, lambda_i={g.lambda_i}, lambda_n={g.lambda_n})",
                 UserWarning, stacklevel=2)
 
-    def _score(self, model, ro: Rollouts) -> torch.Tensor:
-        """No-grad log-probs (R, T) of the rollouts' tokens under `model`, one micro-batch at a time."""
+    def _score(self, model, ro: Rollouts, with_top: bool = False):
+        """No-grad log-probs (R, T) of the rollouts' tokens under `model`, one micro-batch at a time;
+        with_top: also the model's most likely token at each position (R, T), from the same forward."""
+        logps, tops = [], []
         with torch.no_grad():
-            return torch.cat([sequence_logprobs(model, ro.select(s), self.world.vocab_size)
-                              for s in micro_batches(len(ro), self.cfg.micro_batch_size)])
+            for s in micro_batches(len(ro), self.cfg.micro_batch_size):
+                mb = ro.select(s)
+                logits = response_logits(model, mb, self.world.vocab_size)                 # (b, T, V)
+                logps.append(token_logprobs(logits, mb.response_ids))
+                if with_top:
+                    tops.append(logits.argmax(-1))
+        return (torch.cat(logps), torch.cat(tops)) if with_top else torch.cat(logps)
 
     def _update(self, ro, old_logp, advantage, lambda_t, teacher_ro, w_k) -> dict:
         """One optimizer step (or ppo_epochs of them) on this batch; returns loss metrics."""

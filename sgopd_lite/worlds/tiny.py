@@ -362,19 +362,17 @@ def knob_evidence(tokenizer, teacher, student, problems, n: int = 8, instruction
                    rollout's first mistake), the share where the teacher's most likely token is
                    not the correct one (`gate.gate_evidence`)
     """
-    from ..gate import GateConfig, sign_gate
-    from ..rollout import sample, sequence_logprobs
+    from ..gate import GateConfig, gate_evidence, sign_gate
+    from ..rollout import response_logits, sample, sequence_logprobs
     from ..verifier import rewards
 
     prompts = [format_prompt(tokenizer, p.question, instruction) for p in problems]
     ro = sample(student, tokenizer, prompts, n, max_new_tokens, 1.0)
     r = torch.tensor(rewards(ro.texts, [p.answer for p in problems for _ in range(n)]))
-    out = sign_gate(sequence_logprobs(teacher, ro), sequence_logprobs(student, ro), r, ro.group_ids,
-                    ro.response_mask, None, GateConfig())
-    from ..gate import gate_evidence
-    from ..rollout import response_logits
-
-    top = response_logits(teacher, ro).argmax(-1)                                   # (R, T)
+    teacher_logits = response_logits(teacher, ro)                                   # (R, T, V), one forward
+    out = sign_gate(token_logprobs(teacher_logits, ro.response_ids), sequence_logprobs(student, ro), r,
+                    ro.group_ids, ro.response_mask, None, GateConfig())
+    top = teacher_logits.argmax(-1)                                                 # (R, T)
     correct = torch.full_like(top, -1)
     for i in range(len(ro)):
         k = int(ro.response_mask[i].sum())
