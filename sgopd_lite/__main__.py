@@ -155,7 +155,7 @@ def _cmd_report(args) -> int:
 
 def _cmd_sweep(args) -> int:
     from .config import ConfigError
-    from .study.sweep import from_command_line, load_study, parse_shard, run_sweep
+    from .study.sweep import from_command_line, load_study, parse_shard, refresh_summaries, run_sweep
 
     if args.config and args.study:
         raise ConfigError("give --config or --study, not both (a study file names its config)")
@@ -167,6 +167,11 @@ def _cmd_sweep(args) -> int:
         if not args.out:
             raise ConfigError("--out DIR is missing (where the summaries and runs go)")
         sweep = from_command_line(args.config, args.overrides, args.out, work=args.work)
+    if args.refresh:
+        done, missing = refresh_summaries(sweep)
+        print(f"[sweep] refreshed {done} summaries from their run folders"
+              + (f"; {len(missing)} without a run folder here, left as they were: {', '.join(missing)}" if missing else ""))
+        return 0
     try:
         return run_sweep(sweep, jobs=args.jobs, shard_of=shard_of, worker=args.worker,
                          worker_argv=args.argv, verbose=args.verbose, limit=args.limit)
@@ -259,6 +264,8 @@ def main(argv=None) -> int:
     p.add_argument("--work", default=None, help="where the runs' folders go (default DIR/work, or the study's work:)")
     p.add_argument("--limit", type=int, default=None, help="at most this many runs per process")
     p.add_argument("--verbose", action="store_true", help="the trainer's progress bars and logs")
+    p.add_argument("--refresh", action="store_true",
+                   help="train nothing: recompute finished summaries' curves and evidence from their run folders")
     p.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("overrides", nargs="*",
                    help="key=value (fixed) or key=a,b,c / key=0:5 (an axis); seed=0:3 = 3 seeds per cell")

@@ -53,6 +53,14 @@ def test_mean_ci_matches_the_t_interval():
     assert Rep.mean_ci([0.7]) == (0.7, 0.0)
 
 
+def test_one_seed_gets_no_verdict_however_large_the_difference():
+    from sgopd_lite.study.stats import _said, _verdict
+    assert _verdict([0.2]) == "one seed: no verdict"          # was "higher": no interval, no claim
+    assert _said([0.0]).endswith("(one seed: no verdict)")
+    assert _verdict([0.2, 0.21]) == "higher" and _verdict([-0.2, -0.21]) == "lower"
+    assert _verdict([0.2, -0.2]) == "no clear difference"
+
+
 def _fake_summary(spec, rng):
     # SG-OPD is made 5 points better than OPD in every setting, the rest noise
     base = 0.4 + (0.05 if spec.method == "sgopd" else 0.0) + rng.normal(0, 0.01)

@@ -328,3 +328,50 @@ def test_two_shards_of_one_command_make_the_whole_sweep(tmp_path, monkeypatch, c
     assert main(["sweep", "--out", str(out), "--shard", "1/2", *GRID]) == 0
     assert len(list(out.glob("*-s*.json"))) == 12
     assert main(["sweep", "--out", str(out), *GRID]) == 0 and "0 of 12 runs to go" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------- per-token evidence in summaries
+
+def _evidence_step(step, positions, teacher_wrong, wrong_zeroed, right_zeroed, gated):
+    m = {"step": step, "evidence_positions": positions, "evidence_teacher_wrong": teacher_wrong,
+         "frac_gated": gated, "frac_rollouts_no_evidence": 0.5}
+    for who, z in (("wrong", wrong_zeroed), ("right", right_zeroed)):
+        m.update({f"evidence_{who}_{e}": 0.0 for e in S.EFFECTS})
+        m.update({f"evidence_{who}_zeroed": z, f"evidence_{who}_unchanged": 1 - z,
+                  f"evidence_{who}_a2_mean": -1.0 if who == "wrong" else 0.5, f"evidence_{who}_adv_mean": 0.0})
+    return m
+
+
+def test_evidence_is_pooled_over_steps_by_position_count():
+    # step 0: 100 positions, 10 wrong, all zeroed; step 1: 300 positions, 30 wrong, none zeroed
+    history = [_evidence_step(0, 100.0, 0.1, 1.0, 0.0, 0.2), _evidence_step(1, 300.0, 0.1, 0.0, 0.5, 0.4),
+               {"step": 2, "eval_avg@8": 0.3}]                       # the eval step logs no evidence
+    ev = S.evidence_totals(history)
+    assert ev["positions"] == 400 and ev["teacher_wrong"] == pytest.approx(0.1)
+    assert ev["wrong_zeroed"] == pytest.approx(10 / 40)               # not the mean of shares (0.5)
+    assert ev["right_zeroed"] == pytest.approx(0.5 * 270 / 360)
+    assert ev["wrong_unchanged"] == pytest.approx(30 / 40) and ev["wrong_a2_mean"] == pytest.approx(-1.0)
+    assert ev["frac_gated"] == pytest.approx(0.3) and ev["frac_rollouts_no_evidence"] == pytest.approx(0.5)
+    assert S.evidence_totals([{"step": 0, "reward_mean": 0.1}]) == {}   # GRPO: no evidence logged
+
+
+def test_refresh_adds_evidence_from_the_run_folders_and_keeps_the_accuracy(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(S, "train_and_summarize", _fake_train)        # its summaries carry no evidence
+    out = tmp_path / "sw"
+    grid = ["gate.lambda_i=0,1", "seed=0:2"]
+    assert main(["sweep", "--out", str(out), *grid]) == 0
+    names = sorted(p.stem for p in out.glob("*-s*.json"))
+    for name in names[:3]:                                            # three runs left their metrics
+        (out / "work" / name).mkdir(parents=True)
+        (out / "work" / name / "metrics.jsonl").write_text(
+            "\n".join(json.dumps(_evidence_step(k, 50.0, 0.2, 0.5, 0.0, 0.1)) for k in range(3)) + "\n")
+    before = {n: json.loads((out / f"{n}.json").read_text()) for n in names}
+    assert main(["sweep", "--out", str(out), "--refresh", *grid]) == 0
+    said = capsys.readouterr().out
+    assert "refreshed 3 summaries" in said and names[3] in said
+    after = {n: json.loads((out / f"{n}.json").read_text()) for n in names}
+    for n in names[:3]:
+        assert after[n]["evidence"]["wrong_zeroed"] == pytest.approx(0.5)
+        assert after[n]["curves"]["frac_gated"] == [[0, 0.1]]
+        assert after[n]["avg"] == before[n]["avg"] and after[n]["per_skill"] == before[n]["per_skill"]
+    assert after[names[3]] == before[names[3]]

@@ -33,7 +33,10 @@ def _cell(values, scale: float = 100.0) -> str:
 
 
 def _verdict(diffs) -> str:
-    """Whether the 95% interval of paired differences lies above zero, below it, or covers it."""
+    """Whether the 95% interval of paired differences lies above zero, below it, or covers it;
+    one difference has no interval, so no verdict."""
+    if len(diffs) < 2:
+        return "one seed: no verdict"
     m, h = mean_ci(diffs)
     if m - h > 0:
         return "higher"

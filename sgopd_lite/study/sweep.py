@@ -61,7 +61,8 @@ from ..data import SKILLS
 
 CURVE_EVERY = 5         # keep every 5th step's training metrics in a summary
 CURVE_KEYS = ("reward_mean", "kl_k1", "a2_mean", "entropy", "frac_consensus", "frac_conflict_i",
-              "frac_conflict_ii", "frac_neutral", "pts_w")
+              "frac_conflict_ii", "frac_neutral", "pts_w", "frac_gated", "frac_rollouts_no_evidence")
+EFFECTS = ("zeroed", "shrunk", "unchanged", "amplified", "flipped")   # gate.gate_evidence's names
 SEED = "seed"           # the replicate axis
 
 
@@ -102,6 +103,30 @@ def full_history(out_dir: Path, history: list[dict]) -> list[dict]:
     return [by_step[k] for k in sorted(by_step)]
 
 
+def evidence_totals(history: list[dict]) -> dict:
+    """The run's per-token evidence (gate.gate_evidence, logged per step) pooled over all its
+    steps, each step weighted by its number of positions: the share of known positions where the
+    teacher's top token is wrong, and, where it is wrong and where it is right, the share the gate
+    zeroed / shrunk / kept / amplified / flipped and the mean a2 and A there. Also the mean of
+    frac_gated and frac_rollouts_no_evidence over steps. {} for a run that logged no evidence."""
+    steps = [m for m in history if m.get("evidence_positions")]
+    if not steps:
+        return {}
+    out = {"positions": sum(m["evidence_positions"] for m in steps)}
+    n_wrong = [m["evidence_positions"] * m["evidence_teacher_wrong"] for m in steps]
+    out["teacher_wrong"] = sum(n_wrong) / out["positions"]
+    for who, weights in (("wrong", n_wrong), ("right", [m["evidence_positions"] - w for m, w in zip(steps, n_wrong)])):
+        total = sum(weights)
+        for name in (*EFFECTS, "a2_mean", "adv_mean"):
+            key = f"evidence_{who}_{name}"
+            out[f"{who}_{name}"] = sum(w * m[key] for w, m in zip(weights, steps)) / total if total else 0.0
+    for key in ("frac_gated", "frac_rollouts_no_evidence"):
+        vals = [m[key] for m in history if isinstance(m.get(key), (int, float))]
+        if vals:
+            out[key] = sum(vals) / len(vals)
+    return out
+
+
 def summarize(cfg: TrainConfig, history: list[dict], seconds: float, **fields) -> dict:
     """A finished run's summary: its final held-out metrics (overall and per skill), curves
     sampled every CURVE_EVERY steps, wall time and machine; `fields` go in first (name, ...).
@@ -119,7 +144,7 @@ def summarize(cfg: TrainConfig, history: list[dict], seconds: float, **fields) -
             "per_skill": {s: {"avg": final[f"{key_avg}_{s}"], "problems": final[f"eval_problems_{s}"]}
                           for s in SKILLS if f"{key_avg}_{s}" in final},
             "final": {k: v for k, v in final.items() if k.startswith("eval_")},
-            "curves": {k: v for k, v in curves.items() if v},
+            "curves": {k: v for k, v in curves.items() if v}, "evidence": evidence_totals(history),
             "seconds": round(seconds, 1), "machine": machine(), "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
 
 
@@ -457,6 +482,29 @@ def run_one(sweep: Sweep, run: Run, cfg: TrainConfig, verbose: bool = False) -> 
     atomic_write(sweep.summary_path(run), summary)
     sweep.failed_path(run).unlink(missing_ok=True)
     return summary
+
+
+def refresh_summaries(sweep: Sweep) -> tuple[int, list[str]]:
+    """Recompute the derived parts of each finished summary (its curves and pooled per-token
+    evidence) from its run folder's metrics.jsonl, without training: for summaries written before
+    a field existed. Accuracy and everything else the summary holds are left as they are.
+    Returns (summaries rewritten, names whose run folder is gone)."""
+    rewritten, missing = 0, []
+    for run, cfg in sweep.plan():
+        summary = _read_json(sweep.summary_path(run)) if is_done(sweep, run) else None
+        if summary is None:
+            continue
+        history = full_history(Path(cfg.out_dir), [])
+        if not history:
+            missing.append(run.name)
+            continue
+        curves = {k: [[m["step"], m[k]] for m in history[::CURVE_EVERY] if isinstance(m.get(k), (int, float))]
+                  for k in CURVE_KEYS}
+        summary["curves"] = {k: v for k, v in curves.items() if v}
+        summary["evidence"] = evidence_totals(history)
+        atomic_write(sweep.summary_path(run), summary)
+        rewritten += 1
+    return rewritten, missing
 
 
 def work_through(sweep: Sweep, todo: list[tuple[Run, TrainConfig]], tag: str = "sweep",
