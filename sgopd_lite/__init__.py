@@ -35,7 +35,8 @@ tests/test_imports.py reads every import statement and fails on any circle.
 
     top floor: the study (study/)
     study/plan.py    `make reproduce`: the seeded plan, its runs and the worker processes
-    study/report.py  docs/results.md: tables, intervals, figures from the run summaries
+    study/report.py  docs/results_first_study.md: the first study's tables and figures
+    study/worlds_report.py  docs/results.md: the worlds study, from the run summaries
     study/stats.py   the 95% interval and paired-difference helpers of every table
     study/sweep.py   `sweep`: a grid of runs from key=value lists / ranges or a study file
                      (resumable, --jobs workers, --shard i/n); run summaries

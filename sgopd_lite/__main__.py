@@ -7,7 +7,7 @@
     demo                                                 the README's main job (make demo)
     reproduce --jobs 2                                   the seeded study: configs/studies/main, grid (resumes)
     reproduce --smol                                     its SmolLM2 part: configs/studies/smol.yaml
-    report                                               docs/results.md from the finished runs
+    report [--partial]                                   docs/results.md from the finished runs
     sweep   --config configs/tiny.yaml --out DIR --jobs 2 [key=value ...] key=a,b seed=0:3
                                                          a grid of runs (resumable, parallel, --shard i/n)
     sweep   --study configs/studies/NAME.yaml            the same, defined in a study file
@@ -141,15 +141,18 @@ def _cmd_reproduce(args) -> int:
 
 
 def _cmd_report(args) -> int:
-    from .study.report import ReportError, write_report
+    from pathlib import Path
 
-    kw = {"results_dir": args.results_dir} if args.results_dir else {}
+    from .study import report, worlds_report
+
+    kw = {"results_dir": Path(args.results_dir)} if args.results_dir else {}
     try:
-        path = write_report(**kw)
-    except ReportError as err:
+        first = report.write_report(**kw)
+        path = worlds_report.write_worlds_report(partial=args.partial, **kw)
+    except (report.ReportError, worlds_report.ReportError) as err:
         print(f"sgopd_lite report: {err}", file=sys.stderr)
         return 2
-    print(f"wrote {path}")
+    print(f"wrote {path} and {first}")
     return 0
 
 
@@ -251,8 +254,10 @@ def main(argv=None) -> int:
                    help="only the start points (teachers and starting students, cached in results/runs/)")
     p.set_defaults(fn=_cmd_reproduce)
 
-    p = sub.add_parser("report", help="write docs/results.md from the finished runs")
+    p = sub.add_parser("report", help="write docs/results.md (and results_first_study.md) from the finished runs")
     p.add_argument("--results-dir", default=None)
+    p.add_argument("--partial", action="store_true",
+                   help="write docs/results.md while runs are missing (its first lines say how many)")
     p.set_defaults(fn=_cmd_report)
 
     p = sub.add_parser("sweep", help="a grid of training runs from one command (resumable, parallel)")

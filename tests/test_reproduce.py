@@ -1,4 +1,4 @@
-"""The reproduction study's plan and its report generator (docs/results.md).
+"""The reproduction study's plan and its report generator (docs/results_first_study.md).
 
 The generator must refuse missing or partial runs instead of printing a table with holes; with
 every run present it writes the tables, the paired differences and the figures.
@@ -107,7 +107,7 @@ def test_report_refuses_missing_runs(tmp_path):
     victim.summary_path(tmp_path).unlink()
     with pytest.raises(Rep.ReportError, match=rf"1 of {len(R.plan(2, 2))} runs missing.*{victim.name}"):
         Rep.write_report(tmp_path, tmp_path / "docs", seeds=2, grid_seeds=2, steps=20)
-    assert not (tmp_path / "docs" / "results.md").exists()
+    assert not (tmp_path / "docs" / "results_first_study.md").exists()
 
 
 def test_report_refuses_partial_or_corrupt_runs(tmp_path):
@@ -140,7 +140,7 @@ def test_report_refuses_partial_or_corrupt_runs(tmp_path):
     (tmp_path / "smol" / "start.json").unlink()
     with pytest.raises(Rep.ReportError, match="smol/start.json"):
         Rep.write_report(tmp_path, tmp_path / "docs", seeds=2, grid_seeds=2, steps=20)
-    assert not (tmp_path / "docs" / "results.md").exists()
+    assert not (tmp_path / "docs" / "results_first_study.md").exists()
 
 
 def test_report_with_every_run_has_tables_differences_and_figures(tmp_path):

@@ -2,13 +2,14 @@
 
     plan.py     the seeded plan (settings x methods x seeds, the gate grid, the smol runs), one
                 run and its summary, the worker processes, the start points
-    report.py   docs/results.md from the committed summaries: tables, intervals, figures
+    report.py   docs/results_first_study.md (the first study) from the committed summaries
+    worlds_report.py  docs/results.md: the worlds study (main table, skills, evidence, thresholds)
     stats.py    the interval and paired-difference helpers every table uses
     sweep.py    `sweep`: any grid of runs from key=value lists and ranges or a study file,
                 summaries per (cell, seed), resume, workers, shards; run summaries (plan.py uses them)
     sweep_report.py  `sweep-report`: a sweep's table, intervals, paired differences, heatmap
 
-Within the floor: stats <- sweep <- plan <- report, and stats, sweep <- sweep_report.
+Within the floor: stats <- sweep <- plan <- report, worlds_report; and stats, sweep <- sweep_report.
 
 May import: the floors below (train, worlds, evaluate, config, data, viz, assets). Nothing
 below imports it.

@@ -160,6 +160,37 @@ def start_points(results_dir: Path = RESULTS_DIR) -> dict:
     return out
 
 
+def worlds_start_points(results_dir: Path = RESULTS_DIR) -> dict:
+    """Held-out avg@n / pass@n and accuracy per skill of each world setting's teacher and starting
+    student in the worlds study (configs/studies/worlds_main.yaml), measured exactly as its runs'
+    final evaluation (the same split, n, temperature and length; torch seed 0). Cached in
+    results/runs/worlds_main/start.json."""
+    import torch
+
+    from ..evaluate import evaluate
+    from ..worlds import load_world
+
+    path = Path(results_dir) / "worlds_main" / "start.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    out = {}
+    for run, cfg in study("worlds_main", results_dir).plan():
+        setting = dict(run.cell)["setting"]
+        if setting in out:
+            continue
+        world = load_world(cfg, verbose=False)
+        out[setting] = {}
+        for role, model in (("teacher", world.teacher), ("student", world.student)):
+            torch.manual_seed(0)
+            res = evaluate(model, world.tokenizer, world.eval_problems[:cfg.eval_problems], n=cfg.eval_n,
+                           temperature=cfg.eval_temperature, max_new_tokens=cfg.max_new_tokens,
+                           instruction=world.instruction, vocab_size=world.vocab_size)
+            out[setting][role] = {"avg": res.avg_at_n, "pass": res.pass_at_k,
+                                  "per_skill": {k: v["avg"] for k, v in res.per_skill.items()}}
+    _atomic_write(path, out)
+    return out
+
+
 def pending(runs: list[RunSpec], results_dir: Path = RESULTS_DIR) -> list[RunSpec]:
     return [r for r in runs if not r.summary_path(results_dir).is_file()]
 

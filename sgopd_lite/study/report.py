@@ -1,5 +1,6 @@
-"""The reproduction report: `python -m sgopd_lite report` turns the run summaries of the plan
-(study/plan.py, committed in results/runs/) into docs/results.md, with its tables, 95% intervals
+"""The first study's report: `python -m sgopd_lite report` turns the run summaries of the plan
+(study/plan.py, committed in results/runs/) into docs/results_first_study.md (the worlds where
+the gate had nothing to do; the worlds study is docs/results.md, study/worlds_report.py), with its tables, 95% intervals
 and figures (drawn by viz, one figure per function). It refuses while any run is missing or
 partial (`ReportError`): a table with holes would read as a result.
 
@@ -126,7 +127,7 @@ def load_study(results_dir: Path = RESULTS_DIR, seeds: int = SEEDS, grid_seeds: 
 
 
 # --------------------------------------------------------------------------------------------
-# The sections of docs/results.md, each a list of lines
+# The sections of docs/results_first_study.md, each a list of lines
 # --------------------------------------------------------------------------------------------
 
 def header_section(st: Study) -> list[str]:
@@ -301,13 +302,13 @@ def findings_section(st: Study) -> list[str]:
 
 def write_report(results_dir: Path = RESULTS_DIR, docs_dir: Path = DOCS_DIR, seeds: int = SEEDS,
                  grid_seeds: int = GRID_SEEDS, steps: int | None = STEPS) -> Path:
-    """docs/results.md and docs/figures/*.png from the run summaries (ReportError if any is missing)."""
+    """docs/results_first_study.md and docs/figures/*.png from the run summaries (ReportError if any is missing)."""
     st = load_study(results_dir, seeds, grid_seeds, steps)
     fig_dir = Path(docs_dir) / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
     lines = (header_section(st) + start_section(st) + final_tables_section(st) + difference_section(st)
              + ablation_section(st, fig_dir) + smol_section(st) + curves_section(st, fig_dir)
              + findings_section(st))
-    out = Path(docs_dir) / "results.md"
+    out = Path(docs_dir) / "results_first_study.md"
     out.write_text("\n".join(lines) + "\n")
     return out
