@@ -30,7 +30,7 @@ tests/test_imports.py reads every import statement and fails on any circle.
 
     third floor: running
     train.py       the on-policy loop of METHOD §7 (accelerate for several processes)
-    demo.py        `make demo`: OPD vs SG-OPD on the tiny world, with its report
+    demo.py        `make demo`: OPD, a gate and GRPO where the gate has work to do, per skill and per token
     viz.py         figures and HTML for notebooks and reports, one figure per function
 
     top floor: the study (study/)

@@ -1,15 +1,21 @@
-"""`make demo`: OPD vs SG-OPD on the tiny world with both assumptions broken, on a CPU.
+"""`make demo`: what a verifier gate can and cannot do, on the world where the seeded study
+(docs/results.md) measured the clearest mechanism: A2 complementary error, a teacher that forgets
+every borrow beside a student that has the borrow and forgets every carry.
 
-1. load (or build) the tiny world with style_gap = 1 (A1 broken) and teacher_noise = 1 (A2 broken);
-2. evaluate the starting student;
-3. train plain OPD and SG-OPD from that same student, same seed, same steps;
-4. write runs/demo/: report.md (measured avg@n / pass@n of both), learning curves, gate-class
-   fractions over training and a per-token gate picture of one SG-OPD rollout.
+1. load (or build) that tiny world and measure teacher and starting student, per skill;
+2. train OPD, a gate (`DEMO_ARMS`) and GRPO from that same student, same seed, same steps
+   (each run's folder keeps its config.json, metrics.jsonl and final weights);
+3. take one group of the starting student's rollouts on problems that need a borrow, score them
+   with the teacher, and show, token by token, where the gate changes what the teacher would have
+   taught: a correct rollout, where it zeroes the teacher's push against the right borrow digit,
+   and a wrong one (it failed on a carry), where the same push on the same kind of digit passes;
+4. write DIR/report.md (its first line says what the study found), learning curves and the
+   per-token picture.
 
-One seed, a few minutes: a demonstration of the machinery and the diagnostics, not evidence
-that one method beats the other (that needs seeds and intervals: `make reproduce`).
+One seed, a few minutes: a demonstration of a mechanism the study measured with seeds, not
+evidence on its own.
 
-May import: config, data, evaluate, train, viz, worlds (the floors below).
+May import: config, data, evaluate, gate, losses, rollout, train, verifier, viz, worlds.
 """
 
 from __future__ import annotations
@@ -23,123 +29,179 @@ import torch
 from .config import TrainConfig
 from .evaluate import evaluate, skills_from_metrics
 
-DEMO_WORLD = {"style_gap": 1.0, "teacher_noise": 1.0}
+# What the seeded study found (docs/results.md, "What was found"); tests/test_demo_finding.py
+# checks that this line agrees with the committed report.
+FINDING = ("No gate setting beat both OPD and GRPO in any world of the seeded study (docs/results.md). "
+           "This demo shows why, on the world with the clearest mechanism: a per-rollout verdict cannot "
+           "say which token the teacher got wrong.")
+DEMO_WORLD = {"style_gap": 0.0, "teacher_noise": 1.0, "teacher_slip_kind": "borrow",
+              "student_slip_kind": "carry", "eval_data": "eval_skills"}
+DEMO_ARMS = {                     # name -> TrainConfig overrides
+    "OPD": {"method": "opd"},
+    "OPDVR's gate": {"method": "opdvr"},      # zeroes the most wrong-teacher pushes of the gates tested
+    "GRPO": {"method": "grpo"},
+}
 DEMO_STEPS = 200
-# The paper's sampled-token loss. The dense loss (full-vocabulary reverse KL) learned about twice
-# as fast on the default tiny world, but it scales a position's whole KL by the sampled token's
-# class, so it cannot express the gate's direction; a gate with loss_type=dense is refused.
-DEMO_LOSS = "sampled"
+DEMO_LOSS = "sampled"             # the paper's loss; a gate cannot act on the dense one (refused)
 
 
-def _pick_rollout(records: list[dict]) -> dict | None:
-    """A late SG-OPD rollout that shows the gate at work (conflict tokens if any)."""
-    with_gate = [r for r in records if "token_class" in r]
-    for r in reversed(with_gate):
-        if any(c in (2, 3) for c in r["token_class"]) and any(c == 1 for c in r["token_class"]):
-            return r
-    return with_gate[-1] if with_gate else None
+def _config(arm: dict, out_dir: Path, steps: int, eval_problems: int, eval_n: int) -> TrainConfig:
+    return TrainConfig(loss_type=DEMO_LOSS, steps=steps, eval_every=0, eval_problems=eval_problems,
+                       eval_n=eval_n, save_every=0, log_rollouts=0, seed=0, world=dict(DEMO_WORLD),
+                       out_dir=str(out_dir), **arm)
 
 
-def _row(name: str, avg: float, pass_k: float, skills: dict) -> str:
-    return f"| {name} | {avg:.3f} | {pass_k:.3f} | " + " | ".join(f"{v:.3f}" for v in skills.values()) + " |"
+def _table(columns: dict, n: int) -> list[str]:
+    """One row per skill (then avg@n and pass@n over all problems), one column per model;
+    columns: name -> (avg, pass, {skill: avg}), in points."""
+    skills = list(next(iter(columns.values()))[2])
+    rows = [(f"{s} (avg@{n})", [c[2][s] for c in columns.values()]) for s in skills]
+    rows += [(f"all (avg@{n})", [c[0] for c in columns.values()]), (f"all (pass@{n})", [c[1] for c in columns.values()])]
+    return (["| skill | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
+            + [f"| {label} | " + " | ".join(f"{100 * v:.1f}" for v in vals) + " |" for label, vals in rows])
 
 
-def run_demo(out_dir: str = "runs/demo", steps: int | None = None, eval_problems: int = 128,
+# --------------------------------------------------------------------------------------------
+# The mechanism, token by token
+# --------------------------------------------------------------------------------------------
+
+def gate_change_example(world, gate_cfg, problems: int = 24, group: int = 8, max_new_tokens: int = 40,
+                        seed: int = 0) -> list[dict]:
+    """Two rollouts of one group of the starting student where the teacher pushes a *correct* token
+    down (its most likely token there is wrong): one the verifier calls correct and one it calls
+    wrong. Each record: question, reward, tokens, a2 (OPD's advantage), gate (the gate's
+    advantage), teacher_wrong (bool per token) and teacher_wants (the teacher's token there).
+    [] when no group has both."""
+    from .data import format_prompt, skill_of
+    from .gate import GateConfig, sign_gate
+    from .losses import token_logprobs
+    from .rollout import response_logits, sample, sequence_logprobs
+    from .verifier import rewards as verifier_rewards
+
+    tok = world.tokenizer
+    chosen = [p for p in world.train_problems if skill_of(p.question) in ("borrow", "both")][:problems]
+    torch.manual_seed(seed)
+    prompts = [format_prompt(tok, p.question, world.instruction) for p in chosen]
+    ro = sample(world.student, tok, prompts, group, max_new_tokens=max_new_tokens, temperature=1.0)
+    r = torch.tensor(verifier_rewards(ro.texts, [p.answer for p in chosen for _ in range(group)]), dtype=torch.float32)
+    with torch.no_grad():
+        logits = response_logits(world.teacher, ro, world.vocab_size)
+        teacher_logp, top = token_logprobs(logits, ro.response_ids), logits.argmax(-1)
+        old_logp = sequence_logprobs(world.student, ro, world.vocab_size)
+    mask = ro.response_mask
+    opd = sign_gate(teacher_logp, old_logp, r, ro.group_ids, mask, cfg=GateConfig.opd())
+    gated = sign_gate(teacher_logp, old_logp, r, ro.group_ids, mask, cfg=gate_cfg)
+    records = []
+    for i in range(len(ro)):
+        n = int(mask[i].sum())
+        ids = ro.response_ids[i, :n].tolist()
+        correct = world.token_oracle(chosen[int(ro.group_ids[i])].question, ids)
+        wrong = [c >= 0 and int(top[i, t]) != c and ids[t] == c for t, c in enumerate(correct)]
+        if any(wrong):
+            records.append({"group": int(ro.group_ids[i]), "question": chosen[int(ro.group_ids[i])].question,
+                            "reward": float(r[i]), "tokens": [tok.decode([t]) for t in ids],
+                            "a2": opd.advantage[i, :n].tolist(), "gate": gated.advantage[i, :n].tolist(),
+                            "teacher_wrong": wrong, "teacher_wants": [tok.decode([int(t)]) for t in top[i, :n]]})
+    for g in sorted({rec["group"] for rec in records}):
+        right = [x for x in records if x["group"] == g and x["reward"] == 1]
+        failed = [x for x in records if x["group"] == g and x["reward"] == 0]
+        if right and failed:
+            return [right[0], failed[0]]
+    return []
+
+
+def describe_example(records: list[dict]) -> list[str]:
+    """One line per rollout: what the teacher wanted where it is wrong, and both advantages there."""
+    lines = []
+    for rec in records:
+        spots = [t for t, w in enumerate(rec["teacher_wrong"]) if w]
+        said = "; ".join(f"at {rec['tokens'][t]!r} (position {t}) the teacher wants '{rec['teacher_wants'][t]}': "
+                         f"OPD's push a2 = {rec['a2'][t]:+.2f}, the gate's A = {rec['gate'][t] + 0.0:+.2f}" for t in spots)
+        verdict = "correct" if rec["reward"] == 1 else "wrong"
+        text = "".join(rec["tokens"]).strip().replace("\n", " ⏎ ")
+        lines.append(f"* {verdict} rollout `{text}` of `{rec['question']}`: {said}.")
+    return lines
+
+
+# --------------------------------------------------------------------------------------------
+# The demo
+# --------------------------------------------------------------------------------------------
+
+def run_demo(out_dir: str = "runs/demo", steps: int | None = None, eval_problems: int = 256,
              eval_n: int = 8) -> dict:
-    from .worlds.tiny import TinyWorldConfig, load_tiny_pair
-    from .train import Trainer, World
-    from .data import arithmetic_split
     from . import viz
+    from .gate import GateConfig
+    from .train import Trainer, load_world
 
     start = time.perf_counter()
     steps = steps or DEMO_STEPS
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    wcfg = TinyWorldConfig(**DEMO_WORLD)
-    print(f"[demo] tiny world: style_gap={wcfg.style_gap} (A1 broken), teacher_noise="
-          f"{wcfg.teacher_noise} (A2 broken)", flush=True)
-    tok, teacher, student0 = load_tiny_pair(cfg=wcfg)
-    held_out = arithmetic_split("eval")[:eval_problems]
+    print(f"[demo] {FINDING}", flush=True)
+    cfg0 = _config(DEMO_ARMS["OPD"], out / "start", steps, eval_problems, eval_n)
+    world = load_world(cfg0)
+    held_out = world.eval_problems[:eval_problems]
+    start_rows = {}
+    for who, model in (("teacher", world.teacher), ("starting student", world.student)):
+        torch.manual_seed(0)
+        res = evaluate(model, world.tokenizer, held_out, n=eval_n, max_new_tokens=cfg0.max_new_tokens,
+                       instruction=world.instruction, vocab_size=world.vocab_size)
+        start_rows[who] = (res.avg_at_n, res.pass_at_k, {s: v["avg"] for s, v in res.per_skill.items()})
+        print(f"[demo] {who}: avg@{eval_n} {res.avg_at_n:.3f}, per skill {start_rows[who][2]}", flush=True)
 
-    torch.manual_seed(0)
-    base = evaluate(student0, tok, held_out, n=eval_n, max_new_tokens=40, instruction=wcfg.instruction)
-    torch.manual_seed(0)
-    teach = evaluate(teacher, tok, held_out, n=eval_n, max_new_tokens=40, instruction=wcfg.instruction)
-    print(f"[demo] teacher avg@{eval_n} {teach.avg_at_n:.3f}; starting student avg@{eval_n} "
-          f"{base.avg_at_n:.3f} pass@{eval_n} {base.pass_at_k:.3f}", flush=True)
+    gate_name = next(name for name in DEMO_ARMS if name not in ("OPD", "GRPO"))
+    probe = _config(DEMO_ARMS[gate_name], out / "probe", steps, eval_problems, eval_n).gate
+    example = gate_change_example(world, probe, max_new_tokens=cfg0.max_new_tokens)
 
     results, histories = {}, {}
-    for method in ("opd", "sgopd"):
-        _, teacher_m, student = load_tiny_pair(cfg=wcfg, verbose=False)   # the same start for both
-        world = World(tok, teacher_m, student, arithmetic_split("train"), held_out,
-                      instruction=wcfg.instruction)
-        cfg = TrainConfig(method=method, loss_type=DEMO_LOSS, steps=steps, eval_every=0, eval_problems=eval_problems,
-                          eval_n=eval_n, save_every=0, log_rollouts=2, seed=0,
-                          world={"style_gap": wcfg.style_gap, "teacher_noise": wcfg.teacher_noise},
-                          out_dir=str(out / method))
+    for name, arm in DEMO_ARMS.items():
+        cfg = _config(arm, out / name.lower().replace("'", "").replace(" ", "_"), steps, eval_problems, eval_n)
         t = time.perf_counter()
-        print(f"[demo] training {method} for {steps} steps", flush=True)
-        histories[method] = Trainer(cfg, world=world, verbose=True).run()
-        last = histories[method][-1]
-        results[method] = {f"avg@{eval_n}": last[f"eval_avg@{eval_n}"],
-                           f"pass@{eval_n}": last[f"eval_pass@{eval_n}"],
-                           "per_skill": skills_from_metrics(last, eval_n),
-                           "train_seconds": round(time.perf_counter() - t, 1)}
-        print(f"[demo] {method}: avg@{eval_n} {results[method][f'avg@{eval_n}']:.3f} "
-              f"pass@{eval_n} {results[method][f'pass@{eval_n}']:.3f}", flush=True)
+        print(f"[demo] training {name} for {steps} steps", flush=True)
+        histories[name] = Trainer(cfg, verbose=True).run()
+        last = histories[name][-1]
+        results[name] = {"avg": last[f"eval_avg@{eval_n}"], "pass": last[f"eval_pass@{eval_n}"],
+                         "per_skill": skills_from_metrics(last, eval_n), "out_dir": cfg.out_dir,
+                         "train_seconds": round(time.perf_counter() - t, 1)}
+        print(f"[demo] {name}: avg@{eval_n} {results[name]['avg']:.3f}, per skill {results[name]['per_skill']}", flush=True)
 
-    figs = {
-        "learning_curves.png": viz.plot_learning_curves(histories, "reward_mean",
-                                                        title="training reward (student rollouts)"),
-        "kl_curves.png": viz.plot_learning_curves(histories, "kl_k1", smooth=1,
-                                                  title="k1 estimate of KL(student || teacher)"),
-        "gate_fractions.png": viz.plot_gate_fractions(histories["sgopd"], "SG-OPD: gate classes per step"),
-    }
-    rollout = _pick_rollout(viz.read_jsonl(out / "sgopd" / "rollouts.jsonl"))
-    if rollout is not None:
-        figs["gate_tokens.png"] = viz.plot_token_gate(rollout, "class")
-        (out / "gate_tokens.html").write_text(viz.token_gate_html(rollout))
+    figs = {"learning_curves.png": viz.plot_learning_curves(histories, "reward_mean", title="training reward"),
+            "kl_curves.png": viz.plot_learning_curves(histories, "kl_k1", smooth=1, title="k1 estimate of KL(student || teacher)")}
+    if example:
+        figs["gate_tokens.png"] = viz.plot_gate_change(example, gate_name)
     for name, fig in figs.items():
         fig.savefig(out / name, dpi=110)
-
-    total = time.perf_counter() - start
-    n = eval_n
-    skill_counts = {s: v["problems"] for s, v in base.per_skill.items()}
-    loss_line = ("the paper's sampled-token loss (REINFORCE with the gated per-token advantage); the dense "
-                 "loss cannot express a gate's direction")
-    lines = [
-        f"Loss: {loss_line}.",
-        "",
-        "# make demo: OPD vs SG-OPD on the tiny world with both assumptions broken",
-        "",
-        f"World: style_gap={wcfg.style_gap} (student writes another solution style: A1 broken), "
-        f"teacher_noise={wcfg.teacher_noise} (teacher forgets every carry: A2 broken).",
-        f"Held-out: {len(held_out)} problems, n = {n} samples each at temperature 1.0. "
-        f"{steps} steps x 16 prompts x 8 rollouts per method, seed 0, lr 3e-4.",
-        "",
-        f"| model | avg@{n} | pass@{n} | " + " | ".join(f"{s} ({c})" for s, c in skill_counts.items()) + " |",
-        "|---|---|---|" + "---|" * len(skill_counts),
-        _row("teacher", teach.avg_at_n, teach.pass_at_k, {s: v["avg"] for s, v in teach.per_skill.items()}),
-        _row("starting student", base.avg_at_n, base.pass_at_k, {s: v["avg"] for s, v in base.per_skill.items()}),
-    ]
-    for method, res in results.items():
-        lines.append(_row(method, res[f"avg@{n}"], res[f"pass@{n}"], res["per_skill"]))
-    lines += ["", f"Columns after pass@{n}: avg@{n} on the held-out problems that need that skill "
-              "(number of problems in brackets)."]
-    worse = [m for m, res in results.items() if res[f"avg@{n}"] < base.avg_at_n]
-    if worse:
-        lines += ["", f"Ended below the starting student: {', '.join(worse)}. Here the student writes a style "
-                  "the teacher never saw (A1 broken: its per-token log-ratio to the teacher averages about -7) "
-                  "and the teacher forgets every carry (A2 broken). Pulled token by token towards a teacher "
-                  "whose preferences mean little on its prose, the student loses its own format before it "
-                  "learns the teacher's: read the sampled rollouts in */rollouts.jsonl and the KL curve."]
-    lines += ["", "One seed: differences here are not evidence either way; see `make reproduce` for seeds "
-              "and intervals.", "",
-              "Figures: learning_curves.png, kl_curves.png, gate_fractions.png, gate_tokens.png "
-              "(and gate_tokens.html with per-token tooltips).", "",
-              f"Total time {total:.0f} s on {torch.get_num_threads()} CPU threads."]
+    lines = _report(start_rows, results, example, gate_name, probe, eval_n, steps, len(held_out),
+                    time.perf_counter() - start)
     (out / "report.md").write_text("\n".join(lines) + "\n")
-    summary = {"teacher": teach.as_dict(), "student": base.as_dict(), **results, "seconds": total}
+    summary = {"start": start_rows, **results, "example": example, "seconds": time.perf_counter() - start}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     print("\n".join(lines))
     return summary
+
+
+def _report(start_rows, results, example, gate_name, gate_cfg, n, steps, problems, seconds) -> list[str]:
+    lines = [FINDING, "", "# make demo: what a verifier gate can and cannot do", "",
+             "World: A2 complementary error (the teacher forgets every borrow, the student every carry); "
+             f"held-out: the skill-balanced split, {problems} problems, n = {n} samples each at temperature 1. "
+             f"{steps} steps x 16 prompts x 8 rollouts per method, seed 0, the sampled loss. "
+             f"The gate: {gate_name} (lambda_e {gate_cfg.lambda_e}, lambda_i {gate_cfg.lambda_i}, a1 {gate_cfg.a1_mode}).", "",
+             "## Accuracy per skill (points)", ""]
+    lines += _table({**start_rows, **{name: (res["avg"], res["pass"], res["per_skill"]) for name, res in results.items()}}, n)
+    lines += ["", "## Where the gate changes what the teacher teaches (gate_tokens.png)", ""]
+    if example:
+        lines += describe_example(example) + [
+            "", "The teacher's top token is wrong at the borrow digit in both rollouts, and the student wrote the "
+            "right digit in both. The verdict is about the whole rollout: in the correct one the teacher's push "
+            "against the right digit is a conflict and the gate drops it; in the wrong one (which failed "
+            "elsewhere, on a carry) the same push agrees with the verdict and passes. Most rollouts that "
+            "contain a borrow also contain a carry this student gets wrong, so the push that unlearns the "
+            "borrow mostly passes: compare the borrow column of OPD and the gate with GRPO's, which never "
+            "reads the teacher."]
+    else:
+        lines += ["No group of the sampled rollouts had both a correct and a wrong rollout with a wrong-teacher "
+                  "position; rerun with more problems (`gate_change_example(problems=...)`)."]
+    lines += ["", "One seed: the numbers above illustrate; the intervals are in docs/results.md.", "",
+              "Each run's folder keeps its config.json and metrics.jsonl. Figures: learning_curves.png, "
+              "kl_curves.png, gate_tokens.png.", "", f"Total time {seconds:.0f} s on {torch.get_num_threads()} CPU threads."]
+    return lines

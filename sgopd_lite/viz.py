@@ -119,6 +119,43 @@ def token_gate_html(record: dict, color_by: str = "class") -> str:
     return head + "<div style='line-height:1.8'>" + "".join(spans) + "</div>"
 
 
+def plot_gate_change(records: list[dict], gate_name: str = "the gate"):
+    """Rollouts token by token, two rows each: OPD's push (a2) and the gate's advantage A, each
+    cell coloured by its value (red pushes the token down, blue up) and labelled with it; a thick
+    frame marks positions where the teacher's most likely token is wrong.
+
+    records: `demo.gate_change_example`'s (tokens, a2, gate, teacher_wrong, reward, question).
+    """
+    import matplotlib.colors as mcolors
+    from matplotlib import colormaps
+
+    plt = _plt()
+    limit = max(max(abs(v) for rec in records for v in rec["a2"] + rec["gate"]), 1e-6)
+    norm, cmap = mcolors.TwoSlopeNorm(vmin=-limit, vcenter=0.0, vmax=limit), colormaps["RdBu"]
+    width = max(len(rec["tokens"]) for rec in records)
+    fig, axes = plt.subplots(len(records), 1, figsize=(min(0.62 * width + 2, 18), 1.9 * len(records)), squeeze=False)
+    for ax, rec in zip(axes[:, 0], records):
+        for row, (label, values) in enumerate((("OPD: a2", rec["a2"]), (f"{gate_name}: A", rec["gate"]))):
+            ax.text(-0.3, -row - 0.5, label, ha="right", va="center", fontsize=9)
+            for t, (tok, v) in enumerate(zip(rec["tokens"], values)):
+                frame = rec["teacher_wrong"][t]
+                ax.add_patch(plt.Rectangle((t, -row - 0.95), 0.95, 0.9, facecolor=cmap(norm(v)),
+                                           edgecolor="black" if frame else "none", linewidth=2.5 if frame else 0))
+                ink = "white" if abs(v) > 0.6 * limit else "black"
+                ax.text(t + 0.47, -row - 0.35, _visible(tok), ha="center", va="center", fontsize=10,
+                        family="monospace", color=ink)
+                ax.text(t + 0.47, -row - 0.75, f"{v + 0.0:+.1f}", ha="center", va="center", fontsize=6, color=ink)
+        ax.set_xlim(-3.2, width)
+        ax.set_ylim(-2.1, 0.1)
+        ax.axis("off")
+        verdict = "correct" if rec["reward"] == 1 else "wrong"
+        ax.set_title(f"{rec['question']}  ({verdict} rollout; framed: the teacher's top token is wrong)",
+                     fontsize=9, loc="left")
+    fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=axes[:, 0].tolist(), orientation="horizontal",
+                 fraction=0.06, pad=0.04, label="advantage (red: pushed down, blue: pushed up)")
+    return fig
+
+
 def plot_gate_fractions(metrics: list[dict], title: str = "gate classes over training"):
     """Stacked fractions of consensus / conflict I / conflict II / neutral tokens per step."""
     plt = _plt()

@@ -2,6 +2,7 @@
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -135,18 +136,28 @@ def test_micro_batches_cover_the_batch():
 
 
 def test_demo_writes_report_and_figures(tmp_path):
-    from sgopd_lite.demo import run_demo
+    from sgopd_lite import demo
 
-    summary = run_demo(out_dir=str(tmp_path / "demo"), steps=2, eval_problems=4, eval_n=2)
-    report = (tmp_path / "demo" / "report.md").read_text()
-    # a gate needs the sampled loss (the dense one cannot express its direction): the first line says so
-    assert report.splitlines()[0].startswith("Loss: the paper's sampled-token loss")
-    assert json.loads((tmp_path / "demo" / "sgopd" / "config.json").read_text())["loss_type"] == "sampled"
-    assert "# make demo" in report
-    assert "| opd |" in report and "| sgopd |" in report and "| starting student |" in report
-    for name in ("learning_curves.png", "kl_curves.png", "gate_fractions.png"):
-        assert (tmp_path / "demo" / name).stat().st_size > 1000, name
-    assert 0.0 <= summary["opd"]["avg@2"] <= 1.0 and 0.0 <= summary["sgopd"]["pass@2"] <= 1.0
+    summary = demo.run_demo(out_dir=str(tmp_path / "demo"), steps=2, eval_problems=8, eval_n=2)
+    out = tmp_path / "demo"
+    report = (out / "report.md").read_text()
+    assert report.splitlines()[0] == demo.FINDING                   # what the study found comes first
+    for name in demo.DEMO_ARMS:                                      # every run keeps its config
+        cfg = json.loads((Path(summary[name]["out_dir"]) / "config.json").read_text())
+        assert cfg["loss_type"] == "sampled" and cfg["world"]["teacher_slip_kind"] == "borrow"
+    table = report.split("## Accuracy per skill")[1].split("##")[0]
+    assert "| skill | teacher | starting student | OPD | OPDVR's gate | GRPO |" in table
+    for skill in ("carry", "borrow", "both", "none"):                # one row per skill
+        assert f"| {skill} (avg@2) |" in table
+    # the mechanism: the same wrong-teacher push on a right digit, dropped in a correct rollout, kept in a wrong one
+    right, wrong = summary["example"]
+    spots = [t for t, w in enumerate(right["teacher_wrong"]) if w]
+    assert right["reward"] == 1 and wrong["reward"] == 0 and spots
+    assert all(right["a2"][t] < 0 and right["gate"][t] == 0 for t in spots)
+    assert any(wrong["gate"][t] == wrong["a2"][t] < 0 for t, w in enumerate(wrong["teacher_wrong"]) if w)
+    assert "the gate's A = +0.00" in report
+    for name in ("learning_curves.png", "kl_curves.png", "gate_tokens.png"):
+        assert (out / name).stat().st_size > 1000, name
 
 
 def test_world_gradient_checkpointing_reaches_the_student():

@@ -275,6 +275,27 @@ def paper_section() -> list[str]:
             "benchmarks: it can show *when* a per-rollout verdict can protect a student, not by how much on MATH.", ""]
 
 
+def gate_wins(st: dict) -> list[str]:
+    """Every gate setting whose paired 95% interval lies above zero against both OPD and GRPO on
+    the same world and seeds: the main table's gates, then the threshold cells (exploratory)."""
+    m, wins = st["worlds_main"], []
+    for w in WORLDS:
+        for k in GATES:
+            a, b = diff(m.seeds(w, k), m.seeds(w, "opd")), diff(m.seeds(w, k), m.seeds(w, "grpo"))
+            if _verdict(a) == "higher" and _verdict(b) == "higher":
+                wins.append(f"{METHODS[k]} on {WORLDS[w]}")
+    for cell, runs in st["a2c_thresholds"].cells.items():
+        if all(_verdict(diff(runs, m.seeds("a2c", r))) == "higher" for r in ("opd", "grpo")):
+            wins.append(f"the gate at lambda_e {cell[0]} / lambda_i {cell[1]}, a1 {cell[2]}, on A2 complementary error, "
+                        "seeds 0-1 (exploratory until re-run on fresh seeds)")
+    return wins
+
+
+def load_all(results_dir: Path = RESULTS_DIR) -> dict:
+    """Every study file of STUDIES that exists, as Runs (an absent one is empty)."""
+    return {n: load_runs(n, results_dir) if _has_study(n) else Runs(n) for n in STUDIES}
+
+
 def findings_section(st: dict) -> list[str]:
     """Per world: the best method with its interval and where (which skill) it differs from OPD;
     then whether any gate beat both OPD and GRPO anywhere."""
@@ -286,16 +307,7 @@ def findings_section(st: dict) -> list[str]:
         skills = ", ".join(f"{s} {_said_or_dash(diff(m.seeds(w, best), m.seeds(w, 'opd'), s))}" for s in SKILLS)
         lines.append(f"* **{wname}**: highest mean {METHODS[best]} {_pct(m.values(w, best))}; "
                      + (f"minus OPD per skill: {skills}." if best != "opd" else "it is OPD itself."))
-    wins = []
-    for w in WORLDS:
-        for k in GATES:
-            a, b = diff(m.seeds(w, k), m.seeds(w, "opd")), diff(m.seeds(w, k), m.seeds(w, "grpo"))
-            if _verdict(a) == "higher" and _verdict(b) == "higher":
-                wins.append(f"{METHODS[k]} on {WORLDS[w]}")
-    for cell, runs in st["a2c_thresholds"].cells.items():
-        if all(_verdict(diff(runs, m.seeds("a2c", r))) == "higher" for r in ("opd", "grpo")):
-            wins.append(f"the gate at lambda_e {cell[0]} / lambda_i {cell[1]}, a1 {cell[2]}, on A2 complementary error, "
-                        "seeds 0-1 (exploratory until re-run on fresh seeds)")
+    wins = gate_wins(st)
     lines += ["", "* Gate settings ahead of both OPD and GRPO (paired 95% interval above zero): "
               + ("; ".join(wins) if wins else "**none, in any world**") + ".", ""]
     return lines
@@ -306,7 +318,7 @@ def write_worlds_report(results_dir: Path = RESULTS_DIR, docs_dir: Path = DOCS_D
     unless `partial` (then its first lines say how much is missing)."""
     from .plan import worlds_start_points
 
-    st = {n: load_runs(n, results_dir) if _has_study(n) else Runs(n) for n in STUDIES}   # a2c_confirm comes last
+    st = load_all(results_dir)
     missing = [name for r in st.values() for name in r.missing]
     if missing and not partial:
         raise ReportError(f"cannot write the report: {len(missing)} runs are missing (e.g. {', '.join(missing[:3])}); "
