@@ -296,7 +296,7 @@ def load_all(results_dir: Path = RESULTS_DIR) -> dict:
     return {n: load_runs(n, results_dir) if _has_study(n) else Runs(n) for n in STUDIES}
 
 
-def findings_section(st: dict) -> list[str]:
+def findings_section(st: dict, start: dict) -> list[str]:
     """Per world: the best method with its interval and where (which skill) it differs from OPD;
     then whether any gate beat both OPD and GRPO anywhere."""
     m = st["worlds_main"]
@@ -307,9 +307,36 @@ def findings_section(st: dict) -> list[str]:
         skills = ", ".join(f"{s} {_said_or_dash(diff(m.seeds(w, best), m.seeds(w, 'opd'), s))}" for s in SKILLS)
         lines.append(f"* **{wname}**: highest mean {METHODS[best]} {_pct(m.values(w, best))}; "
                      + (f"minus OPD per skill: {skills}." if best != "opd" else "it is OPD itself."))
+    lines += _study_findings(st, start)
     wins = gate_wins(st)
     lines += ["", "* Gate settings ahead of both OPD and GRPO (paired 95% interval above zero): "
               + ("; ".join(wins) if wins else "**none, in any world**") + ".", ""]
+    return lines
+
+
+def _study_findings(st: dict, start: dict) -> list[str]:
+    """One line each for the threshold ablation, phased teacher sampling and the stability claim."""
+    m, t, p, s = st["worlds_main"], st["a2c_thresholds"], st["pts_a1g"], st["stability"]
+    lines = []
+    gates = {c: r for c, r in t.cells.items() if c[:2] != ("1", "1")}     # lambda_e = lambda_i = 1 is OPD
+    if gates:
+        cell, runs = max(gates.items(), key=lambda kv: mean_ci([x["avg"] for x in kv[1].values()])[0])
+        lines.append(f"* **Thresholds** (A2 complementary error): the best gate cell on seeds 0-1 is lambda_e {cell[0]} / "
+                     f"lambda_i {cell[1]}, a1 {cell[2]}: {_pct([x['avg'] for x in runs.values()])}; minus OPD "
+                     f"{_said_or_dash(diff(runs, m.seeds('a2c', 'opd')))}, minus GRPO {_said_or_dash(diff(runs, m.seeds('a2c', 'grpo')))}; "
+                     f"borrow minus OPD {_said_or_dash(diff(runs, m.seeds('a2c', 'opd'), 'borrow'))}.")
+    if p.cells:
+        begin = start["a1g"]["student"]["avg"]
+        rescued = [name for (name,), runs in p.cells.items()
+                   if mean_ci([x["avg"] for x in runs.values()])[0] > begin
+                   and _verdict(diff(runs, m.seeds("a1g", "opd"))) == "higher"]
+        lines.append(f"* **Phased teacher sampling** (A1 graded, start {100 * begin:.1f}): settings that end above the "
+                     f"start and clearly above OPD: {', '.join(rescued) or 'none'}.")
+    for w in ("hold", "a2c"):
+        runs = s.seeds(w, "gate18")
+        if runs:
+            lines.append(f"* **Stability** ({WORLDS[w]}): gate 1.8 / 1.0 minus ExOPD 1.8, both against the initial "
+                         f"student: {_said_or_dash(diff(runs, s.seeds(w, 'exopd18')))}.")
     return lines
 
 
@@ -326,7 +353,7 @@ def write_worlds_report(results_dir: Path = RESULTS_DIR, docs_dir: Path = DOCS_D
                           "or pass --partial for a report that says so")
     start_path = Path(results_dir) / "worlds_main" / "start.json"
     start = json.loads(start_path.read_text()) if start_path.is_file() else worlds_start_points(results_dir)
-    lines = (header_section(st, start) + findings_section(st) + main_table_section(st) + differences_section(st)
+    lines = (header_section(st, start) + findings_section(st, start) + main_table_section(st) + differences_section(st)
              + evidence_section(st) + thresholds_section(st) + pts_section(st) + stability_section(st)
              + paper_section())
     out = Path(docs_dir) / "results.md"
