@@ -69,7 +69,9 @@ bench: $(VENV)/.deps-ok
 
 # the seeded study is a set of study files run by `sweep` (each skips what is finished, so a
 # checkout with the committed summaries in results/runs/ has nothing to do); then docs/results.md
-STUDIES := configs/studies/main.yaml configs/studies/grid.yaml
+STUDIES := configs/studies/main.yaml configs/studies/grid.yaml \
+	configs/studies/worlds_main.yaml configs/studies/a2c_thresholds.yaml configs/studies/a2c_confirm.yaml \
+	configs/studies/stability.yaml configs/studies/pts_a1g.yaml
 reproduce: $(VENV)/.deps-ok
 	$(OFFLINE) $(PY) -m sgopd_lite reproduce --start-points
 	for s in $(STUDIES); do $(OFFLINE) $(PY) -m sgopd_lite sweep --study $$s --jobs $(JOBS) || exit 1; done

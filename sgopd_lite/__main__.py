@@ -125,11 +125,13 @@ def _cmd_reproduce(args) -> int:
     if args.work_dir:
         kw["work_dir"] = Path(args.work_dir)
     if args.start_points:
-        from .study.plan import RESULTS_DIR, smol_start_points, start_points
+        from .study.plan import RESULTS_DIR, smol_start_points, start_points, worlds_start_points
 
         start_points(kw.get("results_dir", RESULTS_DIR))
         smol_start_points(kw.get("results_dir", RESULTS_DIR))
-        print("[reproduce] start points in place (results/runs/start.json, results/runs/smol/start.json)")
+        worlds_start_points(kw.get("results_dir", RESULTS_DIR))
+        print("[reproduce] start points in place (results/runs/start.json, results/runs/smol/start.json, "
+              "results/runs/worlds_main/start.json)")
         return 0
     if args.smol:
         reproduce_smol(**{k: v for k, v in kw.items() if k in ("results_dir", "work_dir")})
