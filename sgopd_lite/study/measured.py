@@ -175,3 +175,14 @@ def sweep_runs(out) -> Runs:
             else:
                 runs.missing.append(r["name"])
     return runs
+
+
+def show(lines: list[str]) -> None:
+    """Display markdown lines as Markdown in a notebook (IPython), else print them."""
+    text = "\n".join(lines)
+    try:
+        from IPython.display import Markdown, display
+    except ImportError:
+        print(text)
+        return
+    display(Markdown(text))
