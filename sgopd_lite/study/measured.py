@@ -104,13 +104,16 @@ def evidence_rows(st: dict, world: str = "a2c", methods=EVIDENCE_METHODS) -> lis
 
 
 def threshold_rows(st: dict, evidence: bool = False) -> list[str]:
-    """The a2c_thresholds cells that have summaries (gate only on A2 complementary error,
-    lambda_e x lambda_i x a1_mode): final avg@8, carry, borrow, and minus the main table's OPD
+    """The a2c_thresholds cells that have summaries of gate only on A2 complementary error
+    (lambda_e x lambda_i x a1_mode; summaries of another world or method are left out): final avg@8, carry, borrow, and minus the main table's OPD
     and GRPO on the same seeds (avg@8 and borrow); with `evidence`, instead of the differences,
     the wrong-teacher pushes zeroed and shrunk, the right ones zeroed and the no-evidence rollouts.
     Planned cells without a summary yet are named below the table."""
     t, m = st["a2c_thresholds"], st["worlds_main"]
     opd, grpo = m.seeds("a2c", "opd"), m.seeds("a2c", "grpo")
+    cells = {c: {k: x for k, x in runs.items() if x.get("setting") == "a2c" and x.get("method") == "gate_only"}
+             for c, runs in t.cells.items()}                      # the study's world and method only
+    t = Runs(t.name, {c: runs for c, runs in cells.items() if runs}, t.planned, t.missing)
     head = "| lambda_e | lambda_i | a1_mode | seeds | avg@8 | carry | borrow | "
     if evidence:
         head += "wrong: zeroed | wrong: shrunk | right: zeroed | no-evidence rollouts |"
@@ -159,6 +162,28 @@ def pts_rows(st: dict) -> tuple[list[str], list[str]]:
         lines += ["", f"**The study has not reached pts_a1g yet** ({p.planned} runs planned, none finished in this "
                   "checkout's results/runs/pts_a1g): only OPD's row can be shown."]
     return lines + [""], rescued
+
+
+def difference_rows(runs: Runs, axes: list[str], refs: dict, keys=("avg", "carry", "borrow")) -> list[str]:
+    """One row per cell of `runs` (levels of `axes`, in order): its seeds, then for each reference
+    (name -> seed -> summary) and each key ('avg' or a skill) the cell minus the reference,
+    paired by seed, in points with its verdict."""
+    head = list(axes) + ["seeds"] + [f"{k} - {name}" for name in refs for k in keys]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for cell, got in runs.cells.items():
+        lines.append("| " + " | ".join([*cell, _seeds(got)] + [_said_or_dash(diff(got, ref, k))
+                                                               for ref in refs.values() for k in keys]) + " |")
+    return lines + [""]
+
+
+def heatmap_cells(runs: Runs, axes: list[str], key: str = "avg") -> list[dict]:
+    """The cells of `runs` as viz.plot_sweep_heatmap takes them: each axis's level, and the mean,
+    half-width of the 95% interval and number of seeds of `key`."""
+    out = []
+    for cell, got in runs.cells.items():
+        mean, half = mean_ci(runs.values(*cell, key=key))
+        out.append({**dict(zip(axes, cell)), "mean": mean, "half": half, "n": len(got)})
+    return out
 
 
 def sweep_runs(out) -> Runs:
