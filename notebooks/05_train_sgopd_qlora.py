@@ -305,7 +305,7 @@ viz.plot_token_gate(pick, color_by="class");
 # %%
 RESULTS = REPO_ROOT / "results" / "runs"     # results/runs/<study>/*.json of the checkout (Colab: the clone)
 st = measured.load_measured(RESULTS)          # FileNotFoundError, naming the folder, if the summaries are missing
-measured.show(measured.skill_rows(st, "a2c", ("opd", "gate_only", "grpo"), ref="opd"))
+measured.show(measured.skill_rows(st, "a2c", measured.SKILL_METHODS, ref="opd"))   # OPD, gate only, GRPO
 
 # %% [markdown]
 # **Reading it.** In the study, OPD does what it can in this world: it teaches the student the
