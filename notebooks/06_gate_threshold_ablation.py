@@ -36,8 +36,8 @@
 # `lambda_e = 1, lambda_i = 0` is conflict masking (close to OPDVR's gate in `sign` mode);
 # `lambda_e = lambda_i = 1` is plain OPD in either mode; `1.8 / 1.0` is SG-OPD's reported best.
 #
-# **Time:** about 2 minutes on a 2-core laptop CPU (default mode: 20 short runs, estimated from
-# the step counts, see notebooks/README.md); seconds for the last section. No GPU.
+# **Time:** about 2.5 minutes on a 2-core laptop CPU (default mode: 20 short runs, estimated
+# from the step counts, see notebooks/README.md); seconds for the last section. No GPU.
 
 # %%
 # Colab only: install the project with its `notebooks` extra (does nothing anywhere else; a CPU
