@@ -105,8 +105,9 @@ def evidence_rows(st: dict, world: str = "a2c", methods=EVIDENCE_METHODS) -> lis
 
 def threshold_rows(st: dict, evidence: bool = False) -> list[str]:
     """The a2c_thresholds cells that have summaries of gate only on A2 complementary error
-    (lambda_e x lambda_i x a1_mode; summaries of another world or method are left out): final avg@8, carry, borrow, and minus the main table's OPD
-    and GRPO on the same seeds (avg@8 and borrow); with `evidence`, instead of the differences,
+    (lambda_e x lambda_i x a1_mode; summaries of another world or method are left out): final
+    avg@8, carry, borrow, and minus the main table's OPD and GRPO on the same seeds (avg@8 and
+    borrow); with `evidence`, instead of the differences,
     the wrong-teacher pushes zeroed and shrunk, the right ones zeroed and the no-evidence rollouts.
     Planned cells without a summary yet are named below the table."""
     t, m = st["a2c_thresholds"], st["worlds_main"]
