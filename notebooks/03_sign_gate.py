@@ -31,7 +31,10 @@
 #   verdict cannot say which token was wrong;
 # * why plain OPD, ExOPD and conflict masking are just *settings* of the same gate;
 # * how `lambda_e`, `lambda_i`, `tau` and the `a1` mode change the picture, with sliders that
-#   re-colour saved rollouts live (no model runs again).
+#   re-colour saved rollouts live (no model runs again);
+# * what the gates did, token by token, in the seeded study's training runs on the world where the
+#   teacher is wrong exactly where the student is right (the last section, from the committed
+#   summaries in `results/runs/`).
 #
 # **Time:** about 15 seconds on a 2-core laptop CPU (default mode); no GPU.
 
@@ -53,6 +56,10 @@ if "google.colab" in sys.modules:
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"sgopd_lite[notebooks] @ git+{REPO_URL}"],
                    check=True)
     importlib.invalidate_caches()   # the running kernel imports what was just installed
+    # the study's committed summaries (results/runs/, read by the last section) come with a clone
+    if not os.path.isdir("/content/sgopd_lite"):
+        subprocess.run(["git", "clone", "-q", "--depth", "1", REPO_URL, "/content/sgopd_lite"], check=True)
+    os.chdir("/content/sgopd_lite/notebooks")
     from google.colab import output
     output.enable_custom_widget_manager()   # ipywidgets sliders in Colab
 
@@ -71,10 +78,14 @@ from IPython.display import Markdown, display
 from transformers.utils import logging as hf_logging
 
 from sgopd_lite import rollout, viz
+from sgopd_lite.assets import project_dir
 from sgopd_lite.data import arithmetic_split, format_prompt
 from sgopd_lite.gate import GateConfig, TokenClass, group_advantage, sign_gate
+from sgopd_lite.study import measured
 from sgopd_lite.worlds.tiny import TinyWorldConfig, load_tiny_pair
 from sgopd_lite.verifier import rewards as verifier_rewards
+
+REPO_ROOT = project_dir()   # the checkout holding the current folder, else the current folder
 
 hf_logging.disable_progress_bar()
 torch.manual_seed(SEED)
@@ -379,3 +390,35 @@ viz.gate_explorer(inputs, indices=shown, cfg=GateConfig(), color_by="class");
 # OPD). A verdict is per rollout, so "consensus" can push a correct token of a wrong rollout
 # down harder than OPD (section 2b). Notebook 05 trains
 # with it, notebook 06 sweeps its two coefficients.
+
+# %% [markdown]
+# ## What was measured
+#
+# Section 2b's question, asked of real training runs: where the teacher is wrong, what did each
+# gate do to its push? The seeded study trained every method on the **A2 complementary** world
+# (the teacher forgets every borrow, the student forgets carries but has the borrow) and logged,
+# at every step, the tiny world's per-token evidence: at each position up to a rollout's first
+# mistake the world knows the correct next token, so it knows where the teacher's top token is
+# wrong, and what the gate did to the push there (zeroed, shrunk, left as OPD's, amplified), and
+# what it zeroed where the teacher was right (the price). Then the gate's thresholds
+# (`lambda_e` x `lambda_i` x `a1_mode`) on the same world. The cell reads the committed run
+# summaries and prints the seeds each row holds: the study is still running, so later checkouts
+# hold more seeds.
+
+# %%
+RESULTS = REPO_ROOT / "results" / "runs"     # results/runs/<study>/*.json of the checkout (Colab: the clone)
+st = measured.load_measured(RESULTS)          # FileNotFoundError, naming the folder, if the summaries are missing
+measured.show(measured.evidence_rows(st, "a2c"))
+measured.show(measured.threshold_rows(st, evidence=True))
+
+# %% [markdown]
+# **Reading it.** In the study, the default gate (1.8 / 1.0) zeroes none of the teacher's wrong
+# pushes: with `lambda_i = 1` a conflict keeps OPD's push, and in `group` mode the rollouts of
+# all-equal groups carry no evidence at all. OPDVR's gate (`sign` mode, `lambda_i = 0`) zeroes
+# most of them, and a large share of the right ones with them. Neither protects the student's
+# borrow, for section 2b's reason: the verdict is per rollout. In a correct rollout the teacher's
+# push against the right borrow digit is a conflict and can be dropped; in a rollout that failed
+# elsewhere (on a carry, which this student almost always gets wrong) the same push on the same
+# right digit agrees with the verdict and passes, amplified by `lambda_e`. `make demo` draws one
+# such group token by token (`viz.plot_gate_change`); notebook 05 trains the gate against OPD on
+# this world, notebook 06 sweeps its thresholds, and docs/results.md holds the full report.

@@ -13,7 +13,7 @@
 #     language: python
 #     name: python3
 #   sgopd_lite:
-#     min_images: 6
+#     min_images: 7
 # ---
 
 # %% [markdown]
@@ -23,12 +23,17 @@
 #
 # * why OPD's first assumption (A1: the student's trajectories stay where the teacher's
 #   preferences mean something) breaks at cold start, shown on a tiny world where the student
-#   writes its solutions in a style the teacher never saw;
+#   writes most of its solutions in a style the teacher never saw (the study's A1 graded world);
+# * why OPD then collapses the student, measured on real rollouts: `a2` is large and negative on
+#   nearly every token the student writes, so REINFORCE with `A = a2` pushes them all down,
+#   whatever the verifier says;
 # * the phased-teacher-sampling (PTS) schedule `w(k)` of METHOD.md §6 (`scheduler.pts_weight`)
 #   and how many prompts get teacher rollouts (`scheduler.teacher_prompt_count`);
 # * teacher rollouts, filtered by the verifier (acceptance rate), and the auxiliary
 #   cross-entropy `L_CE` on the accepted ones (`losses.aux_ce_loss`);
-# * a short cold-start comparison, the same gated OPD with and without PTS, on that world.
+# * a short cold-start comparison, the same gated OPD with and without PTS, on that world;
+# * whether phased teacher sampling rescued the student in the seeded study (the last section,
+#   from the committed summaries in `results/runs/`).
 #
 # **Time:** about 1.5 minutes on a 2-core laptop CPU (default mode); no GPU.
 
@@ -50,6 +55,10 @@ if "google.colab" in sys.modules:
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"sgopd_lite[notebooks] @ git+{REPO_URL}"],
                    check=True)
     importlib.invalidate_caches()   # the running kernel imports what was just installed
+    # the study's committed summaries (results/runs/, read by the last section) come with a clone
+    if not os.path.isdir("/content/sgopd_lite"):
+        subprocess.run(["git", "clone", "-q", "--depth", "1", REPO_URL, "/content/sgopd_lite"], check=True)
+    os.chdir("/content/sgopd_lite/notebooks")
 
 # %% tags=["parameters"]
 SMOKE = os.environ.get("SGOPD_SMOKE") == "1"   # CI smoke run: same cells, smaller sizes
@@ -62,6 +71,7 @@ PTS_K1, PTS_K2 = (1, 2) if SMOKE else (20, 45)   # warm phase, then cosine decay
 EVAL_PROBLEMS = 16 if SMOKE else 128 # held-out problems for the final avg@n
 EVAL_N = 2 if SMOKE else 4           # samples per held-out problem
 MAX_NEW_TOKENS = 40
+STYLE_GAP = 0.75                     # the study's A1 graded world: 3/4 of the student's SFT solutions in prose
 SEED = 0
 
 # %%
@@ -78,7 +88,9 @@ from sgopd_lite.config import TrainConfig
 from sgopd_lite.assets import project_dir
 from sgopd_lite.data import SKILLS, arithmetic_split, format_prompt
 from sgopd_lite.evaluate import skill_table, skills_from_metrics
+from sgopd_lite.losses import masked_mean
 from sgopd_lite.scheduler import PTSConfig, pts_weight, teacher_prompt_count
+from sgopd_lite.study import measured
 from sgopd_lite.worlds.tiny import TinyWorldConfig, load_tiny_pair
 from sgopd_lite.train import Trainer, World
 from sgopd_lite.verifier import rewards as verifier_rewards
@@ -112,17 +124,20 @@ viz.plot_pts_schedule(PTSConfig(k1=80, k2=80), 200);
 # %% [markdown]
 # ## 2. Why a cold start needs it: a student off the teacher's distribution
 #
-# `TinyWorldConfig(style_gap=1)` trains the student on solutions written in *prose*
-# (`4+1 is 5 / 5+3 is 8 / so \boxed{8}`), a style the teacher never saw (`4+1=5 / 5+3=8 /
-# \boxed{8}`). Its answers can still be right, but on its own trajectories the teacher's
-# per-token opinions are about a text it cannot read: assumption A1 fails. The same prompts,
-# in the default world and in the style-gap world:
+# `TinyWorldConfig(style_gap=0.75)` trains the student on solutions three quarters of which are
+# written in *prose* (`4+1 is 5 / 5+3 is 8 / so \boxed{8}`), a style the teacher never saw
+# (`4+1=5 / 5+3=8 / \boxed{8}`): the study's **A1 graded** world. Its answers can still be right,
+# but on its own trajectories the teacher's per-token opinions are about a text it cannot read:
+# assumption A1 fails. The same prompts, in the world where both assumptions hold (same style)
+# and in the A1 graded world, with `a2 = log pi_T - log pi_old` on every token the student wrote:
 
 # %%
 problems = arithmetic_split("eval")[:NUM_PROMPTS]
-a2_by_world, worlds = {}, {}
-for name, wcfg in [("same style (style_gap=0)", TinyWorldConfig()),
-                   ("prose student (style_gap=1)", TinyWorldConfig(style_gap=1.0))]:
+a2_by_world, per_rollout, worlds = {}, {}, {}
+rows = ["| world | rollouts | reward | mean a2 per token | tokens with a2 < 0 | tokens with a2 < -1 | "
+        "mean a2 per rollout: correct / wrong | rollouts with mean a2 < 0 |", "|---|---|---|---|---|---|---|---|"]
+for name, wcfg in [("both hold (style_gap=0)", TinyWorldConfig()),
+                   (f"A1 graded (style_gap={STYLE_GAP:g})", TinyWorldConfig(style_gap=STYLE_GAP))]:
     tok, teacher, student = load_tiny_pair(cfg=wcfg, verbose=False)
     worlds[name] = (wcfg, tok, teacher, student)
     prompts = [format_prompt(tok, p.question, instruction=wcfg.instruction) for p in problems]
@@ -130,11 +145,35 @@ for name, wcfg in [("same style (style_gap=0)", TinyWorldConfig()),
     ro = rollout.sample(student, tok, prompts, GROUP_SIZE, max_new_tokens=MAX_NEW_TOKENS)
     with torch.no_grad():
         a2 = rollout.sequence_logprobs(teacher, ro) - rollout.sequence_logprobs(student, ro)   # (R, T)
-    a2_by_world[name] = a2[ro.response_mask.bool()].numpy()
-    r = verifier_rewards(ro.texts, [p.answer for p in problems for _ in range(GROUP_SIZE)])
-    print(f"{name}: student reward {sum(r) / len(r):.0%}, k1 estimate of KL(pi_old || pi_T) "
-          f"{-a2_by_world[name].mean():.2f}; e.g. {ro.texts[0]!r}")
+    mask = ro.response_mask.bool()                                                               # (R, T)
+    r = torch.tensor(verifier_rewards(ro.texts, [p.answer for p in problems for _ in range(GROUP_SIZE)]))  # (R,)
+    a2_by_world[name] = a2[mask].numpy()
+    per_rollout[name] = masked_mean(a2, mask, dim=-1)                                           # (R,) per sequence
+    right, wrong = per_rollout[name][r > 0], per_rollout[name][r == 0]
+    by_verdict = " / ".join(f"{v.mean():+.2f}" if len(v) else "-" for v in (right, wrong))
+    rows.append(f"| {name} | {len(ro)} | {r.mean():.0%} | {a2[mask].mean():+.2f} | {(a2[mask] < 0).float().mean():.0%} | "
+                f"{(a2[mask] < -1).float().mean():.0%} | "
+                f"{by_verdict} | {(per_rollout[name] < 0).float().mean():.0%} |")
+    print(f"{name}, e.g. {ro.texts[0]!r}")
+display(Markdown("\n".join(rows)))
 viz.plot_value_histograms(a2_by_world, title="a2 on the student's own tokens: the teacher cannot read prose");
+viz.plot_value_histograms({k: v.numpy() for k, v in per_rollout.items()}, bins=30, xlabel="mean a2 of a rollout",
+                          title="a2 per rollout (mean over its tokens)");
+
+# %% [markdown]
+# **Why OPD collapses this student.** OPD is REINFORCE with the per-token advantage `A = a2`:
+# each token's log-probability is pushed up by `A` where `A > 0` and down where `A < 0`. In the
+# world where both assumptions hold, `a2` is small on most tokens: the teacher disagrees here
+# and there, and the student moves towards it token by token. In the A1 graded world the mean
+# `a2` of a rollout is large and negative in nearly every rollout, correct or wrong alike
+# (compare the two columns of the table): the words of the prose style the teacher never saw get
+# strongly negative `a2`, far larger than the small pushes up on the digits they share. So the
+# first updates push the student's own format down in every rollout, its correct answers
+# included, and the student loses its format before it has learnt the teacher's. A verifier
+# gate cannot help here: it scales `A` by a positive `lambda_t` (or zeroes it) but never turns a
+# push down into a push up, and the verdict of a correct prose rollout does not make its tokens
+# any more likely to the teacher. What can help is showing the student the teacher's own format,
+# which is what phased teacher sampling does.
 
 # %% [markdown]
 # ## 3. Teacher rollouts, filtered by the verifier
@@ -146,7 +185,7 @@ viz.plot_value_histograms(a2_by_world, title="a2 on the student's own tokens: th
 # what keeps its wrong solutions out of `L_CE`.
 
 # %%
-wcfg, tok, teacher, student = worlds["prose student (style_gap=1)"]
+wcfg, tok, teacher, student = worlds[f"A1 graded (style_gap={STYLE_GAP:g})"]
 # In training only ceil(rho * B) prompts of a batch get teacher rollouts; here all NUM_PROMPTS
 # do, so that the acceptance rates below rest on more than a handful of samples.
 print(f"a {NUM_PROMPTS}-prompt batch at step 0 would send {teacher_prompt_count(0, NUM_PROMPTS, cfg)} "
@@ -192,7 +231,7 @@ student.zero_grad(set_to_none=True)
 # %% [markdown]
 # ## 5. Cold start with and without PTS
 #
-# Both runs use the sign gate with the default coefficients (1.8 / 1.0) on the style-gap
+# Both runs use the sign gate with the default coefficients (1.8 / 1.0) on the A1 graded
 # world, from the same starting student, same seed and same prompts; only PTS differs:
 # `gate_only` (no teacher rollouts) vs `sgopd` (gate + PTS with `K1`, `K2` scaled down to
 # this short run). Each run is `STEPS` optimizer steps of `PROMPTS_PER_STEP` prompts x G
@@ -202,7 +241,7 @@ student.zero_grad(set_to_none=True)
 # starts by deleting its folder.
 
 # %%
-style_world = TinyWorldConfig(style_gap=1.0)
+style_world = TinyWorldConfig(style_gap=STYLE_GAP)
 pts = {"k1": PTS_K1, "k2": PTS_K2}
 histories, seconds = {}, {}
 for method in ("gate_only", "sgopd"):
@@ -213,7 +252,7 @@ for method in ("gate_only", "sgopd"):
                   instruction=style_world.instruction)
     run_cfg = TrainConfig(method=method, steps=STEPS, prompts_per_step=PROMPTS_PER_STEP, group_size=GROUP_SIZE,
                           pts=pts, eval_every=0, eval_problems=EVAL_PROBLEMS, eval_n=EVAL_N, save_every=0,
-                          seed=SEED, world={"style_gap": 1.0}, out_dir=str(out_dir))
+                          seed=SEED, world={"style_gap": STYLE_GAP}, out_dir=str(out_dir))
     name = f"{method} ({'PTS' if run_cfg.pts.enabled else 'no PTS'})"
     t = time.perf_counter()
     histories[name] = Trainer(run_cfg, world=world, verbose=False).run()
@@ -249,11 +288,41 @@ for name, h in histories.items():
 # %% [markdown]
 # **Reading it.** PTS is meant to pull the student's trajectories back to the teacher's
 # distribution, so watch the KL on the student's own rollouts: with PTS it should fall faster.
-# Watch the reward too: in the style-gap world the student's prose is far from anything the
-# teacher has seen (mean a2 about -6.5, see the world table of docs/tiny_world.md), so plain OPD first
-# pulls the student out of its own style, and the reward can drop before it recovers; PTS
-# adds correct teacher-style solutions while that happens. (In an earlier design of this
+# Watch the reward too: in the A1 graded world the student's prose is far from anything the
+# teacher has seen (section 2's table), so plain OPD first pulls the student out of its own
+# style, and the reward can drop before it recovers; PTS adds correct teacher-style solutions
+# while that happens. (In an earlier design of this
 # world, with a student that was merely stopped early, every variant lost most of its accuracy
 # in the first 20-40 steps, PTS included; docs/tiny_world.md records that search.) With one
 # seed and a few dozen steps, treat the numbers above as a demonstration of the machinery, not
 # evidence; notebook 06 and `make reproduce` are the place for seeds and spread.
+
+# %% [markdown]
+# ## What was measured
+#
+# Did phased teacher sampling rescue the student in the seeded study? The study ran PTS alone
+# (no gate) on the A1 graded world in three settings (the default schedule, a longer warm phase
+# with more teacher prompts, a teacher never phased out; configs/studies/pts_a1g.yaml) with the
+# study protocol (200 steps x 16 prompts x 8 rollouts, the whole skill-balanced split, n = 8),
+# beside the main table's OPD on the same world and seeds. A setting **rescued** the student when
+# its mean final avg@8 ends above the start *and* its paired difference to OPD has a 95% interval
+# above zero. The cell reads the committed run summaries and prints the seeds each row holds; the
+# study is still running, and where it has not reached these runs yet the cell says so (this is
+# the one readout that tolerates a missing study: OPD's row is still printed).
+
+# %%
+RESULTS = REPO_ROOT / "results" / "runs"     # results/runs/<study>/*.json of the checkout (Colab: the clone)
+st = measured.load_measured(RESULTS)          # FileNotFoundError, naming the folder, if the summaries are missing
+lines, rescued = measured.pts_rows(st)
+measured.show(lines)
+if st["pts_a1g"].cells:
+    print("settings that rescued the student:", ", ".join(rescued) or "none")
+else:
+    print("pts_a1g: no summary yet in", RESULTS / "pts_a1g", "- the study has not reached it; no verdict on PTS")
+
+# %% [markdown]
+# **Reading it.** In the study, every method ends near or below the start on this world, OPD
+# included: the table's first row shows by how much for OPD. Phased teacher sampling is the one
+# lever that lifts the student a little, and the rows above say whether any setting lifted it
+# enough to count as a rescue. A rescue needs both conditions: a setting that only loses less
+# than OPD has not rescued anything. docs/results.md holds the full report.

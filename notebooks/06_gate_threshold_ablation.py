@@ -13,32 +13,31 @@
 #     language: python
 #     name: python3
 #   sgopd_lite:
-#     min_images: 1
+#     min_images: 2
 # ---
 
 # %% [markdown]
-# # 06 · Ablation of the gate's coefficients: lambda_e x lambda_i (x tau)
+# # 06 · Where does the gate act? Its thresholds, swept with seeds
 #
 # **What you will learn**
 #
-# * how to sweep the sign gate's knobs (`gate.lambda_e`, `gate.lambda_i`, `gate.tau`) with one
-#   `TrainConfig` per cell and several seeds;
-# * how to read the result: final held-out accuracy per cell, the mean over seeds with its
-#   spread (`viz.plot_ablation_heatmap`), next to plain OPD (the cell lambda_e = lambda_i = 1);
-# * why a grid this small, on a laptop, is a demonstration of the procedure and not evidence:
-#   compare the spread between seeds with the differences between cells.
+# * how to run a grid of training runs with the library's sweep (`study.sweep`: one `key=value`
+#   list per axis, seeds as replicates, one summary per run, resumable) and read it with
+#   `study.sweep_report` (one row per cell, mean ± 95% interval over seeds, accuracy per skill);
+# * which of the gate's knobs decide where it acts, on the world where it has work to do (A2
+#   complementary error, notebooks 03 and 05): `lambda_i` (what a conflict keeps: 1 = OPD's push,
+#   0 = nothing), `a1_mode` (`group`: a group whose rollouts all agree gives no evidence; `sign`:
+#   every verdict counts) and `tau` (a dead zone on `|a2|`);
+# * how to compare cells honestly: paired by seed against plain OPD and GRPO, per skill, with
+#   the spread between seeds in view;
+# * what the seeded study measured over the full grid `lambda_e` x `lambda_i` x `a1_mode` (the
+#   last section, from the committed summaries in `results/runs/a2c_thresholds/`).
 #
-# The grid includes `lambda_i` in {0, 0.5, 1.0} because METHOD.md §4 asks for it ("interpolates"
-# suggests values below 1 were studied) and `lambda_e = 1.8`, the best setting reported for the
-# paper. `lambda_e = 1, lambda_i = 0` is conflict masking; `lambda_e = lambda_i = 1` is plain OPD.
+# `lambda_e = 1, lambda_i = 0` is conflict masking (close to OPDVR's gate in `sign` mode);
+# `lambda_e = lambda_i = 1` is plain OPD in either mode; `1.8 / 1.0` is SG-OPD's reported best.
 #
-# **Where the numbers come from.** If `make reproduce` has written its runs (any
-# `runs/reproduce/**/summary.json`), this notebook reads those. Otherwise it trains its own small
-# grid sized for a laptop and says so. (At the time of writing the project has no
-# `make reproduce` target yet, so expect the small grid.)
-#
-# **Time:** about 1.5 minutes on a 2-core laptop CPU (default mode, own grid); seconds when it
-# reads `make reproduce` runs. No GPU.
+# **Time:** about 2.5 minutes on a 2-core laptop CPU (default mode: 20 short runs, estimated
+# from the step counts, see notebooks/README.md); seconds for the last section. No GPU.
 
 # %%
 # Colab only: install the project with its `notebooks` extra (does nothing anywhere else; a CPU
@@ -58,36 +57,37 @@ if "google.colab" in sys.modules:
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"sgopd_lite[notebooks] @ git+{REPO_URL}"],
                    check=True)
     importlib.invalidate_caches()   # the running kernel imports what was just installed
+    # the study's committed summaries (results/runs/, read by the last section) come with a clone
+    if not os.path.isdir("/content/sgopd_lite"):
+        subprocess.run(["git", "clone", "-q", "--depth", "1", REPO_URL, "/content/sgopd_lite"], check=True)
+    os.chdir("/content/sgopd_lite/notebooks")
 
 # %% tags=["parameters"]
 SMOKE = os.environ.get("SGOPD_SMOKE") == "1"   # CI smoke run: same cells, smaller sizes
 
-LAMBDA_E = [1.0, 1.8]                          # consensus coefficients (>= 1)
-LAMBDA_I = [0.0, 1.0] if SMOKE else [0.0, 0.5, 1.0]   # conflict coefficients (in [0, 1])
-TAU = [0.0]                                    # dead zones on |a2|; e.g. [0.0, 0.5] adds a panel per value
-SEEDS = [0] if SMOKE else [0, 1]               # seeds per cell (the spread in the heatmap)
-STEPS = 2 if SMOKE else 20                     # optimizer steps per run
+LAMBDA_E = 1.8                                 # the consensus coefficient of every cell (SG-OPD's)
+LAMBDA_I = [0.0, 1.0]                          # what a conflict keeps: 0 = nothing, 1 = OPD's push
+A1_MODES = ["group", "sign"]                   # how the verdict a1 is read (notebook 03, section 3)
+TAU = [0.0] if SMOKE else [0.0, 0.5]           # dead zones on |a2| (one heatmap per value)
+SEEDS = 1 if SMOKE else 2                      # seeds 0 .. SEEDS-1 per cell
+STEPS = 2 if SMOKE else 20                     # optimizer steps per run (the study: 200)
 PROMPTS_PER_STEP = 4 if SMOKE else 8
 GROUP_SIZE = 4 if SMOKE else 8
-EVAL_PROBLEMS = 16 if SMOKE else 128
+EVAL_PROBLEMS = 16 if SMOKE else 64            # of the skill-balanced split (the study: all 256)
 EVAL_N = 2 if SMOKE else 4
-TEACHER_NOISE = 1.0                            # the world where the teacher is wrong on carries (A2 broken)
-USE_REPRODUCE_RUNS = True                      # read runs/reproduce when it exists
 
 # %%
-import itertools
 import shutil
 import time
 
-from IPython.display import Markdown, display
 from transformers.utils import logging as hf_logging
 
 from sgopd_lite import viz
-from sgopd_lite.config import TrainConfig
 from sgopd_lite.assets import project_dir
-from sgopd_lite.data import arithmetic_split
-from sgopd_lite.worlds.tiny import TinyWorldConfig, load_tiny_pair
-from sgopd_lite.train import Trainer, World
+from sgopd_lite.study import measured
+from sgopd_lite.study.sweep import from_command_line, run_sweep
+from sgopd_lite.study.sweep_report import sweep_table
+from sgopd_lite.worlds.tiny import SETTINGS
 
 REPO_ROOT = project_dir()   # the checkout holding the current folder, else the current folder
 
@@ -95,81 +95,100 @@ hf_logging.disable_progress_bar()
 RUNS = REPO_ROOT / "runs" / "notebooks" / "06_gate_threshold_ablation"
 
 # %% [markdown]
-# ## 1. Runs of `make reproduce`, if there are any
+# ## 1. The grid as a sweep
 #
-# `viz.ablation_rows` reads any finished trainer run folder (`config.json` + `metrics.jsonl`)
-# and returns its gate knobs, seed and final held-out accuracy. We look for
-# `runs/reproduce/**/summary.json` and read the run folders below each summary's folder.
+# A sweep is a list of `key=value` overrides of `TrainConfig`, exactly as on the command line:
+# a comma list makes an axis, a range `seed=0:2` the replicates (seeds 0 and 1), anything else is
+# fixed for every run. The same grid from a terminal, two runs at a time:
+#
+#     python -m sgopd_lite sweep --out runs/thresholds --jobs 2 method=gate_only gate.lambda_e=1.8 \
+#         gate.lambda_i=0,1 gate.a1_mode=group,sign gate.tau=0,0.5 seed=0:2 world.teacher_noise=1 ...
+#     python -m sgopd_lite sweep-report runs/thresholds
+#
+# Every cell is `gate_only` (the sign gate without phased teacher sampling, so the cells differ
+# in the gate alone) on the A2 complementary world, from the same starting student. A second,
+# small sweep runs the two references on the same seeds: plain OPD and GRPO (which never reads
+# the teacher). They cannot be cells of the first grid, because a `gate.*` override would apply
+# to them too and OPD would no longer be OPD.
 
 # %%
-summaries = sorted((REPO_ROOT / "runs" / "reproduce").glob("**/summary.json")) if USE_REPRODUCE_RUNS else []
-rows = []
-if summaries:
-    run_dirs = sorted({cfg.parent for s in summaries for cfg in s.parent.rglob("config.json")})
-    rows = viz.ablation_rows(run_dirs)
-    print(f"found {len(summaries)} summary.json under runs/reproduce; {len(rows)} finished runs with an eval metric")
-if rows:
-    SOURCE = f"make reproduce ({len(rows)} runs read from runs/reproduce)"
-else:
-    SOURCE = "this notebook's own small grid"
-    print("No `make reproduce` runs found (runs/reproduce/**/summary.json): training the small grid below instead.")
+world = [f"world.{k}={v}" for k, v in SETTINGS["A2 complementary"].items()] + ["world.style_gap=0", "world.eval_data=eval_skills"]
+protocol = [f"steps={STEPS}", f"prompts_per_step={PROMPTS_PER_STEP}", f"group_size={GROUP_SIZE}",
+            f"eval_problems={EVAL_PROBLEMS}", f"eval_n={EVAL_N}", "eval_every=0", "save_every=0", "log_rollouts=0",
+            f"seed=0:{SEEDS}"]
+grid = from_command_line(None, world + protocol + [
+    "method=gate_only", f"gate.lambda_e={LAMBDA_E}", "gate.lambda_i=" + ",".join(f"{v:g}" for v in LAMBDA_I),
+    "gate.a1_mode=" + ",".join(A1_MODES), "gate.tau=" + ",".join(f"{v:g}" for v in TAU)], RUNS / "grid")
+refs = from_command_line(None, world + protocol + ["method=opd,grpo"], RUNS / "references")
+print("axes of the grid:", {a: [lv.label for lv in levels] for a, levels in grid.axes.items()})
+print(f"{len(grid.plan())} + {len(refs.plan())} runs of {STEPS} steps x {PROMPTS_PER_STEP} prompts x G={GROUP_SIZE}")
 
 # %% [markdown]
-# ## 2. Otherwise: a small grid
-#
-# Every cell is the `gate_only` preset (the sign gate without phased teacher sampling, so the
-# cells differ in the gate alone) with its own `lambda_e`, `lambda_i` and `tau`, on the world
-# with the carry-forgetting teacher, from the same starting student, once per seed.
+# `run_sweep` trains what is missing and writes one summary per run (final avg@n, pass@n, per
+# skill, curves, the per-token evidence) in the sweep's folder. A sweep skips a run whose summary
+# exists, so we delete the folders first: this notebook's numbers always come from this run.
 
 # %%
-if not rows:
-    wcfg = TinyWorldConfig(teacher_noise=TEACHER_NOISE)
-    held_out = arithmetic_split("eval")[:EVAL_PROBLEMS]
-    grid = list(itertools.product(LAMBDA_E, LAMBDA_I, TAU, SEEDS))
-    print(f"{len(grid)} runs: {len(LAMBDA_E)} lambda_e x {len(LAMBDA_I)} lambda_i x {len(TAU)} tau x "
-          f"{len(SEEDS)} seeds, {STEPS} steps x {PROMPTS_PER_STEP} prompts x G={GROUP_SIZE} each")
-    t0 = time.perf_counter()
-    run_dirs = []
-    for lam_e, lam_i, tau, seed in grid:
-        out_dir = RUNS / f"e{lam_e}_i{lam_i}_tau{tau}_seed{seed}"
-        shutil.rmtree(out_dir, ignore_errors=True)        # a folder with a checkpoint would be resumed
-        tok, teacher, student = load_tiny_pair(cfg=wcfg, verbose=False)
-        world = World(tok, teacher, student, arithmetic_split("train"), held_out, instruction=wcfg.instruction)
-        cfg = TrainConfig(method="gate_only", gate={"lambda_e": lam_e, "lambda_i": lam_i, "tau": tau},
-                          steps=STEPS, prompts_per_step=PROMPTS_PER_STEP, group_size=GROUP_SIZE,
-                          eval_every=0, eval_problems=EVAL_PROBLEMS, eval_n=EVAL_N, save_every=0, log_rollouts=0,
-                          seed=seed, world={"teacher_noise": TEACHER_NOISE}, out_dir=str(out_dir))
-        Trainer(cfg, world=world, verbose=False).run()
-        run_dirs.append(out_dir)
-    rows = viz.ablation_rows(run_dirs)
-    print(f"grid done in {time.perf_counter() - t0:.0f} s")
+shutil.rmtree(RUNS, ignore_errors=True)
+t0 = time.perf_counter()
+for sweep in (grid, refs):
+    run_sweep(sweep)
+print(f"{len(grid.plan()) + len(refs.plan())} runs in {time.perf_counter() - t0:.0f} s")
 
 # %% [markdown]
-# ## 3. The heatmap
+# ## 2. The table and the paired differences
 #
-# Each cell: the mean final accuracy over seeds, and with several seeds `[min, max]` and `n`.
-# The title of each panel gives plain OPD (lambda_e = lambda_i = 1, mean over its seeds) when
-# the grid has it.
+# `sweep_table` is what `sweep-report` prints: one row per cell, mean ± half-width of the 95%
+# Student-t interval over the seeds (± 0.0 with one seed: no interval), overall and per skill.
+# Then each cell minus OPD and minus GRPO, **paired by seed** (the same seed means the same
+# prompts and the same start, so the difference removes what seeds share).
 
 # %%
-metric = rows[0]["metric"]
-opd = [r["value"] for r in rows if r["lambda_e"] == 1.0 and r["lambda_i"] == 1.0]
-baseline = sum(opd) / len(opd) if opd else None
-viz.plot_ablation_heatmap(rows, x="lambda_e", y="lambda_i", facet="tau", baseline=baseline,
-                          title=f"final held-out {metric}: mean over seeds [min, max] ({SOURCE})");
+lines, numbers, metric = sweep_table(RUNS / "grid")
+measured.show(lines)
+cells, ref = measured.sweep_runs(RUNS / "grid"), measured.sweep_runs(RUNS / "references")
+axes = [a for a in grid.axes if a != "seed"]
+measured.show(measured.difference_rows(cells, axes, {"OPD": ref.seeds("opd"), "GRPO": ref.seeds("grpo")}))
 
 # %%
-table = [f"| lambda_e | lambda_i | tau | seed | {metric} |", "|---|---|---|---|---|"]
-for r in sorted(rows, key=lambda r: (r["tau"], r["lambda_e"], r["lambda_i"], r["seed"])):
-    table.append(f"| {r['lambda_e']:g} | {r['lambda_i']:g} | {r['tau']:g} | {r['seed']} | {r['value']:.3f} |")
-display(Markdown("\n".join(table)))
+for tau in sorted({c.get("gate.tau") for c in numbers}, key=str):
+    viz.plot_sweep_heatmap([c for c in numbers if c.get("gate.tau") == tau], x="gate.lambda_i", y="gate.a1_mode",
+                           metric=metric, title=f"{metric} after {STEPS} steps, tau = {tau or 0}: mean ± 95% half-width");
 
 # %% [markdown]
-# **Reading it honestly.** Look at the spread inside a cell before the differences between
-# cells: with a few seeds, a few dozen optimizer steps and ~128 held-out problems, a seed
-# changes the final accuracy by several points, which is as large as any effect a grid this
-# size can show. METHOD.md §10: SG-OPD's reported gain (+1.98 avg@n, +7.50 pass@k) comes from
-# the paper, and an independent reproduction found it setting-dependent (from -0.3 to +0.6
-# points). To say anything about the coefficients, run more steps and seeds (`make reproduce`,
-# whose grid on the both-broken world writes docs/results.md) and compare intervals, not
-# single numbers.
+# **Reading it honestly.** Look at the interval of each cell before the differences between
+# cells: with a few seeds, a few dozen optimizer steps and a few dozen held-out problems, a seed
+# moves the final accuracy by several points, as much as any effect a grid this size can show.
+# A run this short is a demonstration of the procedure; the study's runs are ten times longer,
+# and the next section reads them.
+#
+# ## What was measured
+#
+# The seeded study ran the full grid `lambda_e` {1, 1.8} x `lambda_i` {0, 0.5, 1} x `a1_mode`
+# {group, sign} on this world with the study protocol (200 steps x 16 prompts x 8 rollouts, the
+# whole skill-balanced split, n = 8), seeds 0-1, and compares every cell, paired by seed, with the
+# main table's OPD and GRPO. The cell reads the committed run summaries (`results/runs/`), keeps
+# those of this world and method, and prints the seeds each row holds: the study is still
+# running, so later checkouts hold more cells and seeds.
+
+# %%
+RESULTS = REPO_ROOT / "results" / "runs"     # results/runs/<study>/*.json of the checkout (Colab: the clone)
+st = measured.load_measured(RESULTS)          # FileNotFoundError, naming the folder, if the summaries are missing
+measured.show(measured.threshold_rows(st))
+committed = st["a2c_thresholds"]
+for mode in sorted({cell[2] for cell in committed.cells}):
+    viz.plot_sweep_heatmap([c for c in measured.heatmap_cells(committed, ["lambda_e", "lambda_i", "a1_mode"])
+                            if c["a1_mode"] == mode], x="lambda_i", y="lambda_e", metric="avg@8",
+                           title=f"the study: final avg@8, a1_mode = {mode} (gate only, A2 complementary)");
+
+# %% [markdown]
+# **Reading it.** In the study, no threshold of the gate protects the student's borrow: read the
+# borrow column and its difference to OPD before the mean. `lambda_i = 1` leaves every conflict
+# at OPD's push, so only `lambda_i < 1` can drop the teacher's push against a right borrow digit,
+# and then only in the rollouts the verifier calls correct; in a rollout that failed elsewhere
+# (on a carry, which this student almost always gets wrong) the same push on the same right digit
+# agrees with the verdict and passes, amplified by `lambda_e`. `group` mode adds the rollouts of
+# all-equal groups, where the gate gives no evidence at all; `sign` mode reads every verdict and
+# drops more of the teacher's wrong pushes, and more of its right ones with them. GRPO, which
+# never reads the teacher, is the reference the gate would have to beat. docs/results.md holds
+# the full report (every cell, the per-token evidence, the other worlds).

@@ -206,3 +206,73 @@ def test_static_figures_of_the_notebook_helpers():
     assert viz.plot_ablation_heatmap(rows, baseline=0.1).axes
     assert viz.plot_process_layout(3, 4, 2).axes
     assert viz.plot_labelled_bars({"a": 1.0, "b": 0.5}).axes
+
+
+# --------------------------------------------------------------------------------------------
+# "What was measured": the sections that read the study's committed summaries
+# --------------------------------------------------------------------------------------------
+
+MEASURED = ("03_sign_gate", "04_phased_teacher_sampling", "05_train_sgopd_qlora", "06_gate_threshold_ablation")
+RESULTS = ROOT / "results" / "runs"
+
+
+def _measured_cell(stem: str) -> str:
+    """The code cell right after the markdown cell that opens "## What was measured"."""
+    cells = jupytext.read(NB_DIR / f"{stem}.py").cells
+    at = [i for i, c in enumerate(cells) if c.cell_type == "markdown" and "## What was measured" in c.source]
+    assert len(at) == 1, f"{stem}: needs exactly one '## What was measured' section, found {len(at)}"
+    code = [c for c in cells[at[0] + 1:] if c.cell_type == "code"]
+    assert code, f"{stem}: the 'What was measured' section has no code cell"
+    return code[0].source
+
+
+@pytest.mark.parametrize("stem", MEASURED)
+def test_what_was_measured_reads_the_committed_summaries(stem):
+    """Each section reads results/runs through study.measured, which refuses (naming the folder)
+    instead of skipping when the summaries are missing."""
+    code = _measured_cell(stem)
+    assert "results/runs" in code and "measured.load_measured(RESULTS)" in code, code
+
+
+def test_the_committed_summaries_hold_every_cell_the_notebooks_print():
+    """results/runs/worlds_main and results/runs/a2c_thresholds hold at least one seed of every
+    cell the "What was measured" sections print (pts_a1g may still be empty: notebook 04 says so)."""
+    from sgopd_lite.study import measured
+
+    if not (RESULTS / "worlds_main").is_dir():
+        pytest.skip("no committed summaries here (an installed package)")
+    st = measured.load_measured(RESULTS)
+    for study, cell in measured.REQUIRED:
+        assert st[study].seeds(*cell), f"results/runs/{study} holds no summary of {cell}"
+    for method in (*measured.EVIDENCE_METHODS, *measured.SKILL_METHODS):
+        assert ("worlds_main", ("a2c", method)) in measured.REQUIRED
+    printed = measured.threshold_rows(st)
+    cells = [c for c, runs in st["a2c_thresholds"].cells.items()
+             if any(s.get("setting") == "a2c" and s.get("method") == "gate_only" for s in runs.values())]
+    assert cells, "results/runs/a2c_thresholds holds no summary of gate only on A2 complementary error"
+    assert sum(line.startswith(f"| {' | '.join(c)} | ") for line in printed for c in cells) == len(cells)
+    assert st["start"]["a2c"]["student"]["per_skill"]["borrow"] > 0
+
+
+def test_load_measured_names_the_folder_when_summaries_are_missing(tmp_path):
+    from sgopd_lite.study import measured
+
+    with pytest.raises(FileNotFoundError, match=str(tmp_path)):
+        measured.load_measured(tmp_path)
+
+
+def test_the_qwen_dial_is_the_measured_16gb_configuration():
+    """Notebook 05's SIZE = "qwen" reads configs/qwen_qlora_16gb.yaml (4 prompts x 8 rollouts,
+    256 new tokens, micro-batches of 4: what was measured on one 16 GB GPU), not its own numbers."""
+    import yaml
+
+    from sgopd_lite.config import TrainConfig
+
+    source = (NB_DIR / "05_train_sgopd_qlora.py").read_text()
+    assert 'QWEN_16GB = REPO_ROOT / "configs" / "qwen_qlora_16gb.yaml"' in source
+    assert "prompts_per_step=32" not in source and "max_new_tokens=1024" not in source
+    values = {k: v for k, v in yaml.safe_load((ROOT / "configs" / "qwen_qlora_16gb.yaml").read_text()).items()
+              if k not in ("method", "out_dir")}
+    cfg = TrainConfig(method="gate_only", out_dir="unused", log_rollouts=2, seed=0, **values)
+    assert (cfg.world.size, cfg.world.student_quant, cfg.prompts_per_step, cfg.group_size,
+            cfg.micro_batch_size) == ("qwen", "4bit", 4, 8, 4)

@@ -8,8 +8,10 @@
     sweep.py    `sweep`: any grid of runs from key=value lists and ranges or a study file,
                 summaries per (cell, seed), resume, workers, shards; run summaries (plan.py uses them)
     sweep_report.py  `sweep-report`: a sweep's table, intervals, paired differences, heatmap
+    measured.py the "What was measured" readouts of notebooks 03-06, from the committed summaries
 
-Within the floor: stats <- sweep <- plan <- report, worlds_report; and stats, sweep <- sweep_report.
+Within the floor: stats <- sweep <- plan <- report, worlds_report <- measured; and stats, sweep <- sweep_report
+<- measured.
 
 May import: the floors below (train, worlds, evaluate, config, data, viz, assets). Nothing
 below imports it.
