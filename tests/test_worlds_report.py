@@ -48,7 +48,7 @@ def _plant(results, studies=("worlds_main",), gate_gain=0.0, skip=()):
 def test_a_missing_run_refuses_the_report_and_a_partial_one_says_so(tmp_path):
     results, docs = tmp_path / "results", tmp_path / "docs"
     docs.mkdir()
-    _plant(results, studies=W.STUDIES[:2] + W.STUDIES[3:], skip=("a2c-opd-s4",))
+    _plant(results, studies=W.STUDIES, skip=("a2c-opd-s4",))
     with pytest.raises(W.ReportError, match="1 runs are missing.*a2c-opd-s4"):
         W.write_worlds_report(results, docs)
     assert not (docs / "results.md").exists()
@@ -60,7 +60,7 @@ def test_a_missing_run_refuses_the_report_and_a_partial_one_says_so(tmp_path):
 def test_a_planted_gate_gain_is_found_per_skill_and_against_both_baselines(tmp_path):
     results, docs = tmp_path / "results", tmp_path / "docs"
     docs.mkdir()
-    _plant(results, studies=W.STUDIES[:2] + W.STUDIES[3:], gate_gain=0.1)
+    _plant(results, studies=W.STUDIES, gate_gain=0.1)
     text = W.write_worlds_report(results, docs).read_text()
     assert "Partial" not in text
     found = text.split("## What was found")[1].split("##")[0]
@@ -78,6 +78,6 @@ def test_a_planted_gate_gain_is_found_per_skill_and_against_both_baselines(tmp_p
 def test_without_a_planted_gain_no_gate_is_said_to_win(tmp_path):
     results, docs = tmp_path / "results", tmp_path / "docs"
     docs.mkdir()
-    _plant(results, studies=W.STUDIES[:2] + W.STUDIES[3:])
+    _plant(results, studies=W.STUDIES)
     found = W.write_worlds_report(results, docs).read_text().split("## What was found")[1]
     assert "Gate settings ahead of both OPD and GRPO (paired 95% interval above zero): **none, in any world**" in found

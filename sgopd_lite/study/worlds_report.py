@@ -288,6 +288,10 @@ def gate_wins(st: dict) -> list[str]:
         if all(_verdict(diff(runs, m.seeds("a2c", r))) == "higher" for r in ("opd", "grpo")):
             wins.append(f"the gate at lambda_e {cell[0]} / lambda_i {cell[1]}, a1 {cell[2]}, on A2 complementary error, "
                         "seeds 0-1 (exploratory until re-run on fresh seeds)")
+    c = st["a2c_confirm"]
+    for (arm,), runs in c.cells.items():
+        if arm not in ("opd", "grpo") and all(_verdict(diff(runs, c.seeds(r))) == "higher" for r in ("opd", "grpo")):
+            wins.append(f"the confirmed cell ({arm}) on A2 complementary error, fresh seeds")
     return wins
 
 
