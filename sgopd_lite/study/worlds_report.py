@@ -241,8 +241,8 @@ def stability_section(st: dict) -> list[str]:
     lines = ["## The stability claim: ExOPD at 1.8 without the gate against the gate at 1.8 / 1.0", "",
              "Both arms measure a2 against the initial student (`gate.reference=initial`), so the gate is the "
              "only difference. Instability would show as a final accuracy below the start, a reward that "
-             "collapses late, a KL to the old policy that grows, or skipped (non-finite) steps.", "",
-             "| world | arm | seeds | avg@8 | gate - ExOPD | min reward, last 50 steps | mean KL, last 50 steps | skipped steps |",
+             "collapses late, a KL to the teacher that grows again, or skipped (non-finite) steps.", "",
+             "| world | arm | seeds | avg@8 | gate - ExOPD | min reward, last 50 steps | mean KL(student ‖ teacher) (k1), last 50 steps | skipped steps |",
              "|---|---|---|---|---|---|---|---|"]
     for w in ("hold", "a2c"):
         for arm in ("exopd18", "gate18"):
