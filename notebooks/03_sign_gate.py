@@ -418,7 +418,7 @@ measured.show(measured.threshold_rows(st, evidence=True))
 # most of them, and a large share of the right ones with them. Neither protects the student's
 # borrow, for section 2b's reason: the verdict is per rollout. In a correct rollout the teacher's
 # push against the right borrow digit is a conflict and can be dropped; in a rollout that failed
-# elsewhere (on a carry, which this student almost always gets wrong) the same push on the same
-# right digit agrees with the verdict and passes, amplified by `lambda_e`. `make demo` draws one
+# elsewhere (for instance on a carry, which this student almost always gets wrong) the same
+# push on the same right digit agrees with the verdict and passes, amplified by `lambda_e`. `make demo` draws one
 # such group token by token (`viz.plot_gate_change`); notebook 05 trains the gate against OPD on
 # this world, notebook 06 sweeps its thresholds, and docs/results.md holds the full report.

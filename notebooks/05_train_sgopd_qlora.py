@@ -290,8 +290,8 @@ viz.plot_token_gate(pick, color_by="class");
 # **Reading the diagnostics.** With `lambda_i = 1` (the default) a conflict keeps OPD's push, so
 # the gate can only *amplify* pushes (consensus, `lambda_e = 1.8`); it zeroes nothing. Where the
 # teacher is wrong (its push against the right borrow digit), the push passes as OPD's in a
-# correct rollout (a conflict) and is amplified in a rollout that failed elsewhere, on a carry
-# this student almost always gets wrong (consensus). And every rollout in a group without
+# correct rollout (a conflict) and is amplified in a rollout that failed elsewhere, for instance
+# on a carry this student almost always gets wrong (consensus). And every rollout in a group without
 # evidence gets plain OPD. Notebook 03 (section 2b and its last section) shows this token by
 # token; `make demo` draws it (`viz.plot_gate_change`).
 #

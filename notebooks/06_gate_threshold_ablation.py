@@ -186,8 +186,8 @@ for mode in sorted({cell[2] for cell in committed.cells}):
 # borrow column and its difference to OPD before the mean. `lambda_i = 1` leaves every conflict
 # at OPD's push, so only `lambda_i < 1` can drop the teacher's push against a right borrow digit,
 # and then only in the rollouts the verifier calls correct; in a rollout that failed elsewhere
-# (on a carry, which this student almost always gets wrong) the same push on the same right digit
-# agrees with the verdict and passes, amplified by `lambda_e`. `group` mode adds the rollouts of
+# (for instance on a carry, which this student almost always gets wrong) the same push on the
+# same right digit agrees with the verdict and passes, amplified by `lambda_e`. `group` mode adds the rollouts of
 # all-equal groups, where the gate gives no evidence at all; `sign` mode reads every verdict and
 # drops more of the teacher's wrong pushes, and more of its right ones with them. GRPO, which
 # never reads the teacher, is the reference the gate would have to beat. docs/results.md holds

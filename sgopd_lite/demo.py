@@ -8,7 +8,7 @@ every borrow beside a student that has the borrow and forgets every carry.
 3. take one group of the starting student's rollouts on problems that need a borrow, score them
    with the teacher, and show, token by token, where the gate changes what the teacher would have
    taught: a correct rollout, where it zeroes the teacher's push against the right borrow digit,
-   and a wrong one (it failed on a carry), where the same push on the same kind of digit passes;
+   and a wrong one (it failed at another step), where the same push on the same digit passes;
 4. write DIR/report.md (its first line says what the study found), learning curves and the
    per-token picture.
 
@@ -193,11 +193,11 @@ def _report(start_rows, results, example, gate_name, gate_cfg, n, steps, problem
         lines += describe_example(example) + [
             "", "The teacher's top token is wrong at the borrow digit in both rollouts, and the student wrote the "
             "right digit in both. The verdict is about the whole rollout: in the correct one the teacher's push "
-            "against the right digit is a conflict and the gate drops it; in the wrong one (which failed "
-            "elsewhere, on a carry) the same push agrees with the verdict and passes. Most rollouts that "
-            "contain a borrow also contain a carry this student gets wrong, so the push that unlearns the "
-            "borrow mostly passes: compare the borrow column of OPD and the gate with GRPO's, which never "
-            "reads the teacher."]
+            "against the right digit is a conflict and the gate drops it; in the wrong one, which failed at "
+            "another step, the same push agrees with the verdict and passes at full size. Every rollout that "
+            "writes the borrow right and fails elsewhere unteaches the borrow this way; docs/results.md measures "
+            "how many of the teacher's wrong pushes each gate lets through. Compare the borrow row of OPD and "
+            "the gate with GRPO's, which never reads the teacher."]
     else:
         lines += ["No group of the sampled rollouts had both a correct and a wrong rollout with a wrong-teacher "
                   "position; rerun with more problems (`gate_change_example(problems=...)`)."]
