@@ -283,7 +283,9 @@ def gate_wins(st: dict) -> list[str]:
         for k in GATES:
             a, b = diff(m.seeds(w, k), m.seeds(w, "opd")), diff(m.seeds(w, k), m.seeds(w, "grpo"))
             if _verdict(a) == "higher" and _verdict(b) == "higher":
-                wins.append(f"{METHODS[k]} on {WORLDS[w]}")
+                where = (f" (the gate with phased teacher sampling; minus PTS only, the gate's share: "
+                         f"{_said_or_dash(diff(m.seeds(w, k), m.seeds(w, 'pts_only')))})" if k == "sgopd" else "")
+                wins.append(f"{METHODS[k]} on {WORLDS[w]}{where}")
     for cell, runs in st["a2c_thresholds"].cells.items():
         if all(_verdict(diff(runs, m.seeds("a2c", r))) == "higher" for r in ("opd", "grpo")):
             wins.append(f"the gate at lambda_e {cell[0]} / lambda_i {cell[1]}, a1 {cell[2]}, on A2 complementary error, "
