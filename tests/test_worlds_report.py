@@ -81,3 +81,17 @@ def test_without_a_planted_gain_no_gate_is_said_to_win(tmp_path):
     _plant(results, studies=W.STUDIES)
     found = W.write_worlds_report(results, docs).read_text().split("## What was found")[1]
     assert "Gate settings ahead of both OPD and GRPO (paired 95% interval above zero): **none, in any world**" in found
+
+
+def test_the_demo_opens_with_what_the_committed_study_found():
+    """`make demo`'s first line (demo.FINDING) says whether any gate beat both OPD and GRPO; it
+    must agree with the committed summaries that docs/results.md is written from."""
+    from sgopd_lite import demo
+    from sgopd_lite.study.plan import RESULTS_DIR
+
+    if not (RESULTS_DIR / "worlds_main").is_dir():
+        pytest.skip("no committed summaries here (an installed package)")
+    wins = W.gate_wins(W.load_all(RESULTS_DIR))
+    assert demo.FINDING.startswith("No gate setting beat both OPD and GRPO") == (not wins), wins
+    for win in wins:                                   # every winner is named on the demo's first line
+        assert win.split(" on ")[0] in demo.FINDING, win
