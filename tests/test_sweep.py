@@ -308,8 +308,10 @@ def test_make_reproduce_on_the_committed_summaries_has_nothing_to_do(monkeypatch
     """`sweep --study` over results/runs/ as committed: nothing to run, nothing written."""
     from sgopd_lite.study import plan as R
 
+    from sgopd_lite.study import worlds_report as W
+
     monkeypatch.setattr(S, "train_and_summarize", _no_training)
-    for name in R.STUDIES:
+    for name in R.STUDIES + W.STUDIES:
         sw = S.load_study(R.STUDY_DIR / f"{name}.yaml")
         if not sw.out.is_dir():
             pytest.skip("no committed summaries here (an installed package)")
@@ -375,3 +377,14 @@ def test_refresh_adds_evidence_from_the_run_folders_and_keeps_the_accuracy(tmp_p
         assert after[n]["curves"]["frac_gated"] == [[0, 0.1]]
         assert after[n]["avg"] == before[n]["avg"] and after[n]["per_skill"] == before[n]["per_skill"]
     assert after[names[3]] == before[names[3]]
+
+
+def test_the_worlds_report_regenerates_docs_results_md_identically(tmp_path):
+    """docs/results.md is what `python -m sgopd_lite report` writes from the committed summaries."""
+    from sgopd_lite.study import worlds_report as W
+    from sgopd_lite.study.plan import DOCS_DIR, RESULTS_DIR
+
+    if not (RESULTS_DIR / "worlds_main").is_dir():
+        pytest.skip("no committed summaries here (an installed package)")
+    out = W.write_worlds_report(RESULTS_DIR, tmp_path)
+    assert out.read_text() == (DOCS_DIR / "results.md").read_text()
