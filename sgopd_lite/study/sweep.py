@@ -103,6 +103,13 @@ def full_history(out_dir: Path, history: list[dict]) -> list[dict]:
     return [by_step[k] for k in sorted(by_step)]
 
 
+def curves_of(history: list[dict]) -> dict:
+    """CURVE_KEYS sampled every CURVE_EVERY steps, [[step, value], ...]; keys the run never logged are left out."""
+    curves = {k: [[m["step"], m[k]] for m in history[::CURVE_EVERY] if isinstance(m.get(k), (int, float))]
+              for k in CURVE_KEYS}
+    return {k: v for k, v in curves.items() if v}
+
+
 def evidence_totals(history: list[dict]) -> dict:
     """The run's per-token evidence (gate.gate_evidence, logged per step) pooled over all its
     steps, each step weighted by its number of positions: the share of known positions where the
@@ -135,8 +142,6 @@ def summarize(cfg: TrainConfig, history: list[dict], seconds: float, **fields) -
     key_avg, key_pass = f"eval_avg@{cfg.eval_n}", f"eval_pass@{cfg.eval_n}"
     if key_avg not in final:
         raise RuntimeError(f"run {fields.get('name', cfg.out_dir)} ended without a final evaluation")
-    curves = {k: [[m["step"], m[k]] for m in history[::CURVE_EVERY] if isinstance(m.get(k), (int, float))]
-              for k in CURVE_KEYS}
     return {**fields, "method": cfg.method, "seed": cfg.seed, "lambda_e": cfg.gate.lambda_e,
             "lambda_i": cfg.gate.lambda_i, "steps": cfg.steps, "lr": cfg.lr, "loss_type": cfg.loss_type,
             "avg": final[key_avg], "pass": final[key_pass], "n": cfg.eval_n,
@@ -144,7 +149,7 @@ def summarize(cfg: TrainConfig, history: list[dict], seconds: float, **fields) -
             "per_skill": {s: {"avg": final[f"{key_avg}_{s}"], "problems": final[f"eval_problems_{s}"]}
                           for s in SKILLS if f"{key_avg}_{s}" in final},
             "final": {k: v for k, v in final.items() if k.startswith("eval_")},
-            "curves": {k: v for k, v in curves.items() if v}, "evidence": evidence_totals(history),
+            "curves": curves_of(history), "evidence": evidence_totals(history),
             "seconds": round(seconds, 1), "machine": machine(), "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
 
 
@@ -498,9 +503,7 @@ def refresh_summaries(sweep: Sweep) -> tuple[int, list[str]]:
         if not history:
             missing.append(run.name)
             continue
-        curves = {k: [[m["step"], m[k]] for m in history[::CURVE_EVERY] if isinstance(m.get(k), (int, float))]
-                  for k in CURVE_KEYS}
-        summary["curves"] = {k: v for k, v in curves.items() if v}
+        summary["curves"] = curves_of(history)
         summary["evidence"] = evidence_totals(history)
         atomic_write(sweep.summary_path(run), summary)
         rewritten += 1
