@@ -15,6 +15,16 @@ Presets (`method`) set the gate and the phased-teacher-sampling knobs of METHOD.
     reversed_gate  negative control: gate_only with consensus 1.0 and conflict 1.8 (GateConfig.reversed)
     soft_gate  lambda_t = 2 sigmoid(k a1 a2) on evidence tokens, k = 4 (GateConfig.soft)
 
+Where else a verifier can act (advantage.py has them side by side):
+
+    teacher_probe     M verified teacher samples per prompt (probe.*): prompts the teacher
+                      passes get OPD (or gate.*), the others GRPO (probe.fallback=grpo) or nothing
+    step_gate         OPDVR's cells with each token's verdict from the world's step checker
+    first_error_gate  the same cells, "correct" before the first wrong step, "wrong" from it on
+    hybrid            A = teacher advantage (OPD, or gate.*) + hybrid_c x the GRPO advantage
+    oracle_gate       a bound (tiny world only): OPD with the push dropped where the teacher's
+                      top token is not the known correct one
+
 Every gate is one point of the four-cell table of gate.py (`gate.correct_up=...` etc. set a
 cell directly). Gates shape tokens by the sampled token's class, which only the sampled loss
 can express: a gate with `loss_type=dense` is refused (`validate` says why).
@@ -41,7 +51,9 @@ from .engines import ENGINES, VLLM_INSTALL_HINT, vllm_importable
 from .gate import GateConfig
 from .scheduler import PTSConfig
 
-METHODS = ("opd", "exopd", "gate_only", "pts_only", "sgopd", "grpo", "opdvr", "reversed_gate", "soft_gate")
+METHODS = ("opd", "exopd", "gate_only", "pts_only", "sgopd", "grpo", "opdvr", "reversed_gate", "soft_gate",
+           "teacher_probe", "step_gate", "first_error_gate", "hybrid", "oracle_gate")
+VERIFIER_ROLE_METHODS = ("teacher_probe", "step_gate", "first_error_gate", "hybrid", "oracle_gate")
 LOSS_TYPES = ("sampled", "dense")
 SIZES = ("tiny", "smol", "qwen")
 # Experiment trackers (through accelerate) and the package each one needs.
@@ -96,6 +108,26 @@ class VLLMConfig:
     adapter_dir: str | None = None       # where each step's adapter is saved; None = a temporary folder
 
 
+@dataclass(frozen=True)
+class ProbeConfig:
+    """Knobs of `method=teacher_probe`: which prompts the teacher is trusted on (advantage.py)."""
+
+    m: int = 4                 # verified teacher samples per training prompt
+    threshold: float = 0.5     # a prompt is trusted when the teacher's pass rate is at least this
+    fallback: str = "grpo"     # untrusted prompts: "grpo" (the verifier's reward) or "drop" (no update)
+    batch_prompts: int = 256   # prompts per teacher `generate` call while probing
+
+    def __post_init__(self):
+        if not (isinstance(self.m, int) and not isinstance(self.m, bool) and self.m >= 1):
+            raise ValueError(f"ProbeConfig.m must be an integer >= 1, got {self.m!r}")
+        if not (isinstance(self.threshold, (int, float)) and 0.0 <= self.threshold <= 1.0):
+            raise ValueError(f"ProbeConfig.threshold must be in [0, 1], got {self.threshold!r}")
+        if self.fallback not in ("grpo", "drop"):
+            raise ValueError(f"ProbeConfig.fallback must be 'grpo' or 'drop', got {self.fallback!r}")
+        if not (isinstance(self.batch_prompts, int) and self.batch_prompts >= 1):
+            raise ValueError(f"ProbeConfig.batch_prompts must be an integer >= 1, got {self.batch_prompts!r}")
+
+
 @dataclass
 class TrainConfig:
     """One on-policy distillation run (METHOD.md §7). Defaults: the tiny world on CPU."""
@@ -105,6 +137,8 @@ class TrainConfig:
     gate: GateConfig | None = None     # None = the preset's; set fields to override
     pts: PTSConfig | None = None       # None = the preset's
     exopd_lambda: float = 1.25         # reward scale of the exopd preset
+    probe: ProbeConfig = field(default_factory=ProbeConfig)  # method=teacher_probe's knobs
+    hybrid_c: float = 1.0              # method=hybrid: A = teacher advantage + hybrid_c x GRPO advantage
     loss_type: str = "sampled"         # "sampled" (the paper's REINFORCE form) or "dense" (full-vocab KL)
     dense_beta: float = 1.0            # dense loss divergence: 1 reverse KL (METHOD §5), 0 forward KL
     steps: int = 300                   # optimizer steps
@@ -164,11 +198,15 @@ def resolve_preset(cfg: TrainConfig) -> None:
         cfg.world = WorldConfig(**cfg.world)
     if isinstance(cfg.vllm, dict):
         cfg.vllm = VLLMConfig(**cfg.vllm)
+    if isinstance(cfg.probe, dict):
+        cfg.probe = ProbeConfig(**cfg.probe)
 
 
 def _preset_gate(cfg: TrainConfig) -> GateConfig:
-    if cfg.method in ("opd", "pts_only", "grpo"):
+    if cfg.method in ("opd", "pts_only", "grpo", "teacher_probe", "hybrid", "oracle_gate"):
         return GateConfig.opd()
+    if cfg.method in ("step_gate", "first_error_gate"):
+        return GateConfig.opdvr()     # OPDVR's cells, the verdict per step (advantage.py)
     if cfg.method == "exopd":
         return GateConfig.exopd(cfg.exopd_lambda)
     if cfg.method == "opdvr":
@@ -210,6 +248,15 @@ def validate(cfg: TrainConfig) -> None:
     need(not (cfg.method == "grpo" and cfg.loss_type == "dense"), "loss_type",
          "method=grpo has no teacher, and the dense loss is a distillation loss towards the teacher "
          "(it would silently train dense OPD); use loss_type=sampled")
+    need(not (cfg.method in VERIFIER_ROLE_METHODS and cfg.loss_type == "dense"), "loss_type",
+         f"method={cfg.method} forms a per-token advantage for the sampled loss; the dense loss cannot "
+         "express it; use loss_type=sampled")
+    need(isinstance(cfg.hybrid_c, (int, float)) and cfg.hybrid_c >= 0 and cfg.hybrid_c != float("inf"),
+         "hybrid_c", f"must be a finite number >= 0, got {cfg.hybrid_c!r}")
+    need(not ((cfg.method == "hybrid" or (cfg.method == "teacher_probe" and cfg.probe.fallback == "grpo"))
+              and cfg.group_size < 2),
+         "group_size", f"method={cfg.method} uses the GRPO advantage, which needs group_size >= 2")
+    _validate_world_provides(cfg, need)
     need(isinstance(cfg.world.lora_dropout, (int, float)) and 0.0 <= cfg.world.lora_dropout < 1.0,
          "world.lora_dropout", f"must be in [0, 1), got {cfg.world.lora_dropout!r}")
     need(not (cfg.world.lora_dropout > 0 and cfg.ppo_epochs > 1), "world.lora_dropout",
@@ -265,6 +312,20 @@ def validate(cfg: TrainConfig) -> None:
     _warn_ignored(cfg)
 
 
+def _validate_world_provides(cfg: TrainConfig, need) -> None:
+    """A method that reads a world's step checker or oracle of correct tokens is refused, before
+    any model loads, on a world that has none (worlds.WORLD_PROVIDES says which have them)."""
+    from .advantage import NEEDS_WORLD
+    from .worlds import WORLD_PROVIDES, WORLD_OF_SIZE
+
+    what = NEEDS_WORLD.get(cfg.method)
+    if what is None:
+        return
+    have = WORLD_PROVIDES.get(WORLD_OF_SIZE.get(cfg.world.size, ""), ())
+    need(what in have, "method", f"method={cfg.method} needs a world with a {what.replace('_', ' ')} "
+         f"(world.size={cfg.world.size} has none; the tiny world has one)")
+
+
 def _warn_ignored(cfg: TrainConfig) -> None:
     """Settings the chosen method never reads: a warning, not an error (the run is still valid)."""
     ignored = []
@@ -316,7 +377,7 @@ def check_engine_installed(cfg: TrainConfig) -> None:
 # YAML and key=value overrides
 # --------------------------------------------------------------------------------------------
 
-_NESTED = {"world": WorldConfig, "gate": GateConfig, "pts": PTSConfig, "vllm": VLLMConfig}
+_NESTED = {"world": WorldConfig, "gate": GateConfig, "pts": PTSConfig, "vllm": VLLMConfig, "probe": ProbeConfig}
 
 
 class _Loader(yaml.SafeLoader):

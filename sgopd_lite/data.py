@@ -175,6 +175,89 @@ def solve(operands: list[int], ops: list[str], style: str = "chain", slip: bool 
     return "\n".join(lines), acc
 
 
+# --------------------------------------------------------------------------------------------
+# Step checking: each line of a worked solution judged on its own operands
+# --------------------------------------------------------------------------------------------
+
+STEP_LINE = re.compile(r"(\d+)([-+*])(\d+)(=| is )(-?\d+)")
+BOXED_LINE = re.compile(r"(?:so )?\\boxed\{(-?\d+)\}")
+
+
+@dataclass(frozen=True)
+class Step:
+    """One line of a response as `check_steps` judges it.
+
+    start, end: its characters, response[start:end], the line's newline included.
+    verdict:    +1 a correct step, -1 a wrong one, 0 not checkable (a last line cut off).
+    slip:       "carry" / "borrow" when the line's result is the forgotten-carry (10 too small)
+                or forgotten-borrow (10 too large) result of its own operands, else None.
+    needs:      "carry" / "borrow" when the line's own operation carries or borrows, else None.
+    """
+
+    start: int
+    end: int
+    verdict: int
+    slip: str | None = None
+    needs: str | None = None
+
+
+def check_steps(question: str, response: str) -> list[Step]:
+    """Judge each line of a worked solution of `question` (either style) on its own operands.
+
+    A step line `a op b = c` (or `a op b is c`) is correct when it is the question's next step
+    continued from the previous line as written: a is the previous line's result (the first
+    operand on the first line), op and b are the question's next operator and operand, and
+    c = a op b. So after a wrong line, a later line that carries the wrong value on correctly is
+    a correct step: the checker judges steps, not answers. The boxed line (`\\boxed{x}`, with
+    or without "so ") is correct when every step came before it and x is the last result.
+    Anything else is wrong: an extra step, a line after the box, an unreadable line. The last
+    line of a response that stops inside a line (no newline after it and unreadable) is not
+    checkable (0): it was cut off, and the verifier's verdict on the rollout is all there is.
+    A question that is not this project's arithmetic gives no steps at all.
+    """
+    try:
+        operands, ops = parse_expression(question)
+    except DataError:
+        return []
+    steps, prev, j, boxed, pos = [], operands[0], 0, False, 0
+    lines = response.split("\n")
+    for n, line in enumerate(lines):
+        start, end = pos, pos + len(line) + (1 if n < len(lines) - 1 else 0)
+        pos = end
+        if not line:
+            continue
+        m, box = STEP_LINE.fullmatch(line), BOXED_LINE.fullmatch(line)
+        verdict, slip, needs = -1, None, None
+        if m and not boxed:
+            a, op, b, c = int(m[1]), m[2], int(m[3]), int(m[5])
+            needs = "carry" if has_carry(a, op, b) else "borrow" if has_borrow(a, op, b) else None
+            if needs == "carry" and c == a + b - 10:
+                slip = "carry"
+            elif needs == "borrow" and c == a - b + 10:
+                slip = "borrow"
+            expected = j < len(ops) and a == prev and op == ops[j] and b == operands[j + 1]
+            verdict = 1 if expected and c == _apply(a, op, b) else -1
+            prev, j = c, j + 1
+        elif box and not boxed:
+            boxed = True
+            verdict = 1 if j == len(ops) and int(box[1]) == prev else -1
+        elif n == len(lines) - 1 and not boxed:
+            verdict = 0                                      # cut off inside its last line
+        steps.append(Step(start, end, verdict, slip, needs))
+    return steps
+
+
+def slip_counts(steps: list[Step]) -> dict[str, int]:
+    """How often steps forget a carry or a borrow where their own operation needs one:
+    {"carry_steps", "carry_slips", "borrow_steps", "borrow_slips"} (from `check_steps`)."""
+    out = {"carry_steps": 0, "carry_slips": 0, "borrow_steps": 0, "borrow_slips": 0}
+    for s in steps:
+        if s.needs is not None:
+            out[f"{s.needs}_steps"] += 1
+            out[f"{s.needs}_slips"] += int(s.slip == s.needs)
+    return out
+
+
 def arithmetic_problems(n: int, seed: int, task: ArithmeticTask = ArithmeticTask(),
                         exclude: set[str] | frozenset = frozenset(), unique: bool = True,
                         style: str = "chain") -> list[Problem]:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .data import DEFAULT_INSTRUCTION, SKILLS, Problem, format_prompt, skill_of
+from .data import DEFAULT_INSTRUCTION, SKILLS, Problem, format_prompt, skill_of, slip_counts
 from .rollout import sample
 from .verifier import grade_batch
 
@@ -49,12 +49,21 @@ class EvalResult:
     truncation_rate: float = 0.0
     per_skill: dict = field(default_factory=dict)   # skill -> {"avg": avg@n, "problems": count};
                                                     # empty when no problem has a skill label
+    steps: dict = field(default_factory=dict)       # with a step checker: for kind in (carry,
+                                                    # borrow) {kind}_steps (sampled steps that need
+                                                    # it) and {kind}_slips (of those, forgotten)
 
     def as_dict(self) -> dict:
         return {f"avg@{self.n}": self.avg_at_n, f"pass@{self.k}": self.pass_at_k,
                 "n": self.n, "k": self.k, "problems": self.num_problems, "seconds": self.seconds,
                 "mean_response_tokens": self.mean_response_tokens,
-                "truncation_rate": self.truncation_rate, "per_skill": self.per_skill}
+                "truncation_rate": self.truncation_rate, "per_skill": self.per_skill, "steps": self.steps}
+
+    def slip_rate(self, kind: str) -> float:
+        """Error adoption: the share of sampled steps needing a `kind` ("carry" / "borrow") whose
+        result is the forgotten-`kind` one (NaN without a step checker or such steps)."""
+        n = self.steps.get(f"{kind}_steps", 0)
+        return self.steps[f"{kind}_slips"] / n if n else math.nan
 
     def skill_rows(self) -> list[str]:
         """One Markdown table row per skill: | skill | problems | avg@n |."""
@@ -92,8 +101,12 @@ def skill_table(rows: dict[str, dict[str, float]], counts: dict[str, int], n: in
 def evaluate(model, tokenizer, problems: list[Problem], n: int = 8, k: int | None = None,
              temperature: float = 1.0, max_new_tokens: int = 64, batch_size: int = 256,
              instruction: str = DEFAULT_INSTRUCTION, top_p: float = 1.0,
-             vocab_size: int | None = None) -> EvalResult:
-    """Sample n responses per problem, grade them, and score avg@n and pass@k (k defaults to n)."""
+             vocab_size: int | None = None, step_checker=None) -> EvalResult:
+    """Sample n responses per problem, grade them, and score avg@n and pass@k (k defaults to n).
+
+    step_checker: a world's (question, response) -> list of data.Step (the tiny world's
+    `data.check_steps`): then every sample's steps are counted, and each forgotten carry or
+    borrow (`EvalResult.steps`, `slip_rate`): how far a student adopted a teacher's error."""
     k = n if k is None else k
     if k > n:
         raise ValueError(f"pass@{k} needs n >= k samples per problem, got n={n}")
@@ -101,6 +114,7 @@ def evaluate(model, tokenizer, problems: list[Problem], n: int = 8, k: int | Non
     prompts = [format_prompt(tokenizer, p.question, instruction) for p in problems]
     correct: list[int] = []
     lengths, truncated = [], []
+    steps = slip_counts([]) if step_checker is not None else {}
     per_call = max(1, batch_size // n)
     for s in range(0, len(prompts), per_call):
         batch = problems[s:s + per_call]
@@ -112,10 +126,14 @@ def evaluate(model, tokenizer, problems: list[Problem], n: int = 8, k: int | Non
         correct += [sum(verdicts[i * n:(i + 1) * n]) for i in range(len(batch))]
         lengths += ro.response_mask.sum(1).tolist()
         truncated += ro.truncated.tolist()
+        if step_checker is not None:
+            for text, question in zip(ro.texts, [p.question for p in batch for _ in range(n)]):
+                for key, count in slip_counts(step_checker(question, text)).items():
+                    steps[key] += count
     return EvalResult(
         avg_at_n=float(np.mean([c / n for c in correct])) if correct else math.nan,
         pass_at_k=float(np.mean([pass_at_k(n, c, k) for c in correct])) if correct else math.nan,
         n=n, k=k, num_problems=len(problems), seconds=time.perf_counter() - start,
         per_problem_correct=correct, mean_response_tokens=float(np.mean(lengths)) if lengths else 0.0,
         truncation_rate=float(np.mean(truncated)) if truncated else 0.0,
-        per_skill=per_skill_accuracy(problems, correct, n))
+        per_skill=per_skill_accuracy(problems, correct, n), steps=steps)

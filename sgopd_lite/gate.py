@@ -277,7 +277,8 @@ def group_advantage(rewards: torch.Tensor, group_ids: torch.Tensor, mode: str = 
 
 def sign_gate(teacher_logp: torch.Tensor, old_logp: torch.Tensor, rewards: torch.Tensor,
               group_ids: torch.Tensor, mask: torch.Tensor, ref_logp: torch.Tensor | None = None,
-              cfg: GateConfig = GateConfig(), truncated: torch.Tensor | None = None) -> GateOutput:
+              cfg: GateConfig = GateConfig(), truncated: torch.Tensor | None = None,
+              token_verdict: torch.Tensor | None = None) -> GateOutput:
     """Classify every response token and build the SG-OPD advantage (METHOD §3-5).
 
     Args:
@@ -290,6 +291,9 @@ def sign_gate(teacher_logp: torch.Tensor, old_logp: torch.Tensor, rewards: torch
         cfg:          GateConfig.
         truncated:    (B,)   bool, rollouts cut at max_new_tokens (None: none is). Read by
                       cfg.truncated ("wrong": r = 0; "neutral": a1 = 0) and by the metrics.
+        token_verdict: (B, T) int in {-1, 0, 1} or None: a verdict per token (a step checker's,
+                      advantage.py) that replaces the rollout's sign(a1) wherever it is not 0;
+                      tokens with 0 keep the rollout's verdict.
 
     Returns a GateOutput; its metrics are token fractions over the masked tokens
     (frac_consensus, frac_conflict_i, frac_conflict_ii, frac_neutral, frac_gated: lambda_t != 1),
@@ -327,7 +331,14 @@ def sign_gate(teacher_logp: torch.Tensor, old_logp: torch.Tensor, rewards: torch
         if cfg.truncated == "neutral":
             a1 = torch.where(cut, torch.zeros_like(a1), a1)
 
-        s1 = torch.sign(a1)[:, None]                                              # (B, 1)
+        a1_tok = a1[:, None].expand_as(a2)                                        # (B, T)
+        if token_verdict is not None:
+            if token_verdict.shape != a2.shape:
+                raise ValueError(f"token_verdict must have the (B, T) shape {tuple(a2.shape)}, "
+                                 f"got {tuple(token_verdict.shape)}")
+            v = token_verdict.to(a2.device).float()
+            a1_tok = torch.where(v != 0, v, a1_tok)
+        s1 = torch.sign(a1_tok)                                                   # (B, T)
         s2 = torch.sign(a2)                                                       # (B, T)
         evidence = m & (s1 != 0) & (a2.abs() > cfg.tau)                           # (B, T)
         consensus = evidence & (s1 == s2)
@@ -342,7 +353,7 @@ def sign_gate(teacher_logp: torch.Tensor, old_logp: torch.Tensor, rewards: torch
 
         lambda_t = torch.full_like(a2, cfg.lambda_n)                              # (B, T)
         if cfg.soft_k is not None:
-            soft = 2.0 * torch.sigmoid(cfg.soft_k * a1[:, None] * a2)             # (B, T)
+            soft = 2.0 * torch.sigmoid(cfg.soft_k * a1_tok * a2)                  # (B, T)
             lambda_t = torch.where(evidence, soft, lambda_t)
         else:
             cell = cfg.cells()
@@ -429,4 +440,65 @@ def gate_evidence(a2: torch.Tensor, advantage: torch.Tensor, teacher_top: torch.
                 out[f"evidence_{who}_{name}"] = float((hit & sel).sum()) / n if n else 0.0
             out[f"evidence_{who}_adv_mean"] = float(adv[sel].mean()) if n else 0.0
             out[f"evidence_{who}_a2_mean"] = float(a2[sel].mean()) if n else 0.0
+    return out
+
+
+def _effects(a2: torch.Tensor, adv: torch.Tensor) -> dict[str, torch.Tensor]:
+    """What the advantage A did to plain OPD's A = a2 at each position, (B, T) bool each."""
+    same = torch.sign(adv) == torch.sign(a2)
+    return {
+        "zeroed": (adv == 0) & (a2 != 0),
+        "shrunk": same & (adv != 0) & (adv.abs() < a2.abs()),
+        "unchanged": adv == a2,
+        "amplified": same & (adv.abs() > a2.abs()),
+        "flipped": (torch.sign(adv) * torch.sign(a2)) < 0,
+    }
+
+
+PUSHES = ("harm", "help")
+
+
+def push_evidence(a2: torch.Tensor, advantage: torch.Tensor, token_ok: torch.Tensor,
+                  mask: torch.Tensor, prefix: str) -> dict:
+    """What a method did to the teacher's pushes, sorted by what each push does to the sampled token.
+
+    The teacher's push on a sampled token is a2 (up when a2 > 0, down when a2 < 0). Where it is
+    known whether the sampled token is correct (`token_ok`), a push is
+        harmful: down on a correct token or up on a wrong one,
+        helpful: up on a correct token or down on a wrong one.
+    (This is the direction of the push, not whether the teacher's top token is right: before a
+    rollout's first mistake the sampled token is correct, so a2 < 0 there is a harmful push even
+    where the teacher's favourite token is the same correct one.) Each method's A is compared
+    with plain OPD's A = a2 at those positions (zeroed / shrunk / unchanged / amplified / flipped).
+
+    Args:
+        a2, advantage: (B, T) float, the teacher's push and the method's advantage A.
+        token_ok:      (B, T) int, +1 the sampled token is correct, -1 wrong, 0 not known. From
+                       the oracle of correct next tokens (positions up to and including the
+                       first mistake) or from a step checker (every token of a checkable step:
+                       correct = the token's step is correct on its own operands).
+        mask:          (B, T) response-token mask.
+        prefix:        the metrics' name prefix ("push_oracle", "push_step").
+
+    Returns floats: {prefix}_positions (known positions), {prefix}_harm_share (share of them with
+    a harmful push), and for kind in (harm, help): {prefix}_{kind}_{effect} (share of that kind's
+    positions), {prefix}_{kind}_a2_mean and {prefix}_{kind}_adv_mean.
+    """
+    with torch.no_grad():
+        a2, adv = a2.float(), advantage.float()
+        known = mask.bool() & (token_ok != 0)                                   # (B, T)
+        ok, bad = known & (token_ok > 0), known & (token_ok < 0)
+        kinds = {"harm": (ok & (a2 < 0)) | (bad & (a2 > 0)),
+                 "help": (ok & (a2 > 0)) | (bad & (a2 < 0))}
+        effect = _effects(a2, adv)
+        n_known = int(known.sum())
+        out = {f"{prefix}_positions": float(n_known),
+               f"{prefix}_harm_share": float(kinds["harm"].sum()) / n_known if n_known else 0.0}
+        for kind, sel in kinds.items():
+            n = int(sel.sum())
+            out[f"{prefix}_{kind}_n"] = float(n)
+            for name, hit in effect.items():
+                out[f"{prefix}_{kind}_{name}"] = float((hit & sel).sum()) / n if n else 0.0
+            out[f"{prefix}_{kind}_a2_mean"] = float(a2[sel].mean()) if n else 0.0
+            out[f"{prefix}_{kind}_adv_mean"] = float(adv[sel].mean()) if n else 0.0
     return out

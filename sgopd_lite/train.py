@@ -49,7 +49,9 @@ import torch
 
 from .config import ConfigError, TrainConfig, config_to_dict, flat_config
 from .data import Problem, format_prompt
-from .gate import gate_evidence, sign_gate
+from .advantage import NEEDS_WORLD, Signals, grpo_advantage, method_advantage
+from .data import skill_of
+from .gate import gate_evidence, push_evidence
 from .models import _is_peft, frozen_reference_copy, reference_context
 from .losses import (aux_ce_loss, dense_distill_loss, entropy_from_logits, masked_mean,
                      policy_gradient_loss, ppo_clip_loss, token_logprobs)
@@ -57,6 +59,7 @@ from .rollout import Rollouts, response_logits, sample, sequence_logprobs
 from .scheduler import pts_weight, teacher_prompt_count
 from .verifier import rewards as verifier_rewards
 from .worlds import World, load_world   # what a run trains on (kept importable from here)
+from .worlds.base import token_verdicts
 
 
 # --------------------------------------------------------------------------------------------
@@ -68,16 +71,6 @@ def step_prompt_indices(seed: int, step: int, rank: int, n_problems: int, batch:
     so a resumed run draws exactly the prompts the uninterrupted run would have drawn."""
     rng = np.random.default_rng([seed, step, rank])
     return rng.choice(n_problems, size=min(batch, n_problems), replace=False).tolist()
-
-
-def grpo_advantage(rewards: torch.Tensor, group_ids: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
-    """Verifier-only baseline (METHOD §3): (r - mean_G r) / (std_G r + eps) per rollout, (R,)."""
-    out = torch.zeros_like(rewards)
-    for g in group_ids.unique():
-        sel = group_ids == g
-        r = rewards[sel]
-        out[sel] = (r - r.mean()) / (r.std(unbiased=False) + eps)
-    return out
 
 
 def micro_batches(n: int, size: int | None) -> list[slice]:
@@ -222,6 +215,7 @@ class Batch:
     rewards: torch.Tensor      # (R,) verifier rewards
     times: dict                # seconds per phase so far
     metrics: dict | None = None  # other numbers of steps 1-2 (engine_logp_gap on check steps)
+    indices: list[int] | None = None  # the prompts' indices in the world's training problems
 
 
 class Trainer:
@@ -246,6 +240,10 @@ class Trainer:
         np.random.seed(cfg.seed + acc.process_index)
         self.world = world or load_world(cfg, verbose=verbose and acc.is_main_process)
         w = self.world
+        needed = NEEDS_WORLD.get(cfg.method)
+        if needed and getattr(w, needed) is None:
+            raise ConfigError(f"method: method={cfg.method} needs a world with a {needed.replace('_', ' ')}, "
+                              "and this World has none")
         if cfg.ppo_epochs > 1 and student_dropout(w.student) > 0:
             raise ConfigError(f"ppo_epochs: {cfg.ppo_epochs} updates per batch need a student without dropout "
                               f"(found p = {student_dropout(w.student)}; LoRA students: world.lora_dropout=0): "
@@ -276,6 +274,7 @@ class Trainer:
         self._engine_checked = False
         self._gate_silent_steps = 0        # consecutive steps with frac_gated < GATE_SILENT_FRAC
         self._gate_warned = False
+        self._probe_trusted: list[bool] | None = None   # teacher_probe: per training prompt
 
     # -- helpers -------------------------------------------------------------------------
     @property
@@ -336,7 +335,7 @@ class Trainer:
         golds = [p.answer for p in problems for _ in range(cfg.group_size)]
         r = torch.tensor(verifier_rewards(ro.texts, golds), device=acc.device)
         times["verify"] = time.perf_counter() - t
-        return Batch(problems, prompts, ro.to(acc.device), r, times, metrics)
+        return Batch(problems, prompts, ro.to(acc.device), r, times, metrics, idx)
 
     def learn(self, k: int, batch: "Batch") -> dict:
         """Steps 3-6 of METHOD §7 on collected rollouts; returns the step's metrics."""
@@ -345,14 +344,16 @@ class Trainer:
         times, m = dict(batch.times), {"step": k, "lr": self.scheduler.get_last_lr()[0], **(batch.metrics or {})}
         mask = ro.response_mask
 
-        # 3-4. teacher / old / reference log-probs, gate
+        # 3-4. teacher / old / reference log-probs; the method's advantage (advantage.py)
         t = time.perf_counter()
-        gate_out = teacher_logp = ref_logp = None
+        teacher_logp = ref_logp = teacher_top = None
+        w = self.world
+        with_top = w.token_oracle is not None        # the evidence and oracle_gate read the teacher's top token
         self.student.eval()   # dropout off for scoring; identical to training mode without dropout
         with torch.no_grad():
             old_logp = self._score(self.student, ro)
             if cfg.method != "grpo":
-                if self.world.token_oracle is not None:   # the evidence needs the teacher's top token
+                if with_top:
                     teacher_logp, teacher_top = self._score(self.teacher, ro, with_top=True)
                 else:
                     teacher_logp = self._score(self.teacher, ro)
@@ -365,18 +366,24 @@ class Trainer:
             times["teacher"] = time.perf_counter() - t
             why = f"non-finite {' and '.join(bad)} log-prob" if bad else "non-finite log-prob on another process"
             return {**m, "skipped": why, **_time_metrics(times)}
-        if cfg.method == "grpo":
-            a1 = grpo_advantage(r, ro.group_ids)
-            advantage = a1[:, None] * mask
-            lambda_t = torch.ones_like(old_logp)
-        else:
-            gate_out = sign_gate(teacher_logp, old_logp, r, ro.group_ids, mask, ref_logp, cfg.gate,
-                                 truncated=ro.truncated)
-            advantage, lambda_t = gate_out.advantage, gate_out.lambda_t
-            gate_metrics = dict(gate_out.metrics)
-            if self.world.token_oracle is not None:
-                gate_metrics.update(self._evidence(problems, ro, gate_out, teacher_top))
-            m.update(mean_over_processes(acc, gate_metrics, gate_metrics))
+        questions = [problems[int(g)].question for g in ro.group_ids]          # one per rollout
+        signals = Signals(old_logp, r, ro.group_ids, mask, teacher_logp, ref_logp, ro.truncated,
+                          teacher_top=teacher_top)
+        if cfg.method != "grpo":
+            if w.step_checker is not None:
+                signals.step_verdict = self._per_token(ro, questions, self._step_verdicts)
+            if w.token_oracle is not None:
+                signals.correct_next = self._per_token(ro, questions, w.token_oracle, fill=-1)
+            if cfg.method == "teacher_probe":
+                trusted = self._probe(batch.indices)                             # (B,) per prompt
+                signals.prompt_trusted = torch.tensor([trusted[int(g)] for g in ro.group_ids], device=acc.device)
+                m.update(self._probe_metrics(problems, trusted))
+        out = method_advantage(cfg.method, cfg.gate, signals, hybrid_c=cfg.hybrid_c, fallback=cfg.probe.fallback)
+        advantage, lambda_t, gate_out = out.advantage, out.lambda_t, out.gate
+        if gate_out is not None:
+            metrics = dict(out.metrics)
+            metrics.update(self._evidence(signals, gate_out, advantage, ro))
+            m.update(mean_over_processes(acc, metrics, metrics))
         times["teacher"] = time.perf_counter() - t
 
         # 5. phased teacher sampling: verifier-endorsed teacher rollouts (no teacher under grpo)
@@ -405,7 +412,7 @@ class Trainer:
         m.update({"reward_mean": r.mean().item(), "response_len": lengths.mean().item(),
                   "truncation_rate": ro.truncated.float().mean().item()})
         if gate_out is None:
-            m["adv_abs_mean"] = masked_mean(advantage.abs(), mask).item()
+            m["adv_abs_mean"] = out.metrics["adv_abs_mean"]
         m = mean_over_processes(acc, m, PER_PROCESS_METRICS)
         m.update(_time_metrics(times))
         self._watch_gate(m)
@@ -413,16 +420,91 @@ class Trainer:
             self._save_rollouts(k, ro, gate_out, r)
         return m
 
-    def _evidence(self, problems, ro: Rollouts, gate_out, top: torch.Tensor) -> dict:
-        """Per-token evidence of harm (gate.gate_evidence) from the world's oracle of correct next
-        tokens, for worlds that have one (tiny); `top` (R, T) is the teacher's argmax token."""
+    def _per_token(self, ro: Rollouts, questions: list[str], fn, fill: int = 0) -> torch.Tensor:
+        """(R, T) int: fn(question, response ids) -> one value per response token, for each rollout;
+        `fill` outside the responses."""
         mask = ro.response_mask
-        correct = torch.full_like(top, -1)
+        out = torch.full(mask.shape, fill, dtype=torch.long, device=mask.device)
         for i in range(len(ro)):
             n = int(mask[i].sum())
-            ids = ro.response_ids[i, :n].tolist()
-            correct[i, :n] = torch.tensor(self.world.token_oracle(problems[int(ro.group_ids[i])].question, ids))
-        return gate_evidence(gate_out.a2, gate_out.advantage, top, correct, mask)
+            out[i, :n] = torch.tensor(fn(questions[i], ro.response_ids[i, :n].tolist()), dtype=torch.long)
+        return out
+
+    def _step_verdicts(self, question: str, ids: list[int]) -> list[int]:
+        return token_verdicts(self.tok, self.world.step_checker, question, ids)
+
+    def _evidence(self, s: Signals, gate_out, advantage: torch.Tensor, ro: Rollouts) -> dict:
+        """Per-token evidence, for worlds that know which tokens are correct:
+        * gate.gate_evidence: where the teacher's top token is wrong / right (oracle positions);
+        * gate.push_evidence by the push's direction on the sampled token, over the oracle's
+          positions (push_oracle_*: up to and including the first mistake) and over every token
+          of a checkable step (push_step_*: correct = the token's step is right on its own operands)."""
+        out, mask, a2 = {}, ro.response_mask, gate_out.a2
+        if s.correct_next is not None and s.teacher_top is not None:
+            out.update(gate_evidence(a2, advantage, s.teacher_top, s.correct_next, mask))
+            known = s.correct_next >= 0
+            ok = torch.where(known, torch.where(ro.response_ids == s.correct_next, 1, -1), 0)   # (R, T)
+            out.update(push_evidence(a2, advantage, ok, mask, "push_oracle"))
+        if s.step_verdict is not None:
+            out.update(push_evidence(a2, advantage, s.step_verdict, mask, "push_step"))
+        return out
+
+    def _probe(self, indices: list[int]) -> list[bool]:
+        """teacher_probe: whether the teacher is trusted on each of these training prompts.
+
+        Every training prompt is probed once, at the first step: probe.m teacher samples, verified;
+        trusted = pass rate >= probe.threshold. The teacher is frozen, so the table never changes;
+        it is kept in out_dir/probe.json (a resumed run reads it back). Probing draws from its own
+        seeded generator state (fork_rng), so it never shifts the student's sampling: the run's
+        rollouts are the same whether the table was computed now or read from the file.
+        """
+        if self._probe_trusted is None:
+            self._probe_trusted = self._load_or_run_probe()
+        return [self._probe_trusted[i] for i in indices]
+
+    def _load_or_run_probe(self) -> list[bool]:
+        cfg, w, path = self.cfg, self.world, self.out / "probe.json"
+        key = {"seed": cfg.seed, "m": cfg.probe.m, "n_prompts": len(self.prompts)}
+        if path.is_file():
+            saved = json.loads(path.read_text())
+            if saved.get("key") == key:
+                return [p >= cfg.probe.threshold * cfg.probe.m for p in saved["passes"]]
+        t = time.perf_counter()
+        passes = []
+        devices = [self.accelerator.device] if self.accelerator.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(cfg.seed + 7919)       # the probe's own stream, the same on every process
+            for lo in range(0, len(self.prompts), cfg.probe.batch_prompts):
+                chunk = slice(lo, lo + cfg.probe.batch_prompts)
+                ro = sample(self.teacher, self.tok, self.prompts[chunk], cfg.probe.m, cfg.max_new_tokens,
+                            cfg.temperature, vocab_size=w.vocab_size)
+                golds = [p.answer for p in w.train_problems[chunk] for _ in range(cfg.probe.m)]
+                ok = verifier_rewards(ro.texts, golds)
+                passes += [int(sum(ok[i * cfg.probe.m:(i + 1) * cfg.probe.m])) for i in range(len(ro) // cfg.probe.m)]
+        seconds = time.perf_counter() - t
+        trusted = [p >= cfg.probe.threshold * cfg.probe.m for p in passes]
+        by_skill: dict[str, list[bool]] = {}
+        for prob, ok in zip(w.train_problems, trusted):
+            by_skill.setdefault(skill_of(prob.question) or "all", []).append(ok)
+        summary = {k: 1.0 - float(np.mean(v)) for k, v in by_skill.items()}
+        if self.accelerator.is_main_process:
+            path.write_text(json.dumps({"key": key, "passes": passes, "seconds": seconds,
+                                        "fallback_share_by_skill": summary}))
+        self.log(f"teacher probe: {len(passes)} prompts x {cfg.probe.m} samples in {seconds:.1f} s; "
+                 f"share routed to the fallback: {1 - float(np.mean(trusted)):.1%} "
+                 + " ".join(f"{k} {v:.1%}" for k, v in summary.items()))
+        return trusted
+
+    def _probe_metrics(self, problems, trusted: list[bool]) -> dict:
+        """Share of this step's prompts routed to the fallback, overall and per skill."""
+        out = {"probe_fallback": 1.0 - float(np.mean(trusted))}
+        by_skill: dict[str, list[bool]] = {}
+        for p, ok in zip(problems, trusted):
+            label = skill_of(p.question)
+            if label is not None:
+                by_skill.setdefault(label, []).append(ok)
+        out.update({f"probe_fallback_{k}": 1.0 - float(np.mean(v)) for k, v in by_skill.items()})
+        return out
 
     def _watch_gate(self, m: dict) -> None:
         """Warn once when a gating run's gate stays silent (frac_gated < 1%) for 20 steps."""
@@ -540,8 +622,13 @@ class Trainer:
         problems = self.world.eval_problems[:self.cfg.eval_problems]
         res = evaluate(self.policy, self.tok, problems, n=self.cfg.eval_n,
                        temperature=self.cfg.eval_temperature, max_new_tokens=self.cfg.max_new_tokens,
-                       instruction=self.world.instruction, vocab_size=self.world.vocab_size)
+                       instruction=self.world.instruction, vocab_size=self.world.vocab_size,
+                       step_checker=self.world.step_checker)
         skills = {}
+        for kind in ("carry", "borrow"):          # error adoption: forgotten carries / borrows
+            if res.steps.get(f"{kind}_steps"):
+                skills[f"eval_slip_{kind}"] = res.slip_rate(kind)
+                skills[f"eval_steps_{kind}"] = res.steps[f"{kind}_steps"]
         for skill, v in res.per_skill.items():
             skills[f"eval_avg@{res.n}_{skill}"] = v["avg"]
             skills[f"eval_problems_{skill}"] = v["problems"]

@@ -61,7 +61,9 @@ from ..data import SKILLS
 
 CURVE_EVERY = 5         # keep every 5th step's training metrics in a summary
 CURVE_KEYS = ("reward_mean", "kl_k1", "a2_mean", "entropy", "frac_consensus", "frac_conflict_i",
-              "frac_conflict_ii", "frac_neutral", "pts_w", "frac_gated", "frac_rollouts_no_evidence")
+              "frac_conflict_ii", "frac_neutral", "pts_w", "frac_gated", "frac_rollouts_no_evidence",
+              "frac_zero_push", "probe_fallback", "probe_fallback_carry", "probe_fallback_borrow",
+              "probe_fallback_both", "probe_fallback_none", "adv_abs_mean")
 EFFECTS = ("zeroed", "shrunk", "unchanged", "amplified", "flipped")   # gate.gate_evidence's names
 SEED = "seed"           # the replicate axis
 
@@ -127,10 +129,34 @@ def evidence_totals(history: list[dict]) -> dict:
         for name in (*EFFECTS, "a2_mean", "adv_mean"):
             key = f"evidence_{who}_{name}"
             out[f"{who}_{name}"] = sum(w * m[key] for w, m in zip(weights, steps)) / total if total else 0.0
-    for key in ("frac_gated", "frac_rollouts_no_evidence"):
+    for key in ("frac_gated", "frac_rollouts_no_evidence", "frac_zero_push"):
         vals = [m[key] for m in history if isinstance(m.get(key), (int, float))]
         if vals:
             out[key] = sum(vals) / len(vals)
+    for src in PUSH_SOURCES:
+        out.update(push_totals(history, src))
+    return out
+
+
+PUSH_SOURCES = ("push_oracle", "push_step")   # gate.push_evidence's prefixes, logged per step
+
+
+def push_totals(history: list[dict], prefix: str) -> dict:
+    """gate.push_evidence of one source (`prefix`) pooled over a run's steps: each step's shares
+    weighted by its number of harmful / helpful positions. {} for a run that never logged it."""
+    steps = [m for m in history if m.get(f"{prefix}_positions")]
+    if not steps:
+        return {}
+    positions = sum(m[f"{prefix}_positions"] for m in steps)
+    out = {f"{prefix}_positions": positions}
+    for kind in ("harm", "help"):
+        weights = [m[f"{prefix}_{kind}_n"] for m in steps]
+        total = sum(weights)
+        out[f"{prefix}_{kind}_n"] = total
+        out[f"{prefix}_{kind}_share"] = total / positions if positions else 0.0
+        for name in (*EFFECTS, "a2_mean", "adv_mean"):
+            key = f"{prefix}_{kind}_{name}"
+            out[key] = sum(w * m[key] for w, m in zip(weights, steps)) / total if total else 0.0
     return out
 
 

@@ -39,6 +39,10 @@ class World:
                                       # (question, response ids) -> correct next token id at each
                                       # response position, -1 after the first mistake; the trainer
                                       # then logs the per-token evidence of harm (gate.gate_evidence)
+    step_checker: object = None       # worlds whose solutions have checkable steps (tiny): a function
+                                      # (question, response text) -> list of data.Step, each line's
+                                      # verdict on its own operands; `token_verdicts` spreads it over
+                                      # tokens. Needed by method=step_gate / first_error_gate.
 
 
 def problem_sets(w) -> tuple[list[Problem], list[Problem]]:
@@ -78,3 +82,20 @@ def sft_batch(tokenizer, pairs, instruction: str):
         attn[i, :len(s)] = 1
         loss_mask[i, len(p):len(s)] = 1
     return ids, attn, loss_mask
+
+
+def token_verdicts(tokenizer, step_checker, question: str, response_ids: list[int]) -> list[int]:
+    """The step checker's verdict at each response token: +1 inside a correct step, -1 inside a
+    wrong one, 0 where no checkable step covers the token (special tokens such as EOS, a line
+    cut off). Tokens are decoded one by one to find the characters each covers; a token takes
+    the verdict of the step its first character falls in."""
+    pieces = [tokenizer.decode([t], skip_special_tokens=True) for t in response_ids]
+    verdict_at = {}
+    for step in step_checker(question, "".join(pieces)):
+        for c in range(step.start, step.end):
+            verdict_at[c] = step.verdict
+    out, pos = [], 0
+    for piece in pieces:
+        out.append(verdict_at.get(pos, 0) if piece else 0)
+        pos += len(piece)
+    return out

@@ -44,7 +44,7 @@ from pathlib import Path
 import torch
 
 from ..assets import asset_path
-from ..data import (ArithmeticTask, DataError, arithmetic_split, format_prompt, parse_expression,
+from ..data import (ArithmeticTask, DataError, arithmetic_split, check_steps, format_prompt, parse_expression,
                     sample_expression, expression_text, solve)
 from ..losses import masked_mean, token_logprobs
 from ..models import ModelConfig, ModelPair, assemble_pair, enable_checkpointing, resolve_device, resolve_dtype
@@ -514,7 +514,8 @@ def load(cfg, verbose: bool = True) -> World:
         enable_checkpointing(student)
     train, held_out = problem_sets(w)
     return World(tok, teacher, student, train, held_out, instruction=wcfg.instruction,
-                 token_oracle=lambda question, ids: correct_next_tokens(tok, question, ids))
+                 token_oracle=lambda question, ids: correct_next_tokens(tok, question, ids),
+                 step_checker=check_steps)
 
 
 def correct_next_tokens(tokenizer, question: str, response_ids: list[int]) -> list[int]:
