@@ -160,21 +160,23 @@ def start_points(results_dir: Path = RESULTS_DIR) -> dict:
     return out
 
 
-def worlds_start_points(results_dir: Path = RESULTS_DIR) -> dict:
+def worlds_start_points(results_dir: Path = RESULTS_DIR, name: str = "worlds_main") -> dict:
     """Held-out avg@n / pass@n and accuracy per skill of each world setting's teacher and starting
-    student in the worlds study (configs/studies/worlds_main.yaml), measured exactly as its runs'
-    final evaluation (the same split, n, temperature and length; torch seed 0). Cached in
-    results/runs/worlds_main/start.json."""
+    student in a worlds study (configs/studies/NAME.yaml: worlds_main, verifier_roles), measured
+    exactly as its runs' final evaluation (the same split, n, temperature and length; torch
+    seed 0), with error adoption where the world checks steps: "slip" {carry, borrow}, the share
+    of sampled steps needing a carry / borrow that forget it. Cached in results/runs/NAME/start.json
+    (worlds_main's file predates the slips and keeps its numbers)."""
     import torch
 
     from ..evaluate import evaluate
     from ..worlds import load_world
 
-    path = Path(results_dir) / "worlds_main" / "start.json"
+    path = Path(results_dir) / name / "start.json"
     if path.is_file():
         return json.loads(path.read_text())
     out = {}
-    for run, cfg in study("worlds_main", results_dir).plan():
+    for run, cfg in study(name, results_dir).plan():
         setting = dict(run.cell)["setting"]
         if setting in out:
             continue
@@ -184,9 +186,12 @@ def worlds_start_points(results_dir: Path = RESULTS_DIR) -> dict:
             torch.manual_seed(0)
             res = evaluate(model, world.tokenizer, world.eval_problems[:cfg.eval_problems], n=cfg.eval_n,
                            temperature=cfg.eval_temperature, max_new_tokens=cfg.max_new_tokens,
-                           instruction=world.instruction, vocab_size=world.vocab_size)
+                           instruction=world.instruction, vocab_size=world.vocab_size,
+                           step_checker=world.step_checker)
             out[setting][role] = {"avg": res.avg_at_n, "pass": res.pass_at_k,
                                   "per_skill": {k: v["avg"] for k, v in res.per_skill.items()}}
+            if res.steps:
+                out[setting][role]["slip"] = {k: res.slip_rate(k) for k in ("carry", "borrow")}
     _atomic_write(path, out)
     return out
 
