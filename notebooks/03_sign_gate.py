@@ -422,3 +422,43 @@ measured.show(measured.threshold_rows(st, evidence=True))
 # push on the same right digit agrees with the verdict and passes, amplified by `lambda_e`. `make demo` draws one
 # such group token by token (`viz.plot_gate_change`); notebook 05 trains the gate against OPD on
 # this world, notebook 06 sweeps its thresholds, and docs/results.md holds the full report.
+
+# %% [markdown]
+# ## 7. Four places a verifier can act, on one group
+#
+# A verdict per rollout cannot say which step was wrong, so the sign gate has nowhere better to
+# put it. The verifier can act elsewhere, and `sgopd_lite/advantage.py` forms every such
+# advantage in one place (`method_advantage`):
+#
+# * **on the teacher** (`teacher_probe`): before trusting the teacher on a prompt, sample it 4
+#   times and verify; where it fails, train that prompt with GRPO's advantage instead;
+# * **on each step** (`step_gate`, `first_error_gate`): the tiny world checks every line
+#   `a op b = c` on its own operands (`data.check_steps`), so each token can carry its own
+#   step's verdict, or "correct" up to the first wrong step and "wrong" after it;
+# * **as a reward** (`hybrid`): OPD's advantage plus c times GRPO's;
+# * **with an oracle** (`oracle_gate`, a bound no real task has): drop the teacher's push
+#   wherever its top token is not the known correct one.
+#
+# Below, one group of the starting student's rollouts on the A2 complementary world (the teacher
+# forgets every borrow, the student has it), the same two rollouts as `make demo`'s, with the
+# advantage each place gives to every token. Framed cells: the teacher's top token is wrong.
+
+# %%
+from sgopd_lite.config import TrainConfig
+from sgopd_lite.demo import DEMO_WORLD, gate_change_example
+from sgopd_lite.train import load_world
+
+a2c_world = load_world(TrainConfig(method="opd", world=dict(DEMO_WORLD)), verbose=False)
+pair = gate_change_example(a2c_world, GateConfig.opdvr(), roles=True)
+viz.plot_gate_change(pair, roles=True);
+
+# %% [markdown]
+# **Reading it.** In the wrong rollout the first line (`10-5=5`) is right and the second is
+# wrong. The rollout's verdict lets the teacher's pushes against the right borrow digit through
+# (OPDVR's gate: "wrong rollout, pushed down" is consensus). The step checker knows that line is
+# right, so the step and first-error gates drop those pushes and keep the one against the wrong
+# digit of the second line. The teacher probe never lets this teacher near the prompt: it fails
+# its own probe on a borrow, so the whole group gets GRPO's advantage. The hybrid keeps every
+# teacher push and adds the reward's credit on top. Which of these keeps the student's borrow
+# through training is the verifier-roles study's question (docs/results.md, "Where must the
+# verifier act?").

@@ -66,13 +66,22 @@ def _table(columns: dict, n: int) -> list[str]:
 # The mechanism, token by token
 # --------------------------------------------------------------------------------------------
 
+# the places a verifier can act, drawn on one group by `gate_change_example(roles=True)`:
+# label -> (method, gate config name) for advantage.method_advantage
+ROLE_ROWS = {"OPDVR's gate (rollout verdict)": ("opdvr", "opdvr"), "teacher probe": ("teacher_probe", "opd"),
+             "step gate": ("step_gate", "opdvr"), "first-error gate": ("first_error_gate", "opdvr"),
+             "hybrid c = 1": ("hybrid", "opd"), "oracle gate (a bound)": ("oracle_gate", "opd")}
+
+
 def gate_change_example(world, gate_cfg, problems: int = 24, group: int = 8, max_new_tokens: int = 40,
-                        seed: int = 0) -> list[dict]:
+                        seed: int = 0, roles: bool = False, probe_m: int = 4) -> list[dict]:
     """Two rollouts of one group of the starting student where the teacher pushes a *correct* token
     down (its most likely token there is wrong): one the verifier calls correct and one it calls
     wrong. Each record: question, reward, tokens, a2 (OPD's advantage), gate (the gate's
     advantage), teacher_wrong (bool per token) and teacher_wants (the teacher's token there).
-    [] when no group has both."""
+    roles=True adds `roles`: {label: advantage per token} for every place a verifier can act
+    (ROLE_ROWS, advantage.method_advantage on the whole batch; the teacher probe samples the
+    teacher `probe_m` times per problem). [] when no group has both."""
     from .data import format_prompt, skill_of
     from .gate import GateConfig, sign_gate
     from .losses import token_logprobs
@@ -92,6 +101,8 @@ def gate_change_example(world, gate_cfg, problems: int = 24, group: int = 8, max
     mask = ro.response_mask
     opd = sign_gate(teacher_logp, old_logp, r, ro.group_ids, mask, cfg=GateConfig.opd())
     gated = sign_gate(teacher_logp, old_logp, r, ro.group_ids, mask, cfg=gate_cfg)
+    role_adv = _role_advantages(world, chosen, prompts, ro, r, teacher_logp, old_logp, top, max_new_tokens,
+                                probe_m) if roles else {}
     records = []
     for i in range(len(ro)):
         n = int(mask[i].sum())
@@ -99,16 +110,46 @@ def gate_change_example(world, gate_cfg, problems: int = 24, group: int = 8, max
         correct = world.token_oracle(chosen[int(ro.group_ids[i])].question, ids)
         wrong = [c >= 0 and int(top[i, t]) != c and ids[t] == c for t, c in enumerate(correct)]
         if any(wrong):
-            records.append({"group": int(ro.group_ids[i]), "question": chosen[int(ro.group_ids[i])].question,
-                            "reward": float(r[i]), "tokens": [tok.decode([t]) for t in ids],
-                            "a2": opd.advantage[i, :n].tolist(), "gate": gated.advantage[i, :n].tolist(),
-                            "teacher_wrong": wrong, "teacher_wants": [tok.decode([int(t)]) for t in top[i, :n]]})
+            rec = {"group": int(ro.group_ids[i]), "question": chosen[int(ro.group_ids[i])].question,
+                   "reward": float(r[i]), "tokens": [tok.decode([t]) for t in ids],
+                   "a2": opd.advantage[i, :n].tolist(), "gate": gated.advantage[i, :n].tolist(),
+                   "teacher_wrong": wrong, "teacher_wants": [tok.decode([int(t)]) for t in top[i, :n]]}
+            if roles:
+                rec["roles"] = {label: adv[i, :n].tolist() for label, adv in role_adv.items()}
+            records.append(rec)
     for g in sorted({rec["group"] for rec in records}):
         right = [x for x in records if x["group"] == g and x["reward"] == 1]
         failed = [x for x in records if x["group"] == g and x["reward"] == 0]
         if right and failed:
             return [right[0], failed[0]]
     return []
+
+
+def _role_advantages(world, chosen, prompts, ro, r, teacher_logp, old_logp, top, max_new_tokens, probe_m) -> dict:
+    """label -> (R, T) advantage of every ROLE_ROWS method on one batch of rollouts."""
+    from .advantage import Signals, method_advantage
+    from .gate import GateConfig
+    from .rollout import sample
+    from .verifier import rewards as verifier_rewards
+    from .worlds.base import token_verdicts
+
+    tok, mask = world.tokenizer, ro.response_mask
+    questions = [chosen[int(g)].question for g in ro.group_ids]
+    steps = torch.zeros_like(ro.response_ids)
+    correct = torch.full_like(ro.response_ids, -1)
+    for i in range(len(ro)):
+        n = int(mask[i].sum())
+        ids = ro.response_ids[i, :n].tolist()
+        steps[i, :n] = torch.tensor(token_verdicts(tok, world.step_checker, questions[i], ids))
+        correct[i, :n] = torch.tensor(world.token_oracle(questions[i], ids))
+    t_ro = sample(world.teacher, tok, prompts, probe_m, max_new_tokens=max_new_tokens, temperature=1.0)
+    ok = verifier_rewards(t_ro.texts, [p.answer for p in chosen for _ in range(probe_m)])
+    trusted = [sum(ok[k * probe_m:(k + 1) * probe_m]) >= probe_m / 2 for k in range(len(chosen))]
+    signals = Signals(old_logp, r, ro.group_ids, mask, teacher_logp, step_verdict=steps, teacher_top=top,
+                      correct_next=correct,
+                      prompt_trusted=torch.tensor([trusted[int(g)] for g in ro.group_ids]))
+    return {label: method_advantage(method, getattr(GateConfig, gate)(), signals).advantage
+            for label, (method, gate) in ROLE_ROWS.items()}
 
 
 def describe_example(records: list[dict]) -> list[str]:

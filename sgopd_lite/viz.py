@@ -119,23 +119,31 @@ def token_gate_html(record: dict, color_by: str = "class") -> str:
     return head + "<div style='line-height:1.8'>" + "".join(spans) + "</div>"
 
 
-def plot_gate_change(records: list[dict], gate_name: str = "the gate"):
+def plot_gate_change(records: list[dict], gate_name: str = "the gate", roles: bool = False):
     """Rollouts token by token, two rows each: OPD's push (a2) and the gate's advantage A, each
     cell coloured by its value (red pushes the token down, blue up) and labelled with it; a thick
-    frame marks positions where the teacher's most likely token is wrong.
+    frame marks positions where the teacher's most likely token is wrong. roles=True draws, under
+    OPD's row, one row per place a verifier can act (the records' `roles`) instead of the gate's.
 
-    records: `demo.gate_change_example`'s (tokens, a2, gate, teacher_wrong, reward, question).
+    records: `demo.gate_change_example`'s (tokens, a2, gate, teacher_wrong, reward, question[, roles]).
     """
     import matplotlib.colors as mcolors
     from matplotlib import colormaps
 
     plt = _plt()
-    limit = max(max(abs(v) for rec in records for v in rec["a2"] + rec["gate"]), 1e-6)
+
+    def rows_of(rec):
+        extra = list(rec["roles"].items()) if roles else [(gate_name, rec["gate"])]
+        return [("OPD: a2", rec["a2"])] + [(f"{label}: A", values) for label, values in extra]
+
+    limit = max(max(abs(v) for rec in records for _, vals in rows_of(rec) for v in vals), 1e-6)
     norm, cmap = mcolors.TwoSlopeNorm(vmin=-limit, vcenter=0.0, vmax=limit), colormaps["RdBu"]
     width = max(len(rec["tokens"]) for rec in records)
-    fig, axes = plt.subplots(len(records), 1, figsize=(min(0.62 * width + 2, 18), 1.9 * len(records)), squeeze=False)
+    n_rows = len(rows_of(records[0]))
+    fig, axes = plt.subplots(len(records), 1, figsize=(min(0.62 * width + 2, 18), 0.95 * n_rows * len(records)),
+                             squeeze=False)
     for ax, rec in zip(axes[:, 0], records):
-        for row, (label, values) in enumerate((("OPD: a2", rec["a2"]), (f"{gate_name}: A", rec["gate"]))):
+        for row, (label, values) in enumerate(rows_of(rec)):
             ax.text(-0.3, -row - 0.5, label, ha="right", va="center", fontsize=9)
             for t, (tok, v) in enumerate(zip(rec["tokens"], values)):
                 frame = rec["teacher_wrong"][t]
@@ -145,8 +153,8 @@ def plot_gate_change(records: list[dict], gate_name: str = "the gate"):
                 ax.text(t + 0.47, -row - 0.35, _visible(tok), ha="center", va="center", fontsize=10,
                         family="monospace", color=ink)
                 ax.text(t + 0.47, -row - 0.75, f"{v + 0.0:+.1f}", ha="center", va="center", fontsize=6, color=ink)
-        ax.set_xlim(-3.2, width)
-        ax.set_ylim(-2.1, 0.1)
+        ax.set_xlim(-3.2 if not roles else -6.5, width)
+        ax.set_ylim(-n_rows - 0.1, 0.1)
         ax.axis("off")
         verdict = "correct" if rec["reward"] == 1 else "wrong"
         ax.set_title(f"{rec['question']}  ({verdict} rollout; framed: the teacher's top token is wrong)",

@@ -1,0 +1,216 @@
+"""docs/results.md, section "Where must the verifier act?": the verifier-roles study
+(configs/studies/verifier_roles.yaml, results in results/runs/verifier_roles/) beside the
+worlds study's OPD, OPDVR's gate, SG-OPD's gate and GRPO on the same worlds and seeds.
+
+Per world: accuracy overall and per skill with error adoption (the share of sampled steps that
+forget a borrow / a carry), paired differences to OPD and to GRPO with Holm-corrected verdicts,
+and the per-token evidence by push direction; then a paragraph written from those numbers. While
+the study is still running the section says how many of its runs it holds, and calls nothing.
+
+May import: study.stats, study.worlds_report (its run loading), data. Imported by
+study/worlds_report.py inside `write_worlds_report` only.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from ..data import SKILLS
+from .stats import ALPHA, _cell, corrected_verdict, holm, mean_ci, paired_p
+
+NAME = "verifier_roles"
+WORLDS = {"a2c": "A2 complementary error", "a2s": "A2 shared error", "hold": "both hold"}
+BASELINES = {"opd": ("OPD", "nowhere"), "opdvr": ("OPDVR's gate", "rollout verdict, gate"),
+             "gate_only": ("SG-OPD's gate", "rollout verdict, gate"), "grpo": ("GRPO", "reward only")}
+ARMS = {"teacher_probe": ("teacher probe", "on the teacher; GRPO where it fails"),
+        "teacher_probe_drop": ("teacher probe, drop", "on the teacher; nothing where it fails"),
+        "step_gate": ("step gate", "each step's verdict, gate"),
+        "first_error_gate": ("first-error gate", "first wrong step, gate"),
+        "hybrid": ("hybrid c = 1", "reward beside the teacher"),
+        "hybrid_c4": ("hybrid c = 4", "reward beside the teacher"),
+        "oracle_gate": ("oracle gate (a bound)", "known correct tokens (tiny world only)")}
+COLUMNS = ("avg", *SKILLS)
+EFFECTS = ("zeroed", "shrunk", "unchanged", "amplified", "flipped")
+
+
+def _value(summary: dict, key: str) -> float:
+    if key in SKILLS:
+        return summary["per_skill"][key]["avg"]
+    if key.startswith("slip_"):
+        return summary.get("final", {}).get(f"eval_{key}", math.nan)
+    if key.startswith("push_"):
+        return summary.get("evidence", {}).get(key, math.nan)
+    return summary[key]
+
+
+def _diffs(a: dict, b: dict, key: str) -> list[float]:
+    return [_value(a[s], key) - _value(b[s], key) for s in sorted(a) if s in b]
+
+
+def _pct(values) -> str:
+    values = [v for v in values if v == v]
+    return _cell(values) if values else "-"
+
+
+def _rows(roles, worlds_main, world: str) -> dict:
+    """name -> seed -> summary, the baselines first (worlds_main), then the arms."""
+    rows = {k: worlds_main.seeds(world, k) for k in BASELINES}
+    rows.update({k: roles.seeds(world, k) for k in ARMS})
+    return rows
+
+
+def family_verdicts(rows: dict, ref: str, arms=tuple(ARMS)) -> dict:
+    """(arm, column) -> (uncorrected 'd ± h', Holm verdict) for every arm minus `ref` on every column:
+    one family per world and reference (len(arms) x 5 comparisons)."""
+    diffs = {(a, c): _diffs(rows[a], rows[ref], c) for a in arms if rows.get(a) for c in COLUMNS}
+    keys = list(diffs)
+    adjusted = dict(zip(keys, holm([paired_p(diffs[k]) for k in keys])))
+    out = {}
+    for k, d in diffs.items():
+        m, h = mean_ci(d) if d else (math.nan, math.nan)
+        out[k] = (f"{100 * m:+.1f} ± {100 * h:.1f}" if d else "no data", corrected_verdict(d, adjusted[k]))
+    return out
+
+
+def roles_section(roles, worlds_main, start: dict) -> list[str]:
+    """The section's lines (roles, worlds_main: worlds_report.Runs; start: the study's start.json)."""
+    done = sum(len(v) for v in roles.cells.values())
+    lines = ["## Where must the verifier act?", ""]
+    if roles.missing:
+        lines += [f"**Still running: {done} of {roles.planned} runs are in** (the seeds present are listed per row). "
+                  "The tables below are what they hold; no verdict here is final, and the paragraph on what "
+                  "protected the skill waits for the whole study.", ""]
+    lines += [
+        "The sign gate reads one verdict per rollout, so it cannot say which step was wrong. This study "
+        "moves the verifier elsewhere (`sgopd_lite/advantage.py` has every method side by side):",
+        "",
+        "* **teacher probe**: 4 verified teacher samples per training prompt; where the teacher passes at "
+        "least half, OPD; where it fails, GRPO (or nothing: *drop*, a control).",
+        "* **step gate**: OPDVR's cells (correct & pushed down, wrong & pushed up: 0) with each token's "
+        "verdict taken from its own line, checked on its own operands.",
+        "* **first-error gate**: the same cells, everything before the first wrong line trusted as correct "
+        "and everything from it on as wrong.",
+        "* **hybrid**: OPD's advantage plus c times GRPO's; c = 1 and c = 4 (the rule that fixed 4 before "
+        "any run is in the study file).",
+        "* **oracle gate**: OPD without the teacher's push wherever its top token is not the known correct "
+        "one. No real task has this oracle: it is a bound, not a method.",
+        "",
+        "OPD, OPDVR's gate, SG-OPD's gate (gate only, 1.8 / 1.0) and GRPO are the worlds study's runs of "
+        "the same seeds. Error adoption is measured on the same held-out samples as accuracy: of the "
+        "sampled steps that need a borrow (a carry), the share whose result is the forgotten-borrow "
+        "(forgotten-carry) one. The worlds study's runs predate that measurement and the push evidence "
+        "(shown as -).",
+        "",
+    ]
+    for world, wname in WORLDS.items():
+        if world not in start:
+            continue
+        rows = _rows(roles, worlds_main, world)
+        lines += _world_tables(world, wname, rows, start[world])
+    if not roles.missing:
+        lines += findings(roles, worlds_main, start)
+    return lines
+
+
+def _world_tables(world: str, wname: str, rows: dict, start: dict) -> list[str]:
+    lines = [f"### {wname}", "",
+             "| method | where the verifier acts | seeds | avg@8 | " + " | ".join(SKILLS)
+             + " | forgot borrow | forgot carry |",
+             "|---|---|---|---|" + "---|" * len(SKILLS) + "---|---|"]
+    for role, label in (("student", "start (student)"), ("teacher", "teacher")):
+        s = start[role]
+        slip = s.get("slip", {})
+        lines.append(f"| {label} | | | {100 * s['avg']:.1f} | "
+                     + " | ".join(f"{100 * s['per_skill'][k]:.1f}" for k in SKILLS)
+                     + f" | {100 * slip.get('borrow', math.nan):.1f} | {100 * slip.get('carry', math.nan):.1f} |")
+    for key, (label, where) in {**BASELINES, **ARMS}.items():
+        runs = rows.get(key) or {}
+        if not runs:
+            continue
+        seeds = ",".join(str(s) for s in sorted(runs))
+        cells = [_pct([_value(x, c) for x in runs.values()]) for c in (*COLUMNS, "slip_borrow", "slip_carry")]
+        lines.append(f"| {label} | {where} | {seeds} | " + " | ".join(cells) + " |")
+    lines.append("")
+    for ref in ("opd", "grpo"):
+        if not rows.get(ref):
+            continue
+        fam = family_verdicts(rows, ref)
+        arms = [a for a in ARMS if rows.get(a)]
+        if not arms:
+            continue
+        lines += [f"Minus {BASELINES[ref][0]}, paired by seed (points; uncorrected 95% interval, then the verdict "
+                  f"after Holm's correction over this table's {len(fam)} comparisons at {ALPHA}):", "",
+                  "| method | " + " | ".join(COLUMNS) + " |", "|---|" + "---|" * len(COLUMNS)]
+        for a in arms:
+            lines.append(f"| {ARMS[a][0]} | " + " | ".join(
+                f"{fam[(a, c)][0]} ({fam[(a, c)][1]})" for c in COLUMNS) + " |")
+        lines.append("")
+    lines += _evidence_table(rows)
+    return lines
+
+
+def _evidence_table(rows: dict) -> list[str]:
+    """Harmful pushes (down on a correct token, up on a wrong one) and what each method did."""
+    lines = ["Per-token evidence by the direction of the teacher's push on the sampled token, pooled over "
+             "all steps (mean over seeds). *oracle*: positions up to and including a rollout's first "
+             "mistake, correct = the known correct token; *steps*: every token of a checkable line, correct "
+             "= its line is right on its own operands. Harmful = down on a correct token or up on a wrong "
+             "one; then what the method did to those pushes (against OPD's A = a2), and how much of the "
+             "helpful pushes it zeroed.", "",
+             "| method | oracle: harmful share | zeroed | shrunk | unchanged | amplified | flipped | helpful zeroed "
+             "| steps: harmful share | zeroed | unchanged | helpful zeroed |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for key, (label, _) in {**BASELINES, **ARMS}.items():
+        runs = list((rows.get(key) or {}).values())
+        if not runs or key == "grpo":
+            continue
+
+        def m(name):
+            return _pct([_value(x, name) for x in runs])
+        lines.append(f"| {label} | {m('push_oracle_harm_share')} | "
+                     + " | ".join(m(f"push_oracle_harm_{e}") for e in EFFECTS)
+                     + f" | {m('push_oracle_help_zeroed')} | {m('push_step_harm_share')} | "
+                     f"{m('push_step_harm_zeroed')} | {m('push_step_harm_unchanged')} | {m('push_step_help_zeroed')} |")
+    return lines + [""]
+
+
+def findings(roles, worlds_main, start: dict) -> list[str]:
+    """What protected the skill the teacher gets wrong (A2 complementary error: borrow), and at
+    what cost, from the Holm verdicts; whether anything beat GRPO."""
+    rows = _rows(roles, worlds_main, "a2c")
+    vs_opd, vs_grpo = family_verdicts(rows, "opd"), family_verdicts(rows, "grpo")
+    real = [a for a in ARMS if a != "oracle_gate" and rows.get(a)]
+    protected = [a for a in real if vs_opd.get((a, "borrow"), ("", ""))[1] == "higher"]
+    beat_grpo = [a for a in real if vs_grpo.get((a, "avg"), ("", ""))[1] == "higher"]
+    lines = ["### What protected the borrow", ""]
+    b0 = 100 * start["a2c"]["student"]["per_skill"]["borrow"]
+    if protected:
+        for a in protected:
+            costs = [c for c in SKILLS if vs_opd[(a, c)][1] == "lower"]
+            lines.append(f"* **{ARMS[a][0]}** kept more of the borrow than OPD (start {b0:.1f}): "
+                         f"{_pct([_value(x, 'borrow') for x in rows[a].values()])}, minus OPD {vs_opd[(a, 'borrow')][0]}; "
+                         f"minus GRPO on borrow {vs_grpo[(a, 'borrow')][0]} ({vs_grpo[(a, 'borrow')][1]}); "
+                         + (f"it cost {', '.join(costs)} against OPD." if costs else "no skill fell below OPD (Holm)."))
+    else:
+        lines.append(f"* No method without the oracle kept more of the borrow than OPD after Holm's correction "
+                     f"(start {b0:.1f}).")
+    lines.append("* Ahead of GRPO overall (Holm): " + (", ".join(ARMS[a][0] for a in beat_grpo) if beat_grpo
+                                                        else "**nothing**: verifier-only RL stays the method to beat here") + ".")
+    if rows.get("oracle_gate"):
+        o = vs_opd[("oracle_gate", "borrow")]
+        lines.append(f"* The oracle gate (a bound) minus OPD on borrow: {o[0]} ({o[1]}).")
+    return lines + [""]
+
+
+def load_roles(results_dir: Path):
+    """The study's Runs and its start points ({} while absent)."""
+    import json
+
+    from .worlds_report import Runs, load_runs
+
+    if not (Path(results_dir) / NAME).is_dir():
+        return Runs(NAME), {}
+    start_path = Path(results_dir) / NAME / "start.json"
+    start = json.loads(start_path.read_text()) if start_path.is_file() else {}
+    return load_runs(NAME, results_dir), start
