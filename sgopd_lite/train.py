@@ -23,7 +23,7 @@ Choices this project makes:
   verdict is agreed by all processes (one all-reduce), so they all skip the same step and none
   waits in a collective that another never enters.
 * Step metrics are averaged over processes (each process sees its own prompts); the gate's
-  activity `frac_gated` (tokens with lambda_t != 1) is watched: a gating run that keeps it
+  activity `frac_gated` (tokens whose lambda_t is not the base lambda_n) is watched: a gating run that keeps it
   under 1% for 20 steps gets one warning naming the likely cause.
 * A checkpoint (trainable weights, optimizer, scheduler, RNG states, step) is written
   atomically every `save_every` steps; `train()` resumes from it and continues exactly.
