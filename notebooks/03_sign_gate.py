@@ -400,7 +400,10 @@ viz.gate_explorer(inputs, indices=shown, cfg=GateConfig(), color_by="class");
 # at every step, the tiny world's per-token evidence: at each position up to a rollout's first
 # mistake the world knows the correct next token, so it knows where the teacher's top token is
 # wrong, and what the gate did to the push there (zeroed, shrunk, left as OPD's, amplified), and
-# what it zeroed where the teacher was right (the price). Then the gate's thresholds
+# what it zeroed where the top token was right. That last column is not a cost: before the first
+# mistake the sampled token is the correct one, so a push down there (a2 < 0) is a push against a
+# correct token even where the teacher's top token is right, and zeroing it helps; the columns
+# say what the gate did where the top token is wrong or right, not whether it helped. Then the gate's thresholds
 # (`lambda_e` x `lambda_i` x `a1_mode`) on the same world. The cell reads the committed run
 # summaries and prints the seeds each row holds: the study is still running, so later checkouts
 # hold more seeds.
@@ -415,7 +418,7 @@ measured.show(measured.threshold_rows(st, evidence=True))
 # **Reading it.** In the study, the default gate (1.8 / 1.0) zeroes none of the teacher's wrong
 # pushes: with `lambda_i = 1` a conflict keeps OPD's push, and in `group` mode the rollouts of
 # all-equal groups carry no evidence at all. OPDVR's gate (`sign` mode, `lambda_i = 0`) zeroes
-# most of them, and a large share of the right ones with them. Neither protects the student's
+# most of them, and a share of the pushes where the top token is right too. Neither protects the student's
 # borrow, for section 2b's reason: the verdict is per rollout. In a correct rollout the teacher's
 # push against the right borrow digit is a conflict and can be dropped; in a rollout that failed
 # elsewhere (for instance on a carry, which this student almost always gets wrong) the same

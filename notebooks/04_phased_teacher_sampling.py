@@ -305,8 +305,9 @@ for name, h in histories.items():
 # with more teacher prompts, a teacher never phased out; configs/studies/pts_a1g.yaml) with the
 # study protocol (200 steps x 16 prompts x 8 rollouts, the whole skill-balanced split, n = 8),
 # beside the main table's OPD on the same world and seeds. A setting **rescued** the student when
-# its mean final avg@8 ends above the start *and* its paired difference to OPD has a 95% interval
-# above zero. The cell reads the committed run summaries and prints the seeds each row holds; the
+# the 95% interval of its final avg@8 lies above the start (a mean just above it is not enough)
+# *and* it is higher than OPD after Holm's correction over the three settings (the rule of
+# docs/results.md, `worlds_report.pts_rescued`). The cell reads the committed run summaries and prints the seeds each row holds; the
 # study is still running, and where it has not reached these runs yet the cell says so (this is
 # the one readout that tolerates a missing study: OPD's row is still printed).
 

@@ -251,7 +251,8 @@ viz.plot_learning_curves(histories, "kl_k1", smooth=1, title="k1 estimate of KL(
 #   mode their `a1` is 0, every token is neutral and gets plain OPD: the gate cannot act there;
 # * `frac_consensus`, `frac_conflict_i`, `frac_conflict_ii`, `frac_neutral`: the token classes
 #   (computed in the OPD run too, where every class gets `lambda = 1`);
-# * `frac_gated`: tokens whose `lambda_t` is not 1 (the gate changed their push);
+# * `frac_gated`: tokens whose `lambda_t` differs from the method's base coefficient `lambda_n`
+#   (the gate changed their push; 0 for OPD and for ExOPD, which scale every token alike);
 # * the per-token evidence: the tiny world knows the correct next token at every position up to
 #   a rollout's first mistake, so it can say where the teacher's top token is *wrong* and what
 #   the gate did to the push there (`study.sweep.evidence_totals` pools it over the steps).

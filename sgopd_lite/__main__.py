@@ -7,7 +7,8 @@
     demo                                                 the README's main job (make demo)
     reproduce --jobs 2                                   the seeded study: configs/studies/main, grid (resumes)
     reproduce --smol                                     its SmolLM2 part: configs/studies/smol.yaml
-    report [--partial]                                   docs/results.md from the finished runs
+    report [--partial]                                   docs/results.md from the finished runs (`make reproduce`
+                                                         re-runs the studies, skipping finished runs, then this)
     sweep   --config configs/tiny.yaml --out DIR --jobs 2 [key=value ...] key=a,b seed=0:3
                                                          a grid of runs (resumable, parallel, --shard i/n)
     sweep   --study configs/studies/NAME.yaml            the same, defined in a study file

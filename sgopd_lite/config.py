@@ -13,7 +13,7 @@ Presets (`method`) set the gate and the phased-teacher-sampling knobs of METHOD.
     grpo       verifier-only RL baseline: no teacher, group-normalised reward advantage
     opdvr      OPDVR's correctness gate: a1 = 2r - 1, conflict tokens zeroed (GateConfig.opdvr)
     reversed_gate  negative control: gate_only with consensus 1.0 and conflict 1.8 (GateConfig.reversed)
-    soft_gate  lambda_t = 2 sigmoid(k a1 a2) on evidence tokens, k = 4 (GateConfig.soft)
+    soft_gate  lambda_t = 2 sigmoid(k sign(a1) a2) on evidence tokens, k = 4 (GateConfig.soft)
 
 Where else a verifier can act (advantage.py has them side by side):
 
@@ -186,8 +186,10 @@ def resolve_preset(cfg: TrainConfig) -> None:
     if isinstance(cfg.gate, dict):
         if cfg.method == "soft_gate" and ({"lambda_e", "lambda_i"} & set(cfg.gate)):
             warnings.warn("method=soft_gate: gate.lambda_e / gate.lambda_i are ignored (the soft gate's "
-                          "weight is 2 sigmoid(soft_k a1 a2)); set gate.soft_k", UserWarning, stacklevel=3)
-        cfg.gate = _preset_gate(cfg).replace(**cfg.gate)
+                          "weight is 2 sigmoid(soft_k sign(a1) a2)); set gate.soft_k", UserWarning, stacklevel=3)
+        # OPDVR's gate checks its overrides itself (GateConfig.opdvr refuses those that change it)
+        cfg.gate = (GateConfig.opdvr(**cfg.gate) if cfg.method == "opdvr"
+                    else _preset_gate(cfg).replace(**cfg.gate))
     elif cfg.gate is None:
         cfg.gate = _preset_gate(cfg)
     if isinstance(cfg.pts, dict):

@@ -40,11 +40,13 @@ is per rollout, so it cannot say which token was wrong; the cells let a sweep as
 carries the harm.
 
 A soft gate (`soft_k`, the form of later reweighting papers) replaces the hard classes on
-evidence tokens by a smooth weight lambda_t = 2 * sigmoid(soft_k * a1 * a2): 1 where
-a1 * a2 = 0, towards 2 for strong consensus and towards 0 for strong conflict. The factor 2 is
-this project's choice, so that a token without evidence keeps plain OPD's weight (a bare
-sigmoid would halve it); as soft_k grows it tends to the hard gate with lambda_e = 2,
-lambda_i = 0.
+evidence tokens by a smooth weight lambda_t = 2 * sigmoid(soft_k * sign(a1) * a2): 1 where
+a2 = 0, towards 2 for strong consensus and towards 0 for strong conflict. Like the hard gate it
+reads only the sign of a1 (the verdict), never its size: under a1_mode="group" the size of
+r - mean_G r depends on how many rollouts of the group passed, which says nothing about a token.
+The factor 2 is this project's choice, so that a token without evidence keeps plain OPD's
+weight (a bare sigmoid would halve it); as soft_k grows it tends to the hard gate with
+lambda_e = 2, lambda_i = 0.
 
 Readings this project chose where the paper is not explicit (METHOD.md says which are uncertain):
 * a1 uses only the sign of the verifier's group advantage; "group" mode makes all-correct and
@@ -110,7 +112,7 @@ class GateConfig:
     correct_down: float | None = None  # a1 > 0, a2 < 0: conflict type I
     wrong_up: float | None = None      # a1 < 0, a2 > 0: conflict type II
     wrong_down: float | None = None    # a1 < 0, a2 < 0: consensus on a wrong rollout
-    soft_k: float | None = None        # soft gate: lambda_t = 2 sigmoid(soft_k a1 a2) on evidence
+    soft_k: float | None = None        # soft gate: lambda_t = 2 sigmoid(soft_k sign(a1) a2) on evidence
                                        # tokens instead of the cells; None = the hard gate
     swapped: bool = False              # the reversed gate: consensus cells take lambda_i and conflict
                                        # cells lambda_e (a negative control, `GateConfig.reversed`)
@@ -205,12 +207,30 @@ class GateConfig:
     def opdvr(cls, **kw) -> "GateConfig":
         """OPDVR's correctness gate (arXiv 2608.24696, as its reading note describes it): every
         verdict counts (a1 = 2r - 1), conflict tokens are zeroed and consensus is unscaled, so
-        A = ReLU(a2) on correct rollouts and -ReLU(-a2) on wrong ones."""
+        A = ReLU(a2) on correct rollouts and -ReLU(-a2) on wrong ones.
+
+        Only adv_clip and truncated="graded" / "wrong" may be changed: any other override would
+        quietly make it another gate, so it is refused (ValueError) instead. For a variant,
+        build it with GateConfig(...) and give it its own name.
+        """
         if kw.get("reference", "old") != "old":
             raise ValueError("GateConfig.opdvr() zeroes conflict tokens only with reference='old' "
                              "(module docstring: lambda_i = 0 is not masking against the initial student)")
-        kw = {"a1_mode": "sign", **kw, "reference": "old"}
-        return cls(lambda_e=1.0, lambda_i=0.0, lambda_n=1.0, **kw)
+        why = {"lambda_e": "consensus is unscaled (1)", "lambda_i": "conflict tokens are zeroed (0)",
+               "lambda_n": "it has no neutral token to scale (1)", "tau": "every token with a2 != 0 counts (tau 0)",
+               "a1_mode": "every verdict counts (a1_mode 'sign'; 'group' makes all-equal groups neutral)",
+               "swapped": "it is not reversed", "soft_k": "it is a hard gate",
+               **{c: "its cells come from lambda_e / lambda_i" for c in CELLS}}
+        fixed = cls(lambda_e=1.0, lambda_i=0.0, lambda_n=1.0, a1_mode="sign")
+        for name, value in kw.items():
+            if name in why and value != getattr(fixed, name):
+                raise ValueError(f"GateConfig.opdvr(): {name}={value!r} would make it another gate ({why[name]}); "
+                                 "build the variant with GateConfig(...) instead")
+        if kw.get("truncated") == "neutral":
+            raise ValueError("GateConfig.opdvr(): truncated='neutral' would make it another gate (a1 = 0 takes "
+                             "a truncated rollout's verdict away, while OPDVR's gate uses every verdict); "
+                             "use 'graded' or 'wrong'")
+        return fixed.replace(**{**kw, "reference": "old"})
 
     @classmethod
     def reversed(cls, lambda_e: float = 1.8, lambda_i: float = 1.0, **kw) -> "GateConfig":
@@ -228,8 +248,9 @@ class GateConfig:
 
     @classmethod
     def soft(cls, k: float = 4.0, **kw) -> "GateConfig":
-        """The soft gate: lambda_t = 2 sigmoid(k a1 a2) on evidence tokens (module docstring).
-        k = 4 is this project's default: with a1 = +-0.5 and |a2| = 1 nat the weight is 1.76 / 0.24."""
+        """The soft gate: lambda_t = 2 sigmoid(k sign(a1) a2) on evidence tokens (module docstring).
+        k = 4 is this project's default: where the teacher's push is 0.5 nat (|a2| = 0.5) the
+        weight is 1.76 on consensus and 0.24 on conflict; at 1 nat, 1.96 and 0.04."""
         return cls(soft_k=k, **kw)
 
     def replace(self, **changes) -> "GateConfig":
@@ -296,7 +317,10 @@ def sign_gate(teacher_logp: torch.Tensor, old_logp: torch.Tensor, rewards: torch
                       tokens with 0 keep the rollout's verdict.
 
     Returns a GateOutput; its metrics are token fractions over the masked tokens
-    (frac_consensus, frac_conflict_i, frac_conflict_ii, frac_neutral, frac_gated: lambda_t != 1),
+    (frac_consensus, frac_conflict_i, frac_conflict_ii, frac_neutral, and frac_gated: the share
+    of tokens whose coefficient lambda_t differs from the method's own base coefficient
+    lambda_n, the one a token without evidence gets; so a method that scales every token
+    alike has frac_gated = 0: OPD, and ExOPD, whose lambda_t is 1.25 everywhere),
     a2_mean (= -k1 KL), kl_k1, kl_k3 (estimates of KL(pi_old || pi_T)), adv_abs_mean,
     lambda_mean, frac_rollouts_no_evidence (a1 = 0) and frac_conflict_truncated (the share of
     conflict tokens that sit in truncated rollouts; 0 when there is no conflict).
@@ -353,7 +377,7 @@ def sign_gate(teacher_logp: torch.Tensor, old_logp: torch.Tensor, rewards: torch
 
         lambda_t = torch.full_like(a2, cfg.lambda_n)                              # (B, T)
         if cfg.soft_k is not None:
-            soft = 2.0 * torch.sigmoid(cfg.soft_k * a1_tok * a2)                  # (B, T)
+            soft = 2.0 * torch.sigmoid(cfg.soft_k * s1 * a2)                      # (B, T)
             lambda_t = torch.where(evidence, soft, lambda_t)
         else:
             cell = cfg.cells()
@@ -376,7 +400,7 @@ def sign_gate(teacher_logp: torch.Tensor, old_logp: torch.Tensor, rewards: torch
             "frac_conflict_i": masked_mean(conflict_i.float(), m).item(),
             "frac_conflict_ii": masked_mean(conflict_ii.float(), m).item(),
             "frac_neutral": masked_mean((m & ~consensus & ~conflict).float(), m).item(),
-            "frac_gated": masked_mean((lambda_t != 1.0).float(), m).item(),
+            "frac_gated": masked_mean((lambda_t != cfg.lambda_n).float(), m).item(),
             "frac_conflict_truncated": (float((conflict & cut[:, None]).sum()) / int(conflict.sum())
                                         if bool(conflict.any()) else 0.0),
             "a2_mean": masked_mean(a2, m).item(),

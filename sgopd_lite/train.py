@@ -21,9 +21,12 @@ Choices this project makes:
 * A step whose teacher, old-policy or reference log-probs, loss or gradient norm are not
   finite is skipped (logged, no update), so one bad batch cannot corrupt the weights. The
   verdict is agreed by all processes (one all-reduce), so they all skip the same step and none
-  waits in a collective that another never enters.
+  waits in a collective that another never enters. A skipped step's record says why and holds
+  no gate or loss metrics (nothing was learned from them), and the learning-rate schedule still
+  advances: it is a function of the step number, so step k runs at the same rate whether or not
+  an earlier step was skipped (and a resumed run agrees with an uninterrupted one).
 * Step metrics are averaged over processes (each process sees its own prompts); the gate's
-  activity `frac_gated` (tokens with lambda_t != 1) is watched: a gating run that keeps it
+  activity `frac_gated` (tokens whose lambda_t is not the base lambda_n) is watched: a gating run that keeps it
   under 1% for 20 steps gets one warning naming the likely cause.
 * A checkpoint (trainable weights, optimizer, scheduler, RNG states, step) is written
   atomically every `save_every` steps; `train()` resumes from it and continues exactly.
@@ -365,6 +368,7 @@ class Trainer:
         if not all_processes_agree(acc, not bad):
             times["teacher"] = time.perf_counter() - t
             why = f"non-finite {' and '.join(bad)} log-prob" if bad else "non-finite log-prob on another process"
+            self._advance_schedule()
             return {**m, "skipped": why, **_time_metrics(times)}
         questions = [problems[int(g)].question for g in ro.group_ids]          # one per rollout
         signals = Signals(old_logp, r, ro.group_ids, mask, teacher_logp, ref_logp, ro.truncated,
@@ -405,8 +409,12 @@ class Trainer:
 
         # 6. update
         t = time.perf_counter()
-        m.update(self._update(ro, old_logp, advantage, lambda_t, teacher_ro, w_k))
+        update = self._update(ro, old_logp, advantage, lambda_t, teacher_ro, w_k)
         times["update"] = time.perf_counter() - t
+        if "skipped" in update:      # nothing learned: say why, without the gate's numbers of this batch
+            first = {x: m[x] for x in ("step", "lr", *(batch.metrics or {}))}
+            return {**first, **update, **_time_metrics(times)}
+        m.update(update)
 
         lengths = mask.sum(1).float()
         m.update({"reward_mean": r.mean().item(), "response_len": lengths.mean().item(),
@@ -550,6 +558,7 @@ class Trainer:
             if not all_processes_agree(acc, finite):
                 self.optimizer.zero_grad(set_to_none=True)
                 if epoch == 0:          # nothing changed: the whole step is skipped
+                    self._advance_schedule()
                     return {"skipped": "non-finite loss or gradient"}
                 # earlier epochs already stepped: keep them, stop here, and say so
                 out["partial_update"] = f"non-finite loss or gradient at epoch {epoch + 1} of {cfg.ppo_epochs}"
@@ -561,6 +570,14 @@ class Trainer:
                 out["clip_frac"] = info["clip_frac"]
         self.scheduler.step()
         return out
+
+    def _advance_schedule(self) -> None:
+        """Move the learning-rate schedule on by one step without an update (a skipped step,
+        module docstring). torch warns when a schedule steps before the optimizer ever has,
+        which is exactly what a skipped first step does, on purpose."""
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)` before")
+            self.scheduler.step()
 
     def backward(self, ro, old_logp, advantage, lambda_t, teacher_ro=None, w_k=0.0) -> dict:
         """Accumulate the gradient of L = L_SG + w(k) L_CE over micro-batches (no step).

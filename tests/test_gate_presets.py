@@ -83,8 +83,8 @@ def test_notebook_03s_correct_carry_in_a_wrong_rollout():
 def test_soft_gate_weights_evidence_tokens_smoothly():
     k = 3.0
     out = gate(GateConfig.soft(k))
-    a1 = torch.tensor([0.5, -0.5, 0.0, 0.0])                              # group mode
-    expected = torch.where(a1[:, None] != 0, 2 * torch.sigmoid(k * a1[:, None] * A2), torch.ones(4, 2))
+    verdict = torch.tensor([1.0, -1.0, 0.0, 0.0])                         # sign(a1), group mode
+    expected = torch.where(verdict[:, None] != 0, 2 * torch.sigmoid(k * verdict[:, None] * A2), torch.ones(4, 2))
     torch.testing.assert_close(out.lambda_t, expected)
     torch.testing.assert_close(out.advantage, expected * A2)
     # a large k tends to the hard gate with lambda_e = 2, lambda_i = 0
@@ -92,6 +92,45 @@ def test_soft_gate_weights_evidence_tokens_smoothly():
     torch.testing.assert_close(gate(GateConfig.soft(200.0)).lambda_t, hard.lambda_t, atol=1e-6, rtol=0)
     with pytest.raises(ValueError, match="soft_k replaces the four cells"):
         GateConfig(soft_k=2.0, wrong_up=0.0)
+
+
+def test_the_soft_gate_reads_the_verdict_not_the_size_of_a1():
+    # Group mode: a correct rollout in a group where 1 of 4 passed has a1 = 0.75, in a group where
+    # 3 of 4 passed a1 = 0.25. The same teacher push on the same token gets the same weight in both,
+    # as in the hard gate (the docs say "sign"; the size of a1 reflects the group, not the token).
+    old = torch.full((8, 1), -2.0)
+    teacher = old + 0.5                                                   # a2 = +0.5 everywhere
+    r = torch.tensor([1.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 0.0])
+    g = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1])
+    out = sign_gate(teacher, old, r, g, torch.ones(8, 1), cfg=GateConfig.soft(4.0))
+    assert out.a1[0].item() == pytest.approx(0.75) and out.a1[4].item() == pytest.approx(0.25)
+    assert out.lambda_t[0, 0].item() == pytest.approx(out.lambda_t[4, 0].item())
+    assert out.lambda_t[0, 0].item() == pytest.approx(2 * torch.sigmoid(torch.tensor(4.0 * 0.5)).item())
+
+
+@pytest.mark.parametrize("override, words", [({"tau": 0.1}, "tau=0.1 would make it another gate"),
+                                             ({"a1_mode": "group"}, "a1_mode='group' would make it another gate"),
+                                             ({"truncated": "neutral"}, "truncated='neutral' would make it another gate"),
+                                             ({"lambda_n": 0.5}, "lambda_n=0.5 would make it another gate"),
+                                             ({"wrong_up": 1.0}, "wrong_up=1.0 would make it another gate")])
+def test_opdvr_refuses_overrides_that_make_it_another_gate(override, words):
+    with pytest.raises(ValueError, match=words):
+        GateConfig.opdvr(**override)
+    with pytest.raises(ValueError, match=words):                  # the same through the config
+        TrainConfig(method="opdvr", gate=override)
+    # what keeps it OPDVR's gate is allowed
+    assert GateConfig.opdvr(adv_clip=2.0, truncated="wrong").cells() == GateConfig.opdvr().cells()
+    assert TrainConfig(method="opdvr", gate={"a1_mode": "sign", "lambda_i": 0.0}).gate == GateConfig.opdvr()
+
+
+def test_frac_gated_counts_tokens_off_the_methods_own_base_coefficient():
+    # ExOPD scales every token by 1.25 and has no gate: nothing is gated. A gate counts the
+    # tokens whose coefficient differs from its neutral one (lambda_n).
+    assert gate(GateConfig.exopd(1.25, reference="old")).metrics["frac_gated"] == 0.0
+    assert gate(GateConfig.opd()).metrics["frac_gated"] == 0.0
+    assert gate(GateConfig()).metrics["frac_gated"] == pytest.approx(2 / 8)    # the 2 consensus tokens at 1.8
+    # with lambda_n = 0.5: the 4 evidence tokens (1.8 or 1.0), not the 4 neutral ones (0.5)
+    assert gate(GateConfig(lambda_n=0.5)).metrics["frac_gated"] == pytest.approx(4 / 8)
 
 
 def test_cells_are_validated():

@@ -135,7 +135,42 @@ def test_a_non_finite_loss_skips_the_step(tmp_path, char_tokenizer):
     history = trainer.run()
     assert history[0]["skipped"] == "non-finite loss or gradient"
     assert all(torch.equal(p, before[n]) for n, p in trainer.policy.named_parameters())
-    assert trainer.scheduler.last_epoch == 0                         # no step, no schedule advance
+    # nothing was learned from this batch, so its gate numbers are not logged as if it had been
+    assert not [k for k in history[0] if k.startswith(("frac_", "evidence_", "kl_", "a2_", "lambda_", "loss_"))]
+
+
+def test_a_skipped_step_keeps_the_schedule_on_the_step_count(tmp_path, char_tokenizer):
+    # warm-up over 4 steps: step k runs at lr (k + 1) / 4 whether or not an earlier step was
+    # skipped, for a skip at the loss and for one at the log-probs
+    def lrs(run, skip):
+        cfg = _cfg(tmp_path / run, method="opd", steps=3, warmup_steps=4)
+        trainer = Trainer(cfg, world=make_tiny_world(char_tokenizer), verbose=False)
+        if skip == "loss":
+            backward = trainer.backward
+            trainer.backward = lambda *a, **kw: {**backward(*a, **kw), "loss_pg": float("nan")} \
+                if trainer.scheduler.last_epoch == 0 else backward(*a, **kw)
+        elif skip == "teacher":
+            score = trainer._score
+            trainer._score = lambda model, ro, **kw: _nan_first(score(model, ro, **kw), model is trainer.teacher
+                                                               and trainer.scheduler.last_epoch == 0)
+        history = trainer.run()
+        assert ("skipped" in history[0]) == (skip is not None) and "skipped" not in history[1]
+        return [m["lr"] for m in history]
+
+    plain = lrs("plain", None)
+    assert plain == pytest.approx([3e-4 * k / 4 for k in (1, 2, 3)])
+    assert lrs("loss", "loss") == pytest.approx(plain)
+    assert lrs("teacher", "teacher") == pytest.approx(plain)
+
+
+def _nan_first(scored, poison: bool):
+    """The teacher's scores with a NaN log-prob at the first position when `poison`."""
+    if not poison:
+        return scored
+    logp, top = scored if isinstance(scored, tuple) else (scored, None)
+    logp = logp.clone()
+    logp[:, 0] = float("nan")
+    return (logp, top) if top is not None else logp
 
 
 # -- the gate's activity ---------------------------------------------------------------------

@@ -11,6 +11,7 @@ import re
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from sgopd_lite.__main__ import main
@@ -241,12 +242,32 @@ def test_sweep_report_has_intervals_paired_differences_skills_and_a_heatmap(tmp_
     assert text in capsys.readouterr().out
     assert "| gate.lambda_i | gate.a1_mode | seeds | avg@4 | pass@4 | avg@4 carry | avg@4 none |" in text
     assert "| 1 | sign | 3 | 43.0 ± 2.5 |" in text                          # 0.42 + 0.01 seed, t(2) = 4.303
-    assert "+10.0 ± 0.0 (higher)" in text and text.count("baseline | baseline") == 2
+    # the planted gain is the same on every seed: a zero-width interval, which gets no verdict
+    assert "+10.0 ± 0.0 (identical on every seed: no verdict)" in text and text.count("baseline | baseline") == 2
+    assert "Family: one column of differences (2 comparisons for each metric), corrected together." in text
     assert (out / "heatmap.png").stat().st_size > 1000
     assert main(["sweep-report", str(out)]) == 0 and "±" in capsys.readouterr().out   # no baseline: intervals too
     assert main(["sweep-report", str(out), "--baseline", "gate.lambda_i=3"]) == 2
     assert "levels ['0', '1']" in capsys.readouterr().err
     assert main(["sweep-report", str(tmp_path / "nothing")]) == 2
+
+
+def test_sweep_report_corrects_each_column_of_differences_as_one_family(tmp_path, monkeypatch):
+    from sgopd_lite.study.sweep_report import sweep_table
+
+    def noisy(cfg, verbose=False, **fields):
+        # lambda_i = 1 gains 3 points (sign mode) or nothing (group), with noise that differs by cell
+        rng = np.random.default_rng([cfg.seed, int(cfg.gate.lambda_i), cfg.gate.a1_mode == "sign"])
+        gain = 0.03 * cfg.gate.lambda_i * (cfg.gate.a1_mode == "sign")
+        return {**_fake_train(cfg, verbose, **fields), "avg": 0.3 + gain + rng.normal(0, 0.004)}
+
+    monkeypatch.setattr(S, "train_and_summarize", noisy)
+    out = tmp_path / "sw"
+    assert main(["sweep", "--out", str(out), "eval_n=4", "gate.lambda_i=0,1", "gate.a1_mode=group,sign", "seed=0:5"]) == 0
+    lines, _, _ = sweep_table(out, ["gate.lambda_i=0"])
+    rows = {tuple(line.split(" | ")[:2]): line for line in lines if line.startswith("| 1 |")}
+    assert re.search(r"\| \+[23]\.\d ± \d\.\d \(Holm p [\d.e-]+: higher\) \|", rows[("| 1", "sign")])
+    assert re.search(r"\| [+-]0\.\d ± \d\.\d \(Holm p [\d.e-]+: no clear difference\) \|", rows[("| 1", "group")])
 
 
 # ---------------------------------------------------------------- the real thing

@@ -10,7 +10,9 @@ package without the repository's results/, for example); only `pts_rows` says in
 its study has not been reached yet, instead of refusing.
 
 Cells are mean ± half-width of the 95% Student-t interval over seeds, in points (x100);
-differences are paired by seed (study/stats.py).
+differences are paired by seed, and the differences of one table are corrected together as one
+family (Holm's method, study/stats.py; each readout's docstring names its family), as in
+docs/results.md.
 
 May import: study.worlds_report, study.stats, data.
 """
@@ -21,8 +23,8 @@ import json
 from pathlib import Path
 
 from ..data import SKILLS
-from .stats import _verdict, mean_ci
-from .worlds_report import METHODS, WORLDS, Runs, _pct, _said_or_dash, diff, load_all
+from .stats import family_said, mean_ci
+from .worlds_report import METHODS, WORLDS, Runs, _pct, diff, load_all, pts_rescued
 
 # The worlds_main cells the readouts print, each needing at least one seed (tests/test_notebooks.py
 # checks the committed ones hold them): the A2 complementary world's methods, and OPD on A1 graded.
@@ -67,7 +69,8 @@ def _start_row(st: dict, world: str, who: str, skills=SKILLS) -> str:
 
 def skill_rows(st: dict, world: str = "a2c", methods=SKILL_METHODS, ref: str = "opd") -> list[str]:
     """Final avg@8 overall and per skill of `methods` on `world` (the main table), the starting
-    teacher and student beside them; then each method minus `ref`, paired by seed, per skill."""
+    teacher and student beside them; then each method minus `ref`, paired by seed, overall and
+    per skill: one family, every difference of that table."""
     m = st["worlds_main"]
     lines = [f"**{WORLDS[world]}: final avg@8 per skill** (worlds_main)", "",
              "| method | seeds | avg@8 | " + " | ".join(SKILLS) + " |", "|---|---|---|" + "---|" * len(SKILLS),
@@ -75,28 +78,33 @@ def skill_rows(st: dict, world: str = "a2c", methods=SKILL_METHODS, ref: str = "
     for k in methods:
         lines.append(f"| {METHODS[k]} | {_seeds(m.seeds(world, k))} | {_pct(m.values(world, k))} | "
                      + " | ".join(_pct(m.values(world, k, key=s)) for s in SKILLS) + " |")
-    lines += ["", f"**Minus {METHODS[ref]}, paired by seed** (points; the word: does the 95% interval exclude zero?)", "",
+    others = [k for k in methods if k != ref]
+    said = family_said({(k, key): diff(m.seeds(world, k), m.seeds(world, ref), key)
+                        for k in others for key in ("avg", *SKILLS)})
+    lines += ["", f"**Minus {METHODS[ref]}, paired by seed** (points: mean ± uncorrected 95% interval; the verdict "
+              "after Holm's correction over every difference of this table)", "",
               "| method | seeds | avg@8 | " + " | ".join(SKILLS) + " |", "|---|---|---|" + "---|" * len(SKILLS)]
-    for k in methods:
-        if k != ref:
-            a, b = m.seeds(world, k), m.seeds(world, ref)
-            lines.append(f"| {METHODS[k]} | {_seeds({s: 0 for s in a if s in b})} | {_said_or_dash(diff(a, b))} | "
-                         + " | ".join(_said_or_dash(diff(a, b, s)) for s in SKILLS) + " |")
+    for k in others:
+        a, b = m.seeds(world, k), m.seeds(world, ref)
+        lines.append(f"| {METHODS[k]} | {_seeds({s: 0 for s in a if s in b})} | "
+                     + " | ".join(said[(k, key)] for key in ("avg", *SKILLS)) + " |")
     return lines + [""]
 
 
 def evidence_rows(st: dict, world: str = "a2c", methods=EVIDENCE_METHODS) -> list[str]:
     """Per method on `world`, pooled over each run's training steps (gate.gate_evidence): of the
     positions where the teacher's top token is wrong, the share whose push the gate zeroed, shrank,
-    left as OPD's or amplified; of those where it is right, the share it zeroed; the share of tokens
-    gated and of rollouts in groups with no evidence (all rewards equal)."""
+    left as OPD's or amplified; of those where it is right, the share it zeroed (a push there may
+    still be against the correct token, so this is not a cost: docs/results.md); the share of
+    tokens gated and of rollouts in groups with no evidence (all rewards equal)."""
     m = st["worlds_main"]
     keys = ("wrong_zeroed", "wrong_shrunk", "wrong_unchanged", "wrong_amplified", "right_zeroed", "frac_gated",
             "frac_rollouts_no_evidence")
-    lines = [f"**{WORLDS[world]}: what each gate did where the teacher is wrong** (worlds_main; teacher wrong at "
-             f"{_pct(m.values(world, 'opd', key='evidence.teacher_wrong'))} % of the known positions under OPD)", "",
-             "| method | seeds | wrong: zeroed | wrong: shrunk | wrong: as OPD | wrong: amplified | right: zeroed | "
-             "tokens gated | no-evidence rollouts |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = [f"**{WORLDS[world]}: what each gate did where the teacher's top token is wrong** (worlds_main; top "
+             f"token wrong at {_pct(m.values(world, 'opd', key='evidence.teacher_wrong'))} % of the known positions "
+             "under OPD)", "",
+             "| method | seeds | top wrong: zeroed | top wrong: shrunk | top wrong: as OPD | top wrong: amplified | "
+             "top right: zeroed | tokens gated | no-evidence rollouts |", "|---|---|---|---|---|---|---|---|---|"]
     for k in methods:
         lines.append(f"| {METHODS[k]} | {_seeds(m.seeds(world, k))} | "
                      + " | ".join(_pct(m.values(world, k, key=f"evidence.{x}")) for x in keys) + " |")
@@ -107,8 +115,9 @@ def threshold_rows(st: dict, evidence: bool = False) -> list[str]:
     """The a2c_thresholds cells that have summaries of gate only on A2 complementary error
     (lambda_e x lambda_i x a1_mode; summaries of another world or method are left out): final
     avg@8, carry, borrow, and minus the main table's OPD and GRPO on the same seeds (avg@8 and
-    borrow); with `evidence`, instead of the differences,
-    the wrong-teacher pushes zeroed and shrunk, the right ones zeroed and the no-evidence rollouts.
+    borrow; each column of differences is one family, corrected by Holm's method); with
+    `evidence`, instead of the differences, the pushes zeroed and shrunk where the teacher's top
+    token is wrong, those zeroed where it is right, and the no-evidence rollouts.
     Planned cells without a summary yet are named below the table."""
     t, m = st["a2c_thresholds"], st["worlds_main"]
     opd, grpo = m.seeds("a2c", "opd"), m.seeds("a2c", "grpo")
@@ -116,8 +125,11 @@ def threshold_rows(st: dict, evidence: bool = False) -> list[str]:
              for c, runs in t.cells.items()}                      # the study's world and method only
     t = Runs(t.name, {c: runs for c, runs in cells.items() if runs}, t.planned, t.missing)
     head = "| lambda_e | lambda_i | a1_mode | seeds | avg@8 | carry | borrow | "
+    columns = {"- OPD": (opd, "avg"), "borrow - OPD": (opd, "borrow"), "- GRPO": (grpo, "avg")}
+    said = {name: family_said({cell: diff(runs, ref, key) for cell, runs in t.cells.items()})
+            for name, (ref, key) in columns.items()}
     if evidence:
-        head += "wrong: zeroed | wrong: shrunk | right: zeroed | no-evidence rollouts |"
+        head += "top wrong: zeroed | top wrong: shrunk | top right: zeroed | no-evidence rollouts |"
     else:
         head += "- OPD | borrow - OPD | - GRPO |"
     lines = ["**A2 complementary error: the gate's thresholds** (a2c_thresholds, gate only; OPD and GRPO are the "
@@ -129,8 +141,7 @@ def threshold_rows(st: dict, evidence: bool = False) -> list[str]:
             row += " | ".join(_pct(t.values(*cell, key=f"evidence.{x}"))
                               for x in ("wrong_zeroed", "wrong_shrunk", "right_zeroed", "frac_rollouts_no_evidence")) + " |"
         else:
-            row += (f"{_said_or_dash(diff(runs, opd))} | {_said_or_dash(diff(runs, opd, 'borrow'))} | "
-                    f"{_said_or_dash(diff(runs, grpo))} |")
+            row += " | ".join(said[name][cell] for name in columns) + " |"
         lines.append(row)
     if t.missing:
         lines += ["", f"Not finished yet: {len(t.missing)} of {t.planned} planned runs ({', '.join(t.missing[:4])}"
@@ -140,9 +151,10 @@ def threshold_rows(st: dict, evidence: bool = False) -> list[str]:
 
 def pts_rows(st: dict) -> tuple[list[str], list[str]]:
     """Phased teacher sampling on A1 graded (pts_a1g) beside the main table's OPD: final avg@8
-    per setting, minus the start and minus OPD, paired by seed. Returns (lines, the settings that
-    rescued the student: mean final avg@8 above the start *and* a paired difference to OPD whose
-    95% interval lies above zero). With no pts_a1g summary yet, the lines say so."""
+    per setting, minus the start and minus OPD, paired by seed (the settings minus OPD: one
+    family). Returns (lines, the settings that rescued the student by the report's rule,
+    worlds_report.pts_rescued: the final avg@8 interval lies above the start *and* the setting is
+    higher than OPD after Holm's correction). With no pts_a1g summary yet, the lines say so."""
     p, m = st["pts_a1g"], st["worlds_main"]
     opd = m.seeds("a1g", "opd")
     begin = st["start"]["a1g"]["student"]["avg"]
@@ -150,15 +162,13 @@ def pts_rows(st: dict) -> tuple[list[str], list[str]]:
              "| setting | seeds | avg@8 | - start | - OPD (paired) | rescued? |", "|---|---|---|---|---|---|",
              f"| OPD | {_seeds(opd)} | {_pct(m.values('a1g', 'opd'))} | "
              f"{_pct([v - begin for v in m.values('a1g', 'opd')])} | - | - |"]
-    rescued = []
+    said = family_said({name: diff(runs, opd) for (name,), runs in p.cells.items()})
+    ok = pts_rescued(st, begin)
     for (name,), runs in p.cells.items():
         avg = [s["avg"] for s in runs.values()]
-        d = diff(runs, opd)
-        ok = mean_ci(avg)[0] > begin and _verdict(d) == "higher"
-        if ok:
-            rescued.append(name)
         lines.append(f"| {name} | {_seeds(runs)} | {_pct(avg)} | {_pct([v - begin for v in avg])} | "
-                     f"{_said_or_dash(d)} | {'yes' if ok else 'no'} |")
+                     f"{said[name]} | {'yes' if ok[name] else 'no'} |")
+    rescued = [name for name in ok if ok[name]]
     if not p.cells:
         lines += ["", f"**The study has not reached pts_a1g yet** ({p.planned} runs planned, none finished in this "
                   "checkout's results/runs/pts_a1g): only OPD's row can be shown."]
@@ -168,13 +178,16 @@ def pts_rows(st: dict) -> tuple[list[str], list[str]]:
 def difference_rows(runs: Runs, axes: list[str], refs: dict, keys=("avg", "carry", "borrow")) -> list[str]:
     """One row per cell of `runs` (levels of `axes`, in order): its seeds, then for each reference
     (name -> seed -> summary) and each key ('avg' or a skill) the cell minus the reference,
-    paired by seed, in points with its verdict."""
+    paired by seed, in points with its verdict; every difference of the table is one family,
+    corrected by Holm's method (the line under the table says so)."""
     head = list(axes) + ["seeds"] + [f"{k} - {name}" for name in refs for k in keys]
+    said = family_said({(cell, name, k): diff(got, ref, k) for cell, got in runs.cells.items()
+                        for name, ref in refs.items() for k in keys})
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for cell, got in runs.cells.items():
-        lines.append("| " + " | ".join([*cell, _seeds(got)] + [_said_or_dash(diff(got, ref, k))
-                                                               for ref in refs.values() for k in keys]) + " |")
-    return lines + [""]
+        lines.append("| " + " | ".join([*cell, _seeds(got)] + [said[(cell, name, k)] for name in refs for k in keys]) + " |")
+    return lines + ["", f"Differences: mean ± uncorrected 95% interval; the verdict after Holm's correction over the "
+                    f"{len(said)} differences of this table."]
 
 
 def heatmap_cells(runs: Runs, axes: list[str], key: str = "avg") -> list[dict]:

@@ -3,7 +3,10 @@
 One row per cell (study/sweep.py): final avg@n and pass@n over its seeds as mean ± half-width
 of the 95% Student-t interval (`stats.mean_ci`, in points), the per-skill avg@n (carry, borrow,
 both, none), and, with `--baseline`, each cell minus its baseline cell, paired by seed, with a
-verdict (`stats._said`: higher / lower / no clear difference). The table is printed and written
+verdict. The verdicts of one column of differences (every cell minus its baseline, for avg@n or
+for pass@n) are one family, corrected together by Holm's method (`stats.family_said`: the mean,
+its uncorrected 95% interval, the adjusted p-value, then higher / lower / no clear difference);
+the line under the table says so. The table is printed and written
 to DIR/report.md; a grid of exactly two axes (besides seed) also gets DIR/heatmap.png
 (`viz.plot_sweep_heatmap`).
 
@@ -25,7 +28,7 @@ from pathlib import Path
 
 from ..config import ConfigError
 from ..data import SKILLS
-from .stats import _cell, _said, mean_ci, paired
+from .stats import _cell, family_said, mean_ci, paired
 from .sweep import SEED, label
 
 
@@ -105,7 +108,12 @@ def sweep_table(out, baseline: list[str] | None = None) -> tuple[list[str], list
     if base:
         head += [f"avg@{n} - baseline (paired)", f"pass@{n} - baseline (paired)"]
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    numbers = []
+    numbers, said = [], {}
+    if base:                  # one family per metric: every cell minus its baseline cell
+        refs = {levels: tuple(base.get(a, lv) for a, lv in zip(axes, levels)) for levels, _ in cells}
+        said = {metric: family_said({levels: paired(by_cell[levels], by_cell.get(ref, {}), metric)
+                                     for levels, ref in refs.items() if ref != levels and by_cell[levels]})
+                for metric in ("avg", "pass")}
     for levels, runs in cells:
         got = by_cell[levels]
         row = list(levels) + [f"{len(got)}" + (f" of {len(runs)}" if len(got) < len(runs) else "")]
@@ -122,8 +130,7 @@ def sweep_table(out, baseline: list[str] | None = None) -> tuple[list[str], list
             if ref == levels:
                 row += ["baseline", "baseline"]
             else:
-                d_avg, d_pass = paired(got, by_cell.get(ref, {})), paired(got, by_cell.get(ref, {}), "pass")
-                row += [_said(d_avg) if d_avg else "-", _said(d_pass) if d_pass else "-"]
+                row += [said["avg"][levels], said["pass"][levels]]
         m, h = mean_ci(vals)
         numbers.append({**dict(zip(axes, levels)), "mean": m, "half": h, "n": len(vals)})
         lines.append("| " + " | ".join(row) + " |")
@@ -131,7 +138,9 @@ def sweep_table(out, baseline: list[str] | None = None) -> tuple[list[str], list
         lines += ["", "Differences: each cell minus its baseline cell ("
                   + ", ".join(f"{a}={v}" for a, v in base.items())
                   + (", the other axes as in the row" if len(base) < len(axes) else "")
-                  + "), paired by seed, in points; the word says whether the 95% interval excludes zero."]
+                  + "), paired by seed, in points: mean ± its uncorrected 95% interval, then the p-value after "
+                  f"Holm's correction and its verdict. Family: one column of differences ({len(said['avg'])} "
+                  "comparisons for each metric), corrected together."]
     return lines, numbers, f"avg@{n}"
 
 
