@@ -39,7 +39,7 @@ def test_evaluation_samples_at_eval_temperature(tmp_path, char_tokenizer, monkey
 
     def fake_evaluate(model, tok, problems, **kw):
         seen.append(kw["temperature"])
-        return SimpleNamespace(n=2, k=2, avg_at_n=0.0, pass_at_k=0.0, seconds=0.0, per_skill={})
+        return SimpleNamespace(n=2, k=2, avg_at_n=0.0, pass_at_k=0.0, seconds=0.0, per_skill={}, steps={})
 
     monkeypatch.setattr("sgopd_lite.evaluate.evaluate", fake_evaluate)
     trainer = Trainer(_cfg(tmp_path, method="opd", eval_temperature=0.6), world=make_tiny_world(char_tokenizer),
@@ -252,15 +252,15 @@ def test_sign_gate_keeps_its_positional_arguments():
 
 def test_the_trainer_passes_truncation_to_the_gate(tmp_path, char_tokenizer, monkeypatch):
     seen = []
-    import sgopd_lite.train as train_mod
+    import sgopd_lite.advantage as advantage_mod      # the trainer's advantages are formed there
 
-    real = train_mod.sign_gate
+    real = advantage_mod.sign_gate
 
     def spy(*args, **kw):
         seen.append(kw.get("truncated"))
         return real(*args, **kw)
 
-    monkeypatch.setattr(train_mod, "sign_gate", spy)
+    monkeypatch.setattr(advantage_mod, "sign_gate", spy)
     Trainer(_cfg(tmp_path, method="gate_only", max_new_tokens=3), world=make_tiny_world(char_tokenizer),
             verbose=False).run()
     assert seen and seen[0] is not None and seen[0].dtype == torch.bool and bool(seen[0].any())
