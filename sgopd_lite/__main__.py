@@ -1,6 +1,7 @@
 """Command line: `python -m sgopd_lite <command> ...` (also installed as `sgopd-lite`).
 
-    train   --config configs/tiny.yaml [key=value ...]   one training run (resumes if interrupted)
+    train   --config configs/tiny.yaml [key=value ...]   one training run (resumes if interrupted;
+                                                         --restart starts over in its out_dir)
     eval    --model tiny-student --n 8                   avg@n / pass@k on a held-out set
     world   --size tiny --report                         build the tiny world and print its table
     data                                                 regenerate the arithmetic splits (sgopd_lite/assets/)
@@ -31,7 +32,7 @@ def _cmd_train(args) -> int:
     from .train import train
 
     cfg = load_config(args.config, args.overrides)
-    history = train(cfg, verbose=not args.quiet)
+    history = train(cfg, verbose=not args.quiet, restart=args.restart)
     last = history[-1] if history else {}
     evals = {k: v for k, v in last.items() if k.startswith("eval_")}
     print(json.dumps({"out_dir": cfg.out_dir, "steps": cfg.steps, **evals}, indent=2))
@@ -205,6 +206,9 @@ def main(argv=None) -> int:
     p.add_argument("--config", default=None, help="YAML file (see configs/)")
     p.add_argument("overrides", nargs="*", help="key=value, e.g. gate.lambda_e=1.5 steps=100")
     p.add_argument("--quiet", action="store_true")
+    p.add_argument("--restart", action="store_true",
+                   help="delete a checkpoint in out_dir and start over (a checkpoint is resumed only when "
+                        "the same configuration wrote it; another one is refused without this flag)")
     p.set_defaults(fn=_cmd_train)
 
     p = sub.add_parser("eval", help="avg@n and pass@k of a model")

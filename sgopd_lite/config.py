@@ -535,6 +535,12 @@ def config_to_dict(cfg: TrainConfig) -> dict:
 def flat_config(cfg: TrainConfig) -> dict:
     """The config as one level of `a.b` keys with scalar values (what trackers store as
     hyper-parameters): lists become strings, nested dataclasses become dotted keys."""
+    return flat_dict(config_to_dict(cfg))
+
+
+def flat_dict(data: dict) -> dict:
+    """A nested config dict (`config_to_dict`, or a run's config.json read back) as one level of
+    `a.b` keys with scalar values; any other value (a list) becomes its string."""
     out = {}
 
     def walk(prefix, value):
@@ -545,5 +551,5 @@ def flat_config(cfg: TrainConfig) -> dict:
             key = prefix[:-1]
             out[key] = value if value is None or isinstance(value, (bool, int, float, str)) else str(value)
 
-    walk("", config_to_dict(cfg))
+    walk("", data)
     return out
