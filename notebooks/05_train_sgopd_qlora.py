@@ -115,7 +115,7 @@ print(f"SIZE={SIZE}, SMOKE={SMOKE}, CUDA available: {torch.cuda.is_available()}"
 # set yourself; every field has a commented default in `sgopd_lite/config.py`, and the same
 # fields can come from a YAML file and `key=value` overrides on the command line:
 #
-#     python -m sgopd_lite train --config configs/tiny.yaml method=opd gate.lambda_e=1.5 steps=100
+#     python -m sgopd_lite train --config configs/tiny.yaml method=gate_only gate.lambda_e=1.5 steps=100 out_dir=runs/gate15
 #
 # The sizes differ in the world (models and data) and in the step budget. The tiny world here
 # is the study's **A2 complementary error** (`worlds.tiny.SETTINGS["A2 complementary"]`): the

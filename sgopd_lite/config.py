@@ -19,7 +19,10 @@ Every gate is one point of the four-cell table of gate.py (`gate.correct_up=...`
 cell directly). Gates shape tokens by the sampled token's class, which only the sampled loss
 can express: a gate with `loss_type=dense` is refused (`validate` says why).
 
-A preset only fills in what the user did not set: explicit `gate.*` / `pts.*` values win.
+A preset only fills in what the user did not set: explicit `gate.*` / `pts.*` values win. An
+override of a field that defines the preset (`PRESET_DEFINES`: a gate coefficient under `opd`,
+a cell or `a1_mode` under `opdvr`, `pts.enabled` anywhere) still runs, with a one-line warning
+naming the method and the override: the run is then another method under that method's name.
 Every field is checked before any model is loaded; errors name the field.
 
 Rollout engines (`rollout_engine`, engines.py): "hf" (HF generate, the default, CPU and GPU)
@@ -38,10 +41,31 @@ from pathlib import Path
 import yaml
 
 from .engines import ENGINES, VLLM_INSTALL_HINT, vllm_importable
-from .gate import GateConfig
+from .gate import CELLS, GateConfig
 from .scheduler import PTSConfig
 
 METHODS = ("opd", "exopd", "gate_only", "pts_only", "sgopd", "grpo", "opdvr", "reversed_gate", "soft_gate")
+
+# What defines each preset: the gate.* / pts.* fields whose preset value *is* the method. Changing
+# one trains another method under this one's name, so it gets a warning (`_warn_redefined`); the
+# other fields are the method's own knobs (lambda_e / lambda_i / tau of a sign gate, soft_k of the
+# soft gate, the PTS constants). A new preset lists its fields here, nowhere else (a test checks
+# that every method has its line). grpo reads no gate.* or pts.* field (`_warn_ignored` says so).
+_COEFFICIENTS = ("gate.lambda_e", "gate.lambda_i", "gate.lambda_n", "gate.correct_up", "gate.correct_down",
+                 "gate.wrong_up", "gate.wrong_down", "gate.soft_k", "gate.swapped")   # every token's weight
+_GATE_KIND = ("gate.soft_k", "gate.swapped")          # hard or soft gate, the sign gate or its reversal
+PRESET_DEFINES = {
+    "opd": ("pts.enabled", *_COEFFICIENTS),
+    "exopd": ("pts.enabled", *_COEFFICIENTS, "gate.reference"),   # the scale is exopd_lambda
+    "gate_only": ("pts.enabled", *_GATE_KIND),
+    "pts_only": ("pts.enabled", *_COEFFICIENTS),
+    "sgopd": ("pts.enabled", *_GATE_KIND),
+    "grpo": (),
+    "opdvr": ("pts.enabled", *_COEFFICIENTS, "gate.a1_mode", "gate.tau"),
+    "reversed_gate": ("pts.enabled", *_GATE_KIND),
+    "soft_gate": ("pts.enabled", "gate.correct_up", "gate.correct_down", "gate.wrong_up", "gate.wrong_down",
+                  "gate.swapped"),
+}
 LOSS_TYPES = ("sampled", "dense")
 SIZES = ("tiny", "smol", "qwen")
 # Experiment trackers (through accelerate) and the package each one needs.
@@ -263,6 +287,36 @@ def validate(cfg: TrainConfig) -> None:
             need(Path(v).expanduser().exists(), f"world.{name}", f"path {v!r} does not exist")
     _validate_engine(cfg, need)
     _warn_ignored(cfg)
+    _warn_redefined(cfg)
+
+
+def _yaml_text(value) -> str:
+    """A value as it is written in a key=value override (true, null, 1.5)."""
+    if value is None or isinstance(value, bool):
+        return {None: "null", True: "true", False: "false"}[value]
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _warn_redefined(cfg: TrainConfig) -> None:
+    """One warning when gate.* / pts.* values change a field that defines the preset (PRESET_DEFINES)."""
+    preset = {"gate": _preset_gate(cfg), "pts": _preset_pts(cfg)}
+    changed = []
+    for key in PRESET_DEFINES.get(cfg.method, ()):
+        group, name = key.split(".")
+        now, was = getattr(getattr(cfg, group), name), getattr(preset[group], name)
+        if name in CELLS:             # an unset cell follows lambda_e / lambda_i (checked themselves);
+            if now is None:           # a set one is compared with the coefficient the preset gives it
+                continue
+            was = preset[group].cells()[name]
+        if now != was:
+            changed.append((key, now, was))
+    if changed:
+        said = ", ".join(f"{k}={_yaml_text(now)}" for k, now, _ in changed)
+        was = ", ".join(f"{k}={_yaml_text(w)}" for k, _, w in changed)
+        verb = "changes" if len(changed) == 1 else "change"
+        warnings.warn(f"method={cfg.method}: the override {said} {verb} what defines this preset ({was} in "
+                      f"{cfg.method}), so the run trains another method under {cfg.method}'s name; choose the "
+                      "method that means it (docs/usage.md, Methods) or drop the override", UserWarning, stacklevel=4)
 
 
 def _warn_ignored(cfg: TrainConfig) -> None:

@@ -160,7 +160,7 @@ def run_demo(out_dir: str = "runs/demo", steps: int | None = None, eval_problems
         t = time.perf_counter()
         print(f"[demo] training {name} for {steps} steps", flush=True)
         # restart: the demo trains from scratch each time (an earlier demo's finished run would
-        # otherwise be resumed with nothing left to do, and a --steps change would be refused)
+        # otherwise be resumed with nothing left to do, and a smaller --steps would be refused)
         histories[name] = Trainer(cfg, verbose=True, restart=True).run()
         last = histories[name][-1]
         results[name] = {"avg": last[f"eval_avg@{eval_n}"], "pass": last[f"eval_pass@{eval_n}"],
