@@ -13,6 +13,7 @@
                                                          a grid of runs (resumable, parallel, --shard i/n)
     sweep   --study configs/studies/NAME.yaml            the same, defined in a study file
     sweep-report DIR [--baseline key=value ...]          its table: mean ± 95% interval, paired differences
+    knobs [--write docs/usage.md]                        every config knob with its default and meaning
 
 May import: every module (the command line is the top floor), each inside its command.
 """
@@ -197,6 +198,17 @@ def _cmd_sweep_report(args) -> int:
     return 0
 
 
+def _cmd_knobs(args) -> int:
+    from .knobs import knob_table, write_knob_table
+
+    if args.write:
+        changed = write_knob_table(args.write)
+        print(f"{'rewrote' if changed else 'already current:'} the knob table in {args.write}")
+    else:
+        print(knob_table())
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="sgopd_lite", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -287,6 +299,11 @@ def main(argv=None) -> int:
     p.add_argument("--baseline", nargs="+", default=None, metavar="key=value",
                    help="the cell the others are compared with, paired by seed (e.g. gate.lambda_i=1)")
     p.set_defaults(fn=_cmd_sweep_report)
+
+    p = sub.add_parser("knobs", help="every config knob (TrainConfig, world.*, gate.*, pts.*, vllm.*) as a table")
+    p.add_argument("--write", default=None, metavar="FILE",
+                   help="replace the table between the knob markers of FILE (docs/usage.md) instead of printing it")
+    p.set_defaults(fn=_cmd_knobs)
 
     argv = list(sys.argv[1:] if argv is None else argv)
     args = ap.parse_args(argv)

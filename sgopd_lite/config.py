@@ -124,7 +124,8 @@ class VLLMConfig:
 class TrainConfig:
     """One on-policy distillation run (METHOD.md §7). Defaults: the tiny world on CPU."""
 
-    method: str = "sgopd"              # preset, see the module docstring
+    method: str = "sgopd"              # preset of the gate.* and pts.* knobs (METHODS; each one is
+                                       # described in this module's docstring and docs/usage.md)
     world: WorldConfig = field(default_factory=WorldConfig)
     gate: GateConfig | None = None     # None = the preset's; set fields to override
     pts: PTSConfig | None = None       # None = the preset's
