@@ -43,3 +43,10 @@ def test_the_command_writes_the_table_between_its_markers(tmp_path, capsys):
     assert page.read_text() == text
     assert write_knob_table(page) is False
     assert main(["knobs"]) == 0 and capsys.readouterr().out.strip() == knob_table()
+
+
+def test_every_method_has_a_row_in_docs_usage():
+    from sgopd_lite.config import METHODS
+
+    text = USAGE.read_text()
+    assert [m for m in METHODS if f"\n| `{m}` |" not in text] == []
