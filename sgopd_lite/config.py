@@ -3,7 +3,7 @@
     cfg = load_config("configs/tiny.yaml", ["gate.lambda_e=1.5", "steps=100"])   # CLI
     cfg = TrainConfig(method="opd", steps=100)                                   # notebook
 
-Presets (`method`) set the gate and the phased-teacher-sampling knobs of METHOD.md §4-6:
+Presets (`method`) set the gate and the phased-teacher-sampling knobs of docs/method.md §4-6:
 
     opd        plain on-policy distillation: lambdas all 1, no teacher rollouts
     exopd      ExOPD / G-OPD: all lambdas = exopd_lambda, reference = initial student
@@ -122,7 +122,7 @@ class VLLMConfig:
 
 @dataclass
 class TrainConfig:
-    """One on-policy distillation run (METHOD.md §7). Defaults: the tiny world on CPU."""
+    """One on-policy distillation run (docs/method.md §7). Defaults: the tiny world on CPU."""
 
     method: str = "sgopd"              # preset of the gate.* and pts.* knobs (METHODS; each one is
                                        # described in this module's docstring and docs/usage.md)
@@ -131,7 +131,7 @@ class TrainConfig:
     pts: PTSConfig | None = None       # None = the preset's
     exopd_lambda: float = 1.25         # reward scale of the exopd preset
     loss_type: str = "sampled"         # "sampled" (the paper's REINFORCE form) or "dense" (full-vocab KL)
-    dense_beta: float = 1.0            # dense loss divergence: 1 reverse KL (METHOD §5), 0 forward KL
+    dense_beta: float = 1.0            # dense loss divergence: 1 reverse KL (docs/method.md §5), 0 forward KL
     steps: int = 300                   # optimizer steps
     prompts_per_step: int = 16         # B prompts per step
     group_size: int = 8                # G rollouts per prompt (G = 8 learns; G = 4 barely moved)
@@ -257,7 +257,7 @@ def validate(cfg: TrainConfig) -> None:
          "a gate with a coefficient 0 zeroes tokens only against the old policy; with reference='initial' "
          "a 0 gives A = log pi_ref - log pi_old, not 0 (gate.py); use gate.reference=old")
     need(not (cfg.loss_type == "dense" and cfg.gate.reference != "old"), "loss_type",
-         "the dense loss supports gate.reference='old' only (METHOD §5)")
+         "the dense loss supports gate.reference='old' only (docs/method.md §5)")
     need(not (cfg.loss_type == "dense" and cfg.ppo_epochs > 1), "ppo_epochs",
          "the dense loss is not a policy-gradient loss; use ppo_epochs = 1")
     for name in ("style_gap", "teacher_noise"):

@@ -5,7 +5,7 @@ Sources (all return a list of `Problem`):
 * `arithmetic_problems`: the project's own seeded task, multi-step integer arithmetic
   (`15-4+16`) with worked solutions that can be written in two *styles* and with an optional
   systematic *slip* (a forgotten carry). It is the tiny world's task: the style lets a student
-  drift off the teacher's distribution (breaks METHOD §1 assumption A1) and the slip makes a
+  drift off the teacher's distribution (breaks docs/method.md §1 assumption A1) and the slip makes a
   teacher confidently wrong on some tokens (breaks A2). Fixed splits live in `sgopd_lite/assets/` (package data).
 * `reasoning_gym_problems`: reasoning-gym's seeded generators (offline, from PyPI).
 * `load_jsonl`: local files in the MATH-500 (`problem`/`solution`/`answer`) or GSM8K

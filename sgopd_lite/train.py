@@ -1,4 +1,4 @@
-"""The on-policy distillation loop of METHOD.md §7, for OPD, ExOPD, SG-OPD and their ablations.
+"""The on-policy distillation loop of docs/method.md §7, for OPD, ExOPD, SG-OPD and their ablations.
 
 One step, top to bottom (`train_step`):
 
@@ -73,7 +73,7 @@ def step_prompt_indices(seed: int, step: int, rank: int, n_problems: int, batch:
 
 
 def grpo_advantage(rewards: torch.Tensor, group_ids: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
-    """Verifier-only baseline (METHOD §3): (r - mean_G r) / (std_G r + eps) per rollout, (R,)."""
+    """Verifier-only baseline (docs/method.md §3): (r - mean_G r) / (std_G r + eps) per rollout, (R,)."""
     out = torch.zeros_like(rewards)
     for g in group_ids.unique():
         sel = group_ids == g
@@ -283,7 +283,7 @@ class Batch:
 
 
 class Trainer:
-    """Holds the models, optimizer and logs of one run; `run()` executes METHOD §7."""
+    """Holds the models, optimizer and logs of one run; `run()` executes docs/method.md §7."""
 
     def __init__(self, cfg: TrainConfig, world: World | None = None, accelerator=None,
                  verbose: bool = True, restart: bool = False):
@@ -359,7 +359,7 @@ class Trainer:
         return self.learn(k, self.collect(k))
 
     def collect(self, k: int) -> "Batch":
-        """Steps 1-2 of METHOD §7: B prompts, G rollouts each, verifier rewards."""
+        """Steps 1-2 of docs/method.md §7: B prompts, G rollouts each, verifier rewards."""
         cfg, acc = self.cfg, self.accelerator
         idx = step_prompt_indices(cfg.seed, k, acc.process_index, len(self.prompts), cfg.prompts_per_step)
         problems = [self.world.train_problems[i] for i in idx]
@@ -401,7 +401,7 @@ class Trainer:
         return Batch(problems, prompts, ro.to(acc.device), r, times, metrics)
 
     def learn(self, k: int, batch: "Batch") -> dict:
-        """Steps 3-6 of METHOD §7 on collected rollouts; returns the step's metrics."""
+        """Steps 3-6 of docs/method.md §7 on collected rollouts; returns the step's metrics."""
         cfg, acc, tok, vocab = self.cfg, self.accelerator, self.tok, self.world.vocab_size
         problems, prompts, ro, r = batch.problems, batch.prompts, batch.rollouts, batch.rewards
         times, m = dict(batch.times), {"step": k, "lr": self.scheduler.get_last_lr()[0], **(batch.metrics or {})}
