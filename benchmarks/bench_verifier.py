@@ -1,8 +1,9 @@
 """How fast does the verifier grade? Single calls (``grade`` in a loop) vs one ``grade_batch``.
 
-Data: MATH-500 gold solutions from ../shared/data when present (graded against their own
-answer, and against the next problem's answer so that every pair goes through math-verify),
-else a synthetic set of boxed answers. Prints answers graded per second, the median over a
+Data: MATH-500 gold solutions from the optional real-data folder when present (SGOPD_DATA_DIR,
+`sgopd_lite.data.real_data_dir`), graded against their own answer and against the next
+problem's answer so that every pair goes through math-verify; else a synthetic set of boxed
+answers. Prints answers graded per second, the median over a
 few repeats (each on a fresh worker, so math-verify's parse caches start cold), and the
 batched / single ratio. "exact-match" counts pairs settled by string equality after
 normalisation, which never reach the worker.
@@ -15,11 +16,11 @@ import json
 import random
 import statistics
 import time
-from pathlib import Path
 
+from sgopd_lite.data import real_data_dir
 from sgopd_lite.verifier import Verifier, extract_answer, normalize_answer
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "math500_test.jsonl"
+DATA = real_data_dir() / "math500_test.jsonl"      # optional: SGOPD_DATA_DIR (docs/usage.md)
 
 
 def load_sets(n: int) -> tuple[str, list[tuple[str, list[str], list[str]]]]:
@@ -39,7 +40,7 @@ def load_sets(n: int) -> tuple[str, list[tuple[str, list[str], list[str]]]]:
     pairs = [(rng.randint(1, 99), rng.randint(2, 99), rng.random() < 0.5) for _ in range(n)]
     golds = [f"\\frac{{{a}}}{{{b}}}" for a, b, _ in pairs]
     comps = [f"So the answer is $\\boxed{{{(a + (not ok)) / b:.8f}}}$." for a, b, ok in pairs]
-    source = "SYNTHETIC boxed answers (../shared/data not found)"
+    source = f"SYNTHETIC boxed answers ({DATA} not found)"
     return source, [("synthetic boxed vs fraction", comps, golds)]
 
 

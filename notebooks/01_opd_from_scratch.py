@@ -22,7 +22,7 @@
 # **What you will learn**
 #
 # * what the teacher signal of on-policy distillation (OPD) is: for every token the student
-#   sampled, `a2 = log pi_T(y_t | h_t) - log pi_old(y_t | h_t)` (METHOD.md §3);
+#   sampled, `a2 = log pi_T(y_t | h_t) - log pi_old(y_t | h_t)` ([docs/method.md §3](../docs/method.md#3-the-two-signals));
 # * why its average is minus the reverse KL, `E_{y ~ pi_old}[a2] = -KL(pi_old || pi_T)`,
 #   checked numerically on a hand-made two-token distribution with the k1 and k3 estimators of
 #   `sgopd_lite.losses`;
@@ -157,7 +157,7 @@ viz.plot_kl_estimators(grid, stats["exact"], stats["k1"], stats["k1_sem"], stats
 # %% [markdown]
 # ## 2. a2 as a per-token advantage pulls the student onto the teacher
 #
-# OPD plugs `A = a2` into the REINFORCE loss of METHOD §5,
+# OPD plugs `A = a2` into the REINFORCE loss of [docs/method.md §5](../docs/method.md#5-advantage-and-loss),
 # `L = -(1/N) sum_t m_t * stopgrad(A_t) * log pi_theta(y_t)` (`losses.policy_gradient_loss`).
 # Its expected gradient is the gradient of `KL(pi_theta || pi_T)`, so plain gradient descent on
 # sampled tokens should walk the student's two logits to the teacher's distribution. Below:

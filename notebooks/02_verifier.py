@@ -28,8 +28,8 @@
 #   an unclosed box is no answer) and why the "last number in the text" fallback is opt-in;
 # * why grading never raises and never hangs, even on `\boxed{10^{10^{10^{10}}}}`: math-verify
 #   runs in a worker process with a hard time bound;
-# * how it behaves on real benchmark text: MATH-500 and GSM8K gold solutions (from the shared
-#   data folder, when present), against their own answers and against shuffled ones.
+# * how it behaves on real benchmark text: MATH-500 and GSM8K gold solutions (from the optional
+#   real-data folder, when present), against their own answers and against shuffled ones.
 #
 # In SG-OPD the verifier's binary verdict `r` is the *trust signal*: its sign decides, token by
 # token, whether the teacher's push is extrapolated or damped (notebook 03), and it decides
@@ -61,7 +61,7 @@ SMOKE = os.environ.get("SGOPD_SMOKE") == "1"   # CI smoke run: same cells, small
 
 REAL_ROWS = 40 if SMOKE else 500     # MATH-500 / GSM8K rows graded (500 = all of MATH-500)
 TIMEOUT = 1.0                        # seconds math-verify may spend on one answer here
-SHARED_DATA = None                   # None: <repo>/../shared/data; or a folder holding the JSONL files
+DATA_DIR = None                      # None: sgopd_lite.data.real_data_dir() (SGOPD_DATA_DIR); or a folder
 
 # %%
 import time
@@ -70,11 +70,8 @@ from pathlib import Path
 from IPython.display import Markdown, display
 
 from sgopd_lite import viz
-from sgopd_lite.assets import project_dir
-from sgopd_lite.data import load_jsonl
+from sgopd_lite.data import load_jsonl, real_data_dir
 from sgopd_lite.verifier import Verifier, extract_answer, normalize_answer, reward
-
-REPO_ROOT = project_dir()   # the checkout holding the current folder, else the current folder
 
 # %% [markdown]
 # ## 1. Extraction: which string is the answer?
@@ -181,8 +178,10 @@ viz.plot_labelled_bars(seconds, ylabel="seconds", fmt="{:.2f}",
 # %% [markdown]
 # ## 5. Real benchmark text: MATH-500 and GSM8K
 #
-# The shared data folder (`../shared/data/` next to the repository) holds the MATH-500 and
-# GSM8K test sets with their gold answers. Three checks per set:
+# The optional real-data folder holds the MATH-500 and GSM8K test sets with their gold answers
+# (`math500_test.jsonl`, `gsm8k_test.jsonl`; they are not shipped). Point the environment
+# variable `SGOPD_DATA_DIR` at it, or set `DATA_DIR` above (docs/usage.md, "Optional real
+# data"); without it this section is skipped. Three checks per set:
 #
 # * **gold solution vs its own answer**: should be accepted (a verifier that rejects correct
 #   worked solutions would punish correct rollouts);
@@ -192,15 +191,15 @@ viz.plot_labelled_bars(seconds, ylabel="seconds", fmt="{:.2f}",
 #   opt-in fallback they have *no* answer, with it the last number is taken.
 
 # %%
-data_dir = Path(SHARED_DATA) if SHARED_DATA else REPO_ROOT.parent / "shared" / "data"
+data_dir = Path(DATA_DIR) if DATA_DIR else real_data_dir()
 math_path, gsm_path = data_dir / "math500_test.jsonl", data_dir / "gsm8k_test.jsonl"
-HAVE_SHARED = math_path.is_file() and gsm_path.is_file()
-if not HAVE_SHARED:
+HAVE_REAL_DATA = math_path.is_file() and gsm_path.is_file()
+if not HAVE_REAL_DATA:
     print(f"Skipping section 5: {data_dir} does not hold math500_test.jsonl and gsm8k_test.jsonl "
-          "(the shared data folder is optional).")
+          "(the real-data folder is optional: SGOPD_DATA_DIR, docs/usage.md).")
 
 # %%
-if HAVE_SHARED:
+if HAVE_REAL_DATA:
     math500 = load_jsonl(math_path, limit=REAL_ROWS)     # Problem(question, answer, solution)
     gsm8k = load_jsonl(gsm_path, limit=REAL_ROWS)
     sols, answers = [p.solution for p in math500], [p.answer for p in math500]
@@ -229,7 +228,7 @@ if HAVE_SHARED:
 # A few answers from MATH-500 that are *not* plain numbers, as the verifier sees them:
 
 # %%
-if HAVE_SHARED:
+if HAVE_REAL_DATA:
     for p in [p for p in math500 if not p.answer.lstrip("-").isdigit()][:6]:
         extracted = extract_answer(p.solution)
         print(f"gold {p.answer!r:<28} extracted {extracted!r:<28} -> {ver.grade(p.solution, p.answer)}")

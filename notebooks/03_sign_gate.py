@@ -22,9 +22,9 @@
 # **What you will learn**
 #
 # * the two signals the gate compares: the verifier's `a1` (one number per rollout) and the
-#   teacher's `a2` (one number per token), METHOD.md §3;
+#   teacher's `a2` (one number per token), [docs/method.md §3](../docs/method.md#3-the-two-signals);
 # * the four token classes (consensus, conflict type I, conflict type II, neutral) and the
-#   per-token coefficient `lambda_t` they select, METHOD.md §4, on a hand-made three-rollout
+#   per-token coefficient `lambda_t` they select, [docs/method.md §4](../docs/method.md#4-the-sign-consistency-gate), on a hand-made three-rollout
 #   group, then on real rollouts of a tiny world whose teacher is confidently wrong on carries;
 # * what one update does to a *correct* carry inside a *wrong* rollout under plain OPD, SG-OPD's
 #   default gate, OPDVR, the four-cell gate and "correct rollouts only", and why a per-rollout
@@ -262,7 +262,7 @@ for mode in ("group", "sign"):
 # %% [markdown]
 # ## 4. Plain OPD, ExOPD and conflict masking are settings of the same gate
 #
-# The general advantage (G-OPD form, METHOD §5) is
+# The general advantage (G-OPD form, [docs/method.md §5](../docs/method.md#5-advantage-and-loss)) is
 # `A = (log pi_T - log pi_old) + (lambda_t - 1) (log pi_T - log pi_ref)`:
 #
 # * `GateConfig.opd()`: every lambda = 1, so `A = a2` on every token (plain OPD);
@@ -405,8 +405,8 @@ viz.gate_explorer(inputs, indices=shown, cfg=GateConfig(), color_by="class");
 # correct token even where the teacher's top token is right, and zeroing it helps; the columns
 # say what the gate did where the top token is wrong or right, not whether it helped. Then the gate's thresholds
 # (`lambda_e` x `lambda_i` x `a1_mode`) on the same world. The cell reads the committed run
-# summaries and prints the seeds each row holds: the study is still running, so later checkouts
-# hold more seeds.
+# summaries and prints the seeds each row holds (the study has finished: five seeds per method,
+# two per threshold cell).
 
 # %%
 RESULTS = REPO_ROOT / "results" / "runs"     # results/runs/<study>/*.json of the checkout (Colab: the clone)

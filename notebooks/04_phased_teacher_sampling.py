@@ -27,7 +27,7 @@
 # * why OPD then collapses the student, measured on real rollouts: `a2` is large and negative on
 #   nearly every token the student writes, so REINFORCE with `A = a2` pushes them all down,
 #   whatever the verifier says;
-# * the phased-teacher-sampling (PTS) schedule `w(k)` of METHOD.md §6 (`scheduler.pts_weight`)
+# * the phased-teacher-sampling (PTS) schedule `w(k)` of [docs/method.md §6](../docs/method.md#6-phased-teacher-sampling) (`scheduler.pts_weight`)
 #   and how many prompts get teacher rollouts (`scheduler.teacher_prompt_count`);
 # * teacher rollouts, filtered by the verifier (acceptance rate), and the auxiliary
 #   cross-entropy `L_CE` on the accepted ones (`losses.aux_ce_loss`);
@@ -307,9 +307,9 @@ for name, h in histories.items():
 # beside the main table's OPD on the same world and seeds. A setting **rescued** the student when
 # the 95% interval of its final avg@8 lies above the start (a mean just above it is not enough)
 # *and* it is higher than OPD after Holm's correction over the three settings (the rule of
-# docs/results.md, `worlds_report.pts_rescued`). The cell reads the committed run summaries and prints the seeds each row holds; the
-# study is still running, and where it has not reached these runs yet the cell says so (this is
-# the one readout that tolerates a missing study: OPD's row is still printed).
+# docs/results.md, `worlds_report.pts_rescued`). The cell reads the committed run summaries and prints the seeds each row holds
+# (the study has finished: three seeds per setting). A checkout without these summaries gets a
+# line saying so, and OPD's row is still printed (the one readout that tolerates a missing study).
 
 # %%
 RESULTS = REPO_ROOT / "results" / "runs"     # results/runs/<study>/*.json of the checkout (Colab: the clone)

@@ -22,7 +22,7 @@
 # **What you will learn**
 #
 # * how one training run is configured (`config.TrainConfig`: a method preset plus the gate
-#   and PTS knobs) and executed (`train.Trainer`, the loop of METHOD.md §7);
+#   and PTS knobs) and executed (`train.Trainer`, the loop of [docs/method.md §7](../docs/method.md#7-one-training-step));
 # * how to isolate the gate: `gate_only` (the sign gate, no phased teacher sampling) against
 #   `opd` from the same start, on the world where the teacher and the student fail on
 #   *different* skills (A2 complementary error: the teacher forgets every borrow, the student
@@ -31,7 +31,7 @@
 #   read the gate's diagnostics from it: the share of rollouts without evidence, the token
 #   classes, the share of tokens gated, what the gate did where the teacher is wrong, and the
 #   accuracy per skill;
-# * how to evaluate a model with avg@n and pass@k (`evaluate.evaluate`, METHOD.md §9);
+# * how to evaluate a model with avg@n and pass@k (`evaluate.evaluate`, [docs/method.md §9](../docs/method.md#9-evaluation));
 # * what the seeded study measured on the same world (the last section, from the committed
 #   summaries in `results/runs/`);
 # * how the same notebook scales up: one `SIZE` dial picks the tiny world (CPU, minutes, the
@@ -115,7 +115,7 @@ print(f"SIZE={SIZE}, SMOKE={SMOKE}, CUDA available: {torch.cuda.is_available()}"
 # set yourself; every field has a commented default in `sgopd_lite/config.py`, and the same
 # fields can come from a YAML file and `key=value` overrides on the command line:
 #
-#     python -m sgopd_lite train --config configs/tiny.yaml method=opd gate.lambda_e=1.5 steps=100
+#     python -m sgopd_lite train --config configs/tiny.yaml method=gate_only gate.lambda_e=1.5 steps=100 out_dir=runs/gate15
 #
 # The sizes differ in the world (models and data) and in the step budget. The tiny world here
 # is the study's **A2 complementary error** (`worlds.tiny.SETTINGS["A2 complementary"]`): the
@@ -186,7 +186,7 @@ del world, model   # each run below loads its own copy; free these first (it mat
 # %% [markdown]
 # ## 3. Train: plain OPD, then the gate alone
 #
-# `Trainer(cfg, world).run()` executes `cfg.steps` steps of METHOD §7 (sample, verify, score,
+# `Trainer(cfg, world).run()` executes `cfg.steps` steps of [docs/method.md §7](../docs/method.md#7-one-training-step) (sample, verify, score,
 # gate, update), evaluates at the end, and writes its logs to `cfg.out_dir`. The two runs differ
 # only in the gate: `opd` gives every token `lambda = 1`; `gate_only` is SG-OPD's gate at its
 # default (`lambda_e = 1.8`, `lambda_i = 1`, `a1_mode = "group"`) without phased teacher
@@ -245,7 +245,7 @@ viz.plot_learning_curves(histories, "kl_k1", smooth=1, title="k1 estimate of KL(
 # ## 5. The gate's diagnostics, from the runs' histories
 #
 # Every step logs what the gate saw (`metrics.jsonl`; the names are `gate.sign_gate`'s metrics
-# and `gate.gate_evidence`'s, METHOD.md §4):
+# and `gate.gate_evidence`'s, [docs/method.md §4](../docs/method.md#4-the-sign-consistency-gate)):
 #
 # * `frac_rollouts_no_evidence`: rollouts in groups whose rewards are all equal. In `group`
 #   mode their `a1` is 0, every token is neutral and gets plain OPD: the gate cannot act there;
@@ -301,7 +301,7 @@ viz.plot_token_gate(pick, color_by="class");
 # The seeded study ran the same comparison with the study protocol (200 steps x 16 prompts x 8
 # rollouts, the whole skill-balanced split, n = 8), GRPO beside it (it never reads the teacher).
 # The cell reads the committed run summaries (`results/runs/worlds_main/`) and prints the seeds
-# each row holds: the study is still running, so later checkouts hold more seeds.
+# each row holds (the study has finished: five seeds per method).
 
 # %%
 RESULTS = REPO_ROOT / "results" / "runs"     # results/runs/<study>/*.json of the checkout (Colab: the clone)

@@ -99,11 +99,16 @@ RUNS = REPO_ROOT / "runs" / "notebooks" / "06_gate_threshold_ablation"
 #
 # A sweep is a list of `key=value` overrides of `TrainConfig`, exactly as on the command line:
 # a comma list makes an axis, a range `seed=0:2` the replicates (seeds 0 and 1), anything else is
-# fixed for every run. The same grid from a terminal, two runs at a time:
+# fixed for every run. The same grid from a terminal, two runs at a time, starting from the
+# config of this world at the study's protocol (`configs/worlds/a2c.yaml`: the four `world.*`
+# keys of A2 complementary error, the skill-balanced split) with this notebook's smaller sizes:
 #
-#     python -m sgopd_lite sweep --out runs/thresholds --jobs 2 method=gate_only gate.lambda_e=1.8 \
-#         gate.lambda_i=0,1 gate.a1_mode=group,sign gate.tau=0,0.5 seed=0:2 world.teacher_noise=1 ...
-#     python -m sgopd_lite sweep-report runs/thresholds
+#     python -m sgopd_lite sweep --config configs/worlds/a2c.yaml --out runs/thresholds --jobs 2 \
+#         method=gate_only gate.lambda_e=1.8 gate.lambda_i=0,1 gate.a1_mode=group,sign gate.tau=0,0.5 \
+#         seed=0:2 steps=20 prompts_per_step=8 eval_problems=64 eval_n=4
+#     python -m sgopd_lite sweep-report runs/thresholds --baseline gate.lambda_i=1
+#
+# Leave out the sizes of the third line (`steps=20 ... eval_n=4`) for the study's protocol.
 #
 # Every cell is `gate_only` (the sign gate without phased teacher sampling, so the cells differ
 # in the gate alone) on the A2 complementary world, from the same starting student. A second,
@@ -168,8 +173,8 @@ for tau in sorted({c.get("gate.tau") for c in numbers}, key=str):
 # {group, sign} on this world with the study protocol (200 steps x 16 prompts x 8 rollouts, the
 # whole skill-balanced split, n = 8), seeds 0-1, and compares every cell, paired by seed, with the
 # main table's OPD and GRPO. The cell reads the committed run summaries (`results/runs/`), keeps
-# those of this world and method, and prints the seeds each row holds: the study is still
-# running, so later checkouts hold more cells and seeds.
+# those of this world and method, and prints the seeds each row holds (the study has finished:
+# every cell has seeds 0 and 1).
 
 # %%
 RESULTS = REPO_ROOT / "results" / "runs"     # results/runs/<study>/*.json of the checkout (Colab: the clone)

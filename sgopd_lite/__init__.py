@@ -1,12 +1,12 @@
 """sgopd_lite: an educational reproduction of Sign-Gated On-Policy Distillation (SG-OPD).
 
-Where things live, floor by floor (METHOD.md is the specification; each module names its
+Where things live, floor by floor (docs/method.md describes the method; each module names its
 sections). A module imports only from its own floor or the floors below it, never from above;
 tests/test_imports.py reads every import statement and fails on any circle.
 
     ground floor: the math, pure functions
     losses.py      log-probs of sampled tokens, KL estimators, policy-gradient / PPO / CE losses,
-                   full-vocabulary divergences                                     (METHOD §3, §5)
+                   full-vocabulary divergences                                        (§3, §5)
     gate.py        the sign-consistency gate: a1, a2, token classes, lambda_t, advantage (§3-5)
     scheduler.py   phased teacher sampling: the weight w(k) and teacher-prompt counts     (§6)
     verifier.py    answer extraction, math-verify grading with a hard time bound, rewards  (§2)
@@ -21,6 +21,7 @@ tests/test_imports.py reads every import statement and fails on any circle.
     engines.py     rollout engines behind one interface: HF generate (default) and vLLM
     evaluate.py    avg@n and unbiased pass@k                                                (§9)
     config.py      the training config dataclasses, presets, YAML and key=value overrides
+    knobs.py       the table of every config knob (docs/usage.md), read from those dataclasses
 
     second floor: the worlds a run trains on (worlds/, one module each, one dispatch by name)
     worlds/base.py World, problem sets, the shared SFT batch
@@ -29,7 +30,7 @@ tests/test_imports.py reads every import statement and fails on any circle.
     worlds/hub.py  a pretrained pair from folders or the hub (the Qwen pair by default)
 
     third floor: running
-    train.py       the on-policy loop of METHOD §7 (accelerate for several processes)
+    train.py       the on-policy loop of docs/method.md §7 (accelerate for several processes)
     demo.py        `make demo`: OPD, a gate and GRPO where the gate has work to do, per skill and per token
     viz.py         figures and HTML for notebooks and reports, one figure per function
 

@@ -1,6 +1,7 @@
 """Command line: `python -m sgopd_lite <command> ...` (also installed as `sgopd-lite`).
 
-    train   --config configs/tiny.yaml [key=value ...]   one training run (resumes if interrupted)
+    train   --config configs/tiny.yaml [key=value ...]   one training run (resumes if interrupted;
+                                                         --restart starts over in its out_dir)
     eval    --model tiny-student --n 8                   avg@n / pass@k on a held-out set
     world   --size tiny --report                         build the tiny world and print its table
     data                                                 regenerate the arithmetic splits (sgopd_lite/assets/)
@@ -13,6 +14,7 @@
                                                          a grid of runs (resumable, parallel, --shard i/n)
     sweep   --study configs/studies/NAME.yaml            the same, defined in a study file
     sweep-report DIR [--baseline key=value ...]          its table: mean ± 95% interval, paired differences
+    knobs [--write docs/usage.md]                        every config knob with its default and meaning
 
 May import: every module (the command line is the top floor), each inside its command.
 """
@@ -32,7 +34,7 @@ def _cmd_train(args) -> int:
     from .train import train
 
     cfg = load_config(args.config, args.overrides)
-    history = train(cfg, verbose=not args.quiet)
+    history = train(cfg, verbose=not args.quiet, restart=args.restart)
     last = history[-1] if history else {}
     evals = {k: v for k, v in last.items() if k.startswith("eval_")}
     print(json.dumps({"out_dir": cfg.out_dir, "steps": cfg.steps, **evals}, indent=2))
@@ -197,6 +199,17 @@ def _cmd_sweep_report(args) -> int:
     return 0
 
 
+def _cmd_knobs(args) -> int:
+    from .knobs import knob_table, write_knob_table
+
+    if args.write:
+        changed = write_knob_table(args.write)
+        print(f"{'rewrote' if changed else 'already current:'} the knob table in {args.write}")
+    else:
+        print(knob_table())
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="sgopd_lite", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -206,6 +219,9 @@ def main(argv=None) -> int:
     p.add_argument("--config", default=None, help="YAML file (see configs/)")
     p.add_argument("overrides", nargs="*", help="key=value, e.g. gate.lambda_e=1.5 steps=100")
     p.add_argument("--quiet", action="store_true")
+    p.add_argument("--restart", action="store_true",
+                   help="delete a checkpoint in out_dir and start over (a checkpoint is resumed only when "
+                        "the same configuration wrote it; another one is refused without this flag)")
     p.set_defaults(fn=_cmd_train)
 
     p = sub.add_parser("eval", help="avg@n and pass@k of a model")
@@ -284,6 +300,11 @@ def main(argv=None) -> int:
     p.add_argument("--baseline", nargs="+", default=None, metavar="key=value",
                    help="the cell the others are compared with, paired by seed (e.g. gate.lambda_i=1)")
     p.set_defaults(fn=_cmd_sweep_report)
+
+    p = sub.add_parser("knobs", help="every config knob (TrainConfig, world.*, gate.*, pts.*, vllm.*) as a table")
+    p.add_argument("--write", default=None, metavar="FILE",
+                   help="replace the table between the knob markers of FILE (docs/usage.md) instead of printing it")
+    p.set_defaults(fn=_cmd_knobs)
 
     argv = list(sys.argv[1:] if argv is None else argv)
     args = ap.parse_args(argv)

@@ -86,7 +86,7 @@ class Advantage:
 
 
 def grpo_advantage(rewards: torch.Tensor, group_ids: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
-    """Verifier-only baseline (docs/method.md): (r - mean_G r) / (std_G r + eps) per rollout, (R,)."""
+    """Verifier-only baseline (docs/method.md §3): (r - mean_G r) / (std_G r + eps) per rollout, (R,)."""
     out = torch.zeros_like(rewards, dtype=torch.float32)
     r_all = rewards.float()
     for g in group_ids.unique():

@@ -3,7 +3,7 @@
     cfg = load_config("configs/tiny.yaml", ["gate.lambda_e=1.5", "steps=100"])   # CLI
     cfg = TrainConfig(method="opd", steps=100)                                   # notebook
 
-Presets (`method`) set the gate and the phased-teacher-sampling knobs of METHOD.md §4-6:
+Presets (`method`) set the gate and the phased-teacher-sampling knobs of docs/method.md §4-6:
 
     opd        plain on-policy distillation: lambdas all 1, no teacher rollouts
     exopd      ExOPD / G-OPD: all lambdas = exopd_lambda, reference = initial student
@@ -29,7 +29,10 @@ Every gate is one point of the four-cell table of gate.py (`gate.correct_up=...`
 cell directly). Gates shape tokens by the sampled token's class, which only the sampled loss
 can express: a gate with `loss_type=dense` is refused (`validate` says why).
 
-A preset only fills in what the user did not set: explicit `gate.*` / `pts.*` values win.
+A preset only fills in what the user did not set: explicit `gate.*` / `pts.*` values win. An
+override of a field that defines the preset (`PRESET_DEFINES`: a gate coefficient under `opd`,
+a cell or `a1_mode` under `opdvr`, `pts.enabled` anywhere) still runs, with a one-line warning
+naming the method and the override: the run is then another method under that method's name.
 Every field is checked before any model is loaded; errors name the field.
 
 Rollout engines (`rollout_engine`, engines.py): "hf" (HF generate, the default, CPU and GPU)
@@ -48,12 +51,40 @@ from pathlib import Path
 import yaml
 
 from .engines import ENGINES, VLLM_INSTALL_HINT, vllm_importable
-from .gate import GateConfig
+from .gate import CELLS, GateConfig
 from .scheduler import PTSConfig
 
 METHODS = ("opd", "exopd", "gate_only", "pts_only", "sgopd", "grpo", "opdvr", "reversed_gate", "soft_gate",
            "teacher_probe", "step_gate", "first_error_gate", "hybrid", "oracle_gate")
 VERIFIER_ROLE_METHODS = ("teacher_probe", "step_gate", "first_error_gate", "hybrid", "oracle_gate")
+
+# What defines each preset: the gate.* / pts.* fields whose preset value *is* the method. Changing
+# one trains another method under this one's name, so it gets a warning (`_warn_redefined`); the
+# other fields are the method's own knobs (lambda_e / lambda_i / tau of a sign gate, soft_k of the
+# soft gate, the PTS constants). A new preset lists its fields here, nowhere else (a test checks
+# that every method has its line). grpo reads no gate.* or pts.* field (`_warn_ignored` says so).
+_COEFFICIENTS = ("gate.lambda_e", "gate.lambda_i", "gate.lambda_n", "gate.correct_up", "gate.correct_down",
+                 "gate.wrong_up", "gate.wrong_down", "gate.soft_k", "gate.swapped")   # every token's weight
+_GATE_KIND = ("gate.soft_k", "gate.swapped")          # hard or soft gate, the sign gate or its reversal
+PRESET_DEFINES = {
+    "opd": ("pts.enabled", *_COEFFICIENTS),
+    "exopd": ("pts.enabled", *_COEFFICIENTS, "gate.reference"),   # the scale is exopd_lambda
+    "gate_only": ("pts.enabled", *_GATE_KIND),
+    "pts_only": ("pts.enabled", *_COEFFICIENTS),
+    "sgopd": ("pts.enabled", *_GATE_KIND),
+    "grpo": (),
+    "opdvr": ("pts.enabled", *_COEFFICIENTS, "gate.a1_mode", "gate.tau"),
+    "reversed_gate": ("pts.enabled", *_GATE_KIND),
+    "soft_gate": ("pts.enabled", "gate.correct_up", "gate.correct_down", "gate.wrong_up", "gate.wrong_down",
+                  "gate.swapped"),
+    # where else the verifier acts (advantage.py): their teacher term is OPD or the gate.* you set,
+    # so gate.* is their own knob, except what turns a step gate into another kind of gate
+    "teacher_probe": ("pts.enabled",),
+    "step_gate": ("pts.enabled", *_GATE_KIND, "gate.a1_mode"),
+    "first_error_gate": ("pts.enabled", *_GATE_KIND, "gate.a1_mode"),
+    "hybrid": ("pts.enabled",),
+    "oracle_gate": ("pts.enabled",),
+}
 LOSS_TYPES = ("sampled", "dense")
 SIZES = ("tiny", "smol", "qwen")
 # Experiment trackers (through accelerate) and the package each one needs.
@@ -130,9 +161,10 @@ class ProbeConfig:
 
 @dataclass
 class TrainConfig:
-    """One on-policy distillation run (METHOD.md §7). Defaults: the tiny world on CPU."""
+    """One on-policy distillation run (docs/method.md §7). Defaults: the tiny world on CPU."""
 
-    method: str = "sgopd"              # preset, see the module docstring
+    method: str = "sgopd"              # preset of the gate.* and pts.* knobs (METHODS; each one is
+                                       # described in this module's docstring and docs/usage.md)
     world: WorldConfig = field(default_factory=WorldConfig)
     gate: GateConfig | None = None     # None = the preset's; set fields to override
     pts: PTSConfig | None = None       # None = the preset's
@@ -140,7 +172,7 @@ class TrainConfig:
     probe: ProbeConfig = field(default_factory=ProbeConfig)  # method=teacher_probe's knobs
     hybrid_c: float = 1.0              # method=hybrid: A = teacher advantage + hybrid_c x GRPO advantage
     loss_type: str = "sampled"         # "sampled" (the paper's REINFORCE form) or "dense" (full-vocab KL)
-    dense_beta: float = 1.0            # dense loss divergence: 1 reverse KL (METHOD §5), 0 forward KL
+    dense_beta: float = 1.0            # dense loss divergence: 1 reverse KL (docs/method.md §5), 0 forward KL
     steps: int = 300                   # optimizer steps
     prompts_per_step: int = 16         # B prompts per step
     group_size: int = 8                # G rollouts per prompt (G = 8 learns; G = 4 barely moved)
@@ -281,7 +313,7 @@ def validate(cfg: TrainConfig) -> None:
          "a gate with a coefficient 0 zeroes tokens only against the old policy; with reference='initial' "
          "a 0 gives A = log pi_ref - log pi_old, not 0 (gate.py); use gate.reference=old")
     need(not (cfg.loss_type == "dense" and cfg.gate.reference != "old"), "loss_type",
-         "the dense loss supports gate.reference='old' only (METHOD §5)")
+         "the dense loss supports gate.reference='old' only (docs/method.md §5)")
     need(not (cfg.loss_type == "dense" and cfg.ppo_epochs > 1), "ppo_epochs",
          "the dense loss is not a policy-gradient loss; use ppo_epochs = 1")
     for name in ("style_gap", "teacher_noise"):
@@ -312,6 +344,36 @@ def validate(cfg: TrainConfig) -> None:
             need(Path(v).expanduser().exists(), f"world.{name}", f"path {v!r} does not exist")
     _validate_engine(cfg, need)
     _warn_ignored(cfg)
+    _warn_redefined(cfg)
+
+
+def _yaml_text(value) -> str:
+    """A value as it is written in a key=value override (true, null, 1.5)."""
+    if value is None or isinstance(value, bool):
+        return {None: "null", True: "true", False: "false"}[value]
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _warn_redefined(cfg: TrainConfig) -> None:
+    """One warning when gate.* / pts.* values change a field that defines the preset (PRESET_DEFINES)."""
+    preset = {"gate": _preset_gate(cfg), "pts": _preset_pts(cfg)}
+    changed = []
+    for key in PRESET_DEFINES.get(cfg.method, ()):
+        group, name = key.split(".")
+        now, was = getattr(getattr(cfg, group), name), getattr(preset[group], name)
+        if name in CELLS:             # an unset cell follows lambda_e / lambda_i (checked themselves);
+            if now is None:           # a set one is compared with the coefficient the preset gives it
+                continue
+            was = preset[group].cells()[name]
+        if now != was:
+            changed.append((key, now, was))
+    if changed:
+        said = ", ".join(f"{k}={_yaml_text(now)}" for k, now, _ in changed)
+        was = ", ".join(f"{k}={_yaml_text(w)}" for k, _, w in changed)
+        verb = "changes" if len(changed) == 1 else "change"
+        warnings.warn(f"method={cfg.method}: the override {said} {verb} what defines this preset ({was} in "
+                      f"{cfg.method}), so the run trains another method under {cfg.method}'s name; choose the "
+                      "method that means it (docs/usage.md, Methods) or drop the override", UserWarning, stacklevel=4)
 
 
 def _validate_world_provides(cfg: TrainConfig, need) -> None:
@@ -598,6 +660,12 @@ def config_to_dict(cfg: TrainConfig) -> dict:
 def flat_config(cfg: TrainConfig) -> dict:
     """The config as one level of `a.b` keys with scalar values (what trackers store as
     hyper-parameters): lists become strings, nested dataclasses become dotted keys."""
+    return flat_dict(config_to_dict(cfg))
+
+
+def flat_dict(data: dict) -> dict:
+    """A nested config dict (`config_to_dict`, or a run's config.json read back) as one level of
+    `a.b` keys with scalar values; any other value (a list) becomes its string."""
     out = {}
 
     def walk(prefix, value):
@@ -608,5 +676,5 @@ def flat_config(cfg: TrainConfig) -> dict:
             key = prefix[:-1]
             out[key] = value if value is None or isinstance(value, (bool, int, float, str)) else str(value)
 
-    walk("", config_to_dict(cfg))
+    walk("", data)
     return out

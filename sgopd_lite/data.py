@@ -5,11 +5,14 @@ Sources (all return a list of `Problem`):
 * `arithmetic_problems`: the project's own seeded task, multi-step integer arithmetic
   (`15-4+16`) with worked solutions that can be written in two *styles* and with an optional
   systematic *slip* (a forgotten carry). It is the tiny world's task: the style lets a student
-  drift off the teacher's distribution (breaks METHOD §1 assumption A1) and the slip makes a
+  drift off the teacher's distribution (breaks docs/method.md §1 assumption A1) and the slip makes a
   teacher confidently wrong on some tokens (breaks A2). Fixed splits live in `sgopd_lite/assets/` (package data).
 * `reasoning_gym_problems`: reasoning-gym's seeded generators (offline, from PyPI).
 * `load_jsonl`: local files in the MATH-500 (`problem`/`solution`/`answer`) or GSM8K
-  (`question`/`solution`/`answer`) layout.
+  (`question`/`solution`/`answer`) layout. The optional folder holding such test sets
+  (`math500_test.jsonl`, `gsm8k_test.jsonl`) is `real_data_dir()`, the one place its location is
+  decided; what reads it (the verifier's real-data tests, benchmarks/bench_verifier.py,
+  notebook 02) skips that part without it.
 * `hub_problems`: hub datasets through `datasets.load_dataset`, for online users.
 
 A row without a usable gold answer is an error that names the file (or dataset) and the row:
@@ -24,6 +27,7 @@ May import: assets, and reasoning-gym / datasets inside the functions that need 
 from __future__ import annotations
 
 import json
+import os
 import random
 import re
 from dataclasses import asdict, dataclass
@@ -36,6 +40,18 @@ DEFAULT_INSTRUCTION = "Put the final answer in \\boxed{}."
 # The package data (sgopd_lite/assets/, inside the wheel too): the arithmetic splits and the
 # committed tiny models. Outputs never go here (assets.project_dir).
 DATA_DIR = asset_dir()
+
+# The optional real-data folder (MATH-500 / GSM8K test sets as JSONL, not shipped): the environment
+# variable SGOPD_DATA_DIR when set, else `shared/data` in the folder that holds the repository
+# (where this project's build machines keep it).
+REAL_DATA_ENV = "SGOPD_DATA_DIR"
+
+
+def real_data_dir() -> Path:
+    """Where the optional real benchmark files are looked for (`REAL_DATA_ENV`); may not exist."""
+    if os.environ.get(REAL_DATA_ENV):
+        return Path(os.environ[REAL_DATA_ENV]).expanduser()
+    return Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 @dataclass(frozen=True)

@@ -202,7 +202,9 @@ def run_demo(out_dir: str = "runs/demo", steps: int | None = None, eval_problems
         cfg = _config(arm, out / name.lower().replace("'", "").replace(" ", "_"), steps, eval_problems, eval_n)
         t = time.perf_counter()
         print(f"[demo] training {name} for {steps} steps", flush=True)
-        histories[name] = Trainer(cfg, verbose=True).run()
+        # restart: the demo trains from scratch each time (an earlier demo's finished run would
+        # otherwise be resumed with nothing left to do, and a smaller --steps would be refused)
+        histories[name] = Trainer(cfg, verbose=True, restart=True).run()
         last = histories[name][-1]
         results[name] = {"avg": last[f"eval_avg@{eval_n}"], "pass": last[f"eval_pass@{eval_n}"],
                          "per_skill": skills_from_metrics(last, eval_n), "out_dir": cfg.out_dir,

@@ -1,4 +1,4 @@
-"""Rollout engines: who samples the student's responses (step 1 of METHOD §7).
+"""Rollout engines: who samples the student's responses (step 1 of docs/method.md §7).
 
 One small interface, two engines:
 

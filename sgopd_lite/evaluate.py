@@ -1,4 +1,4 @@
-"""Evaluation: per-sample accuracy avg@n and per-question accuracy pass@k (METHOD.md §9).
+"""Evaluation: per-sample accuracy avg@n and per-question accuracy pass@k (docs/method.md §9).
 
 avg@n  = mean over problems of (correct samples / n)
 pass@k = mean over problems of 1 - C(n - c, k) / C(n, k), the unbiased estimator of Chen et al.

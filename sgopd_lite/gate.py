@@ -1,4 +1,4 @@
-"""The sign-consistency gate of SG-OPD (METHOD.md sections 3, 4 and 5).
+"""The sign-consistency gate of SG-OPD (docs/method.md §3-5).
 
 One pure function, `sign_gate`, turns per-token log-probs and per-rollout verifier rewards into
 the per-token advantage that the policy-gradient loss multiplies with log pi_theta:
@@ -48,7 +48,7 @@ The factor 2 is this project's choice, so that a token without evidence keeps pl
 weight (a bare sigmoid would halve it); as soft_k grows it tends to the hard gate with
 lambda_e = 2, lambda_i = 0.
 
-Readings this project chose where the paper is not explicit (METHOD.md says which are uncertain):
+Readings this project chose where the paper is not explicit (docs/method.md §11 lists them all):
 * a1 uses only the sign of the verifier's group advantage; "group" mode makes all-correct and
   all-wrong groups neutral (no evidence); "sign" mode treats every verdict as evidence.
 * Classes are decided from a1 and a2 whatever the reference; with reference = "initial" a
@@ -96,7 +96,7 @@ CELLS = ("correct_up", "correct_down", "wrong_up", "wrong_down")
 
 @dataclass(frozen=True)
 class GateConfig:
-    """Knobs of the sign-consistency gate (METHOD §4-5). Defaults: the paper's best setting."""
+    """Knobs of the sign-consistency gate (docs/method.md §4-5). Defaults: the paper's best setting."""
 
     lambda_e: float = 1.8          # consensus coefficient: extrapolate, must be >= 1 when gating
     lambda_i: float = 1.0          # conflict coefficient: interpolate, in [0, 1] when gating
@@ -126,7 +126,7 @@ class GateConfig:
             if value < 0:
                 raise ValueError(f"GateConfig.{name} must be >= 0, got {value}")
         if self.gating:
-            # METHOD §4: with distinct coefficients the gate extrapolates consensus tokens and
+            # docs/method.md §4: with distinct coefficients the gate extrapolates consensus tokens and
             # interpolates conflict tokens; anything else is not SG-OPD and is almost surely a typo.
             if self.lambda_e < 1:
                 raise ValueError(f"GateConfig.lambda_e = {self.lambda_e}: the consensus coefficient "
@@ -266,12 +266,12 @@ class GateOutput:
     lambda_t: torch.Tensor      # (B, T) float32, the per-token coefficient
     a1: torch.Tensor            # (B,)   float32, verifier signal per rollout
     a2: torch.Tensor            # (B, T) float32, teacher signal per token; 0 outside the mask
-    metrics: dict = field(default_factory=dict)  # floats, METHOD §8
+    metrics: dict = field(default_factory=dict)  # floats, docs/method.md §8
 
 
 def group_advantage(rewards: torch.Tensor, group_ids: torch.Tensor, mode: str = "group"
                     ) -> torch.Tensor:
-    """The verifier signal a1 per rollout (METHOD §3). rewards (B,), group_ids (B,) -> (B,).
+    """The verifier signal a1 per rollout (docs/method.md §3). rewards (B,), group_ids (B,) -> (B,).
 
     mode "group": r_i - mean of r over the rollouts that share i's group id; a group whose
     rewards are all equal gets exactly 0 (no evidence), even for shaped float rewards.
@@ -300,7 +300,7 @@ def sign_gate(teacher_logp: torch.Tensor, old_logp: torch.Tensor, rewards: torch
               group_ids: torch.Tensor, mask: torch.Tensor, ref_logp: torch.Tensor | None = None,
               cfg: GateConfig = GateConfig(), truncated: torch.Tensor | None = None,
               token_verdict: torch.Tensor | None = None) -> GateOutput:
-    """Classify every response token and build the SG-OPD advantage (METHOD §3-5).
+    """Classify every response token and build the SG-OPD advantage (docs/method.md §3-5).
 
     Args:
         teacher_logp: (B, T) log pi_T of the sampled tokens.

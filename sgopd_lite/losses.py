@@ -1,4 +1,4 @@
-"""Losses and per-token quantities of on-policy distillation (METHOD.md sections 3, 5, 6).
+"""Losses and per-token quantities of on-policy distillation (docs/method.md §3, §5, §6).
 
 What lives here, all pure functions of tensors:
 
@@ -7,7 +7,7 @@ What lives here, all pure functions of tensors:
 * masked reductions (`masked_sum`, `masked_mean`): the one masking convention of the project;
 * `k1_kl`, `k3_kl`: sampled estimates of KL(pi_old || pi_T) from per-token log-probs;
 * `entropy_from_logits`: per-token entropy, chunked;
-* `policy_gradient_loss` (the paper's REINFORCE form, METHOD §5) and `ppo_clip_loss`, both
+* `policy_gradient_loss` (the paper's REINFORCE form, docs/method.md §5) and `ppo_clip_loss`, both
   normalised by an explicit token count N so the gradient does not depend on how a batch is
   split into micro-batches or processes;
 * `aux_ce_loss`: the token-mean cross-entropy on verifier-endorsed teacher rollouts (§6);
@@ -136,7 +136,7 @@ def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor,
 def entropy_from_logits(logits: torch.Tensor, chunk_size: int | None = None) -> torch.Tensor:
     """Per-position entropy H(pi(.|h_t)) = -sum_v p log p. logits (B, T, V) -> (B, T) float32.
 
-    No gradient (a diagnostic, METHOD §8); chunked like `token_logprobs`.
+    No gradient (a diagnostic, docs/method.md §8); chunked like `token_logprobs`.
     """
     B, T, V = logits.shape
     rows = _rows_per_chunk(V, chunk_size)
@@ -156,7 +156,7 @@ def k1_kl(logp_q: torch.Tensor, logp_p: torch.Tensor) -> torch.Tensor:
     """Per-token k1 estimate of KL(q || p) from samples of q: log q(y) - log p(y).
 
     Unbiased, high variance, can be negative per token. With q = pi_old, p = pi_T this is
-    -a2 (METHOD §3). Shapes: any, equal; returns the same shape.
+    -a2 (docs/method.md §3). Shapes: any, equal; returns the same shape.
     """
     return logp_q - logp_p
 
@@ -171,7 +171,7 @@ def k3_kl(logp_q: torch.Tensor, logp_p: torch.Tensor) -> torch.Tensor:
 
 
 # --------------------------------------------------------------------------------------------
-# Policy losses (METHOD §5) and the auxiliary cross-entropy (METHOD §6)
+# Policy losses (docs/method.md §5) and the auxiliary cross-entropy (docs/method.md §6)
 # --------------------------------------------------------------------------------------------
 
 def count_tokens(mask: torch.Tensor) -> int:
@@ -192,7 +192,7 @@ def _check_normaliser(num_tokens) -> float:
 
 def policy_gradient_loss(logp: torch.Tensor, advantage: torch.Tensor, mask: torch.Tensor,
                          num_tokens: float) -> torch.Tensor:
-    """The sampled-token policy-gradient loss of METHOD §5 (REINFORCE / "gpg" form):
+    """The sampled-token policy-gradient loss of docs/method.md §5 (REINFORCE / "gpg" form):
 
         L = -(1 / N) * sum_{i,t} m_{i,t} * stopgrad(A_{i,t}) * log pi_theta(y_{i,t} | h_{i,t})
 
@@ -233,7 +233,7 @@ def ppo_clip_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantage: torch.T
 
 def aux_ce_loss(logp: torch.Tensor, mask: torch.Tensor, num_tokens: float | None = None
                 ) -> torch.Tensor:
-    """Token-mean cross-entropy on verifier-endorsed teacher rollouts (METHOD §6):
+    """Token-mean cross-entropy on verifier-endorsed teacher rollouts (docs/method.md §6):
 
         L_CE = -(1 / N_T) * sum_t m^T_t * log pi_theta(y^T_t | h^T_t)
 
@@ -326,14 +326,14 @@ def reverse_kl(student_logits, teacher_logits, mask=None, chunk_size=None) -> to
 def dense_distill_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
                        lambda_t: torch.Tensor, mask: torch.Tensor, num_tokens: float,
                        chunk_size: int | None = None, beta: float = 1.0) -> torch.Tensor:
-    """The `dense` loss (this project's extension, METHOD §5; not the paper's form):
+    """The `dense` loss (this project's extension, docs/method.md §5; not the paper's form):
 
         L_dense = (1 / N) * sum_{i,t} m_{i,t} * lambda_t * KL(pi_theta(.|h_{i,t}) || pi_T(.|h_{i,t}))
 
     logits (B, T, V); lambda_t (B, T) from the sampled token's gate class (detached);
     mask (B, T); N the step's global response-token count, as in `policy_gradient_loss`.
     beta: the divergence at each student-visited position, as in `generalized_jsd`: 1 (default,
-    METHOD §5) is the reverse KL above; 0 is the forward KL(pi_T || pi_theta) (on-policy GKD's
+    docs/method.md §5) is the reverse KL above; 0 is the forward KL(pi_T || pi_theta) (on-policy GKD's
     mode-covering form); in between, JSD(beta).
     """
     n = _check_normaliser(num_tokens)

@@ -1,6 +1,6 @@
 """Generic model loading: a teacher / student pair from folders or hub ids, LoRA and QLoRA
 students, the reference policy, and the checks that the two models can be compared token by
-token (METHOD.md sections 2 and 5). Which pair a size means (the tiny models, the fine-tuned
+token (docs/method.md §2 and §5). Which pair a size means (the tiny models, the fine-tuned
 SmolLM2 pair, the Qwen pair) is each world's business: `sgopd_lite/worlds/`.
 
 May import: torch, transformers, peft (and bitsandbytes through them). Never a world module,
@@ -18,7 +18,7 @@ What is here:
     ModelConfig          the size dial (tiny / smol / qwen / custom), LoRA, quantisation, dtype
     load_models          paths -> ModelPair(tokenizer, teacher, student, cfg, vocab_size, notes)
     assemble_pair        models already in memory -> the same checked ModelPair
-    reference_context    pi_ref = the initial student (METHOD §5, reference = "initial")
+    reference_context    pi_ref = the initial student (docs/method.md §5, reference = "initial")
     check_compatible     vocabulary, EOS, pad, chat template, embedding rows
     usable_vocab_size    len(tokenizer), after checking every model has at least that many rows
     slice_logits         drop a model's padding rows from its logits
@@ -582,7 +582,7 @@ def assemble_pair(cfg: ModelConfig, tokenizer, teacher_tokenizer, teacher, stude
 
 
 # --------------------------------------------------------------------------------------------
-# The reference policy (METHOD §5, reference = "initial")
+# The reference policy (docs/method.md §5, reference = "initial")
 # --------------------------------------------------------------------------------------------
 
 def _is_peft(model) -> bool:

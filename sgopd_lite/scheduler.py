@@ -1,4 +1,4 @@
-"""Phased teacher sampling (PTS): the schedule of the auxiliary loss weight (METHOD.md §6).
+"""Phased teacher sampling (PTS): the schedule of the auxiliary loss weight (docs/method.md §6).
 
     w(k) = w0                                                 k <  K1     warm: teacher mixing on
     w(k) = w0 * 0.5 * (1 + cos(pi * (k - K1) / (K2 - K1)))    K1 <= k < K2   cosine decay
@@ -76,7 +76,7 @@ def _weights(k: np.ndarray, cfg: PTSConfig) -> np.ndarray:
 
 
 def teacher_prompt_count(step: int, batch_size: int, cfg: PTSConfig = PTSConfig()) -> int:
-    """How many of a batch's B prompts get teacher rollouts at step k (METHOD §6).
+    """How many of a batch's B prompts get teacher rollouts at step k (docs/method.md §6).
 
     0 once w(k) = 0; otherwise ceil(rho * B), at least 1 and at most B.
     """

@@ -1,4 +1,4 @@
-"""The on-policy distillation loop of METHOD.md §7, for OPD, ExOPD, SG-OPD and their ablations.
+"""The on-policy distillation loop of docs/method.md §7, for OPD, ExOPD, SG-OPD and their ablations.
 
 One step, top to bottom (`train_step`):
 
@@ -29,7 +29,9 @@ Choices this project makes:
   activity `frac_gated` (tokens whose lambda_t is not the base lambda_n) is watched: a gating run that keeps it
   under 1% for 20 steps gets one warning naming the likely cause.
 * A checkpoint (trainable weights, optimizer, scheduler, RNG states, step) is written
-  atomically every `save_every` steps; `train()` resumes from it and continues exactly.
+  atomically every `save_every` steps; `train()` resumes from it and continues exactly, but
+  only when the run asks for the configuration that wrote it (`check_resumable`): a run never
+  silently continues another one. `restart=True` (`train --restart`) deletes it and starts over.
 
 May import: config, data, gate, losses, models, rollout, engines, evaluate, scheduler,
 verifier, worlds (for World and load_world); never study/.
@@ -50,7 +52,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import ConfigError, TrainConfig, config_to_dict, flat_config
+from .config import ConfigError, TrainConfig, config_to_dict, flat_config, flat_dict
 from .data import Problem, format_prompt
 from .advantage import NEEDS_WORLD, Signals, grpo_advantage, method_advantage
 from .data import skill_of
@@ -205,6 +207,62 @@ def load_checkpoint(path: Path, model, optimizer, scheduler) -> int:
 
 
 # --------------------------------------------------------------------------------------------
+# Which checkpoint a run may resume
+# --------------------------------------------------------------------------------------------
+
+# Fields that decide where a run writes and how often it saves, never what it trains (saving a
+# checkpoint or logging rollouts draws no random numbers), and `steps`, so that a finished run
+# can be extended. Every other field must be equal for a checkpoint to be resumed: evaluation
+# samples from the same random stream as training, so even the eval_* fields change the run.
+RESUME_IGNORES = ("steps", "out_dir", "save_every", "log_rollouts", "report_to", "vllm.adapter_dir")
+
+
+def _as_saved(cfg: TrainConfig) -> dict:
+    """A config flattened the way its config.json reads back (tuples as lists, odd values as text)."""
+    return flat_dict(json.loads(json.dumps(config_to_dict(cfg), default=str)))
+
+
+def config_differences(saved: dict, cfg: TrainConfig) -> dict[str, tuple]:
+    """{dotted key: (saved value, value now)} for every field where `cfg` differs from a run's
+    saved config.json (a nested dict), RESUME_IGNORES aside. A key the saved file lacks (a field
+    added to TrainConfig after that run) is compared with its default for the same method."""
+    now, then = _as_saved(cfg), flat_dict(saved)
+    default = _as_saved(TrainConfig(method=cfg.method)) if set(now) - set(then) else {}
+    return {k: (then.get(k, default.get(k)), v) for k, v in now.items()
+            if k not in RESUME_IGNORES and then.get(k, default.get(k)) != v}
+
+
+def check_resumable(cfg: TrainConfig, restart: bool = False, main_process: bool = True) -> None:
+    """Make sure `cfg.out_dir` holds no checkpoint of another run; called before any model loads.
+
+    The rule: a checkpoint is resumed only when its run's config.json equals `cfg` in every field
+    but RESUME_IGNORES (`steps`, `out_dir`, `save_every`, `log_rollouts`, `report_to`,
+    `vllm.adapter_dir`). Otherwise ConfigError, one line naming the fields that differ and the
+    two ways on: another out_dir, or `restart`. restart=True deletes the old checkpoint and final
+    model (on the main process) so the run starts from step 0; run() then replaces the logs.
+    """
+    out = Path(cfg.out_dir)
+    if not (out / "checkpoint" / "state.pt").is_file():
+        return
+    if restart:
+        if main_process:
+            for name in ("checkpoint", "checkpoint.tmp", "final"):
+                shutil.rmtree(out / name, ignore_errors=True)
+        return
+    how = (f"resuming it would continue that run, not this one; give this run another out_dir, or start "
+           f"over in {out} with `train --restart` (restart=True in Python), which deletes that checkpoint")
+    saved = out / "config.json"
+    if not saved.is_file():
+        raise ConfigError(f"out_dir: {out} holds a checkpoint without the config.json that says which run wrote it; {how}")
+    diffs = config_differences(json.loads(saved.read_text()), cfg)
+    if diffs:
+        said = ", ".join(f"{k} ({a!r} there, {b!r} now)" for k, (a, b) in list(diffs.items())[:6])
+        more = f" and {len(diffs) - 6} more" if len(diffs) > 6 else ""
+        raise ConfigError(f"out_dir: {out} holds the checkpoint of a run with another configuration, "
+                          f"differing in {said}{more}: {how}")
+
+
+# --------------------------------------------------------------------------------------------
 # The trainer
 # --------------------------------------------------------------------------------------------
 
@@ -222,10 +280,11 @@ class Batch:
 
 
 class Trainer:
-    """Holds the models, optimizer and logs of one run; `run()` executes METHOD §7."""
+    """Holds the models, optimizer and logs of one run; `run()` executes docs/method.md §7."""
 
     def __init__(self, cfg: TrainConfig, world: World | None = None, accelerator=None,
-                 verbose: bool = True):
+                 verbose: bool = True, restart: bool = False):
+        """restart: delete a checkpoint in cfg.out_dir and start from step 0 (`check_resumable`)."""
         from accelerate import Accelerator
 
         from .config import check_engine_installed
@@ -236,6 +295,9 @@ class Trainer:
         self.accelerator = accelerator or Accelerator(cpu=not torch.cuda.is_available(),
                                                       log_with=cfg.report_to or None, project_dir=cfg.out_dir)
         acc = self.accelerator
+        check_resumable(cfg, restart, acc.is_main_process)   # another run's checkpoint: refused here
+        if restart:
+            acc.wait_for_everyone()      # no process may find the checkpoint the main one deletes
         self.out = Path(cfg.out_dir)
         self.out.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(cfg.seed + acc.process_index)
@@ -299,7 +361,7 @@ class Trainer:
         return self.learn(k, self.collect(k))
 
     def collect(self, k: int) -> "Batch":
-        """Steps 1-2 of METHOD §7: B prompts, G rollouts each, verifier rewards."""
+        """Steps 1-2 of docs/method.md §7: B prompts, G rollouts each, verifier rewards."""
         cfg, acc = self.cfg, self.accelerator
         idx = step_prompt_indices(cfg.seed, k, acc.process_index, len(self.prompts), cfg.prompts_per_step)
         problems = [self.world.train_problems[i] for i in idx]
@@ -341,7 +403,7 @@ class Trainer:
         return Batch(problems, prompts, ro.to(acc.device), r, times, metrics, idx)
 
     def learn(self, k: int, batch: "Batch") -> dict:
-        """Steps 3-6 of METHOD §7 on collected rollouts; returns the step's metrics."""
+        """Steps 3-6 of docs/method.md §7 on collected rollouts; returns the step's metrics."""
         cfg, acc, tok, vocab = self.cfg, self.accelerator, self.tok, self.world.vocab_size
         problems, prompts, ro, r = batch.problems, batch.prompts, batch.rollouts, batch.rewards
         times, m = dict(batch.times), {"step": k, "lr": self.scheduler.get_last_lr()[0], **(batch.metrics or {})}
@@ -656,21 +718,27 @@ class Trainer:
         return self.out / "checkpoint"
 
     def run(self, stop_after: int | None = None) -> list[dict]:
-        """Train to cfg.steps (resuming from the checkpoint if there is one).
+        """Train to cfg.steps (resuming from the checkpoint if there is one: `Trainer` has
+        checked that it was written with this configuration, `check_resumable`).
 
         stop_after: return after this many steps of the run in total (used to test resumption).
         """
         cfg, acc = self.cfg, self.accelerator
         self.out.mkdir(parents=True, exist_ok=True)
         metrics_path = self.out / "metrics.jsonl"
-        if (self.checkpoint_dir() / "state.pt").is_file():
+        resumed = (self.checkpoint_dir() / "state.pt").is_file()
+        if resumed:
             self.step = load_checkpoint(self.checkpoint_dir(), self.policy, self.optimizer, self.scheduler)
+            if self.step > cfg.steps:
+                raise ConfigError(f"steps: the checkpoint in {self.checkpoint_dir()} is at step {self.step}, past "
+                                  f"steps={cfg.steps}; ask for at least {self.step} steps, or restart")
             self.log(f"resumed from {self.checkpoint_dir()} at step {self.step}")
             _truncate_jsonl(metrics_path, self.step)
             _truncate_jsonl(self.out / "rollouts.jsonl", self.step)
         elif acc.is_main_process:
             metrics_path.unlink(missing_ok=True)
             (self.out / "rollouts.jsonl").unlink(missing_ok=True)
+        if acc.is_main_process:          # on a resume too: `steps` (or the output fields) may be new
             (self.out / "config.json").write_text(json.dumps(config_to_dict(cfg), indent=2, default=str))
         ds = getattr(acc.state, "deepspeed_plugin", None)
         problem = backend_problem(cfg, acc.distributed_type, ds.zero_stage if ds is not None else 0)
@@ -747,9 +815,14 @@ def numeric_metrics(m: dict) -> dict:
 
 
 def train(cfg: TrainConfig, world: World | None = None, verbose: bool = True,
-          stop_after: int | None = None) -> list[dict]:
-    """Run (or resume) one training run; returns the per-step metrics of this invocation."""
-    return Trainer(cfg, world=world, verbose=verbose).run(stop_after=stop_after)
+          stop_after: int | None = None, restart: bool = False) -> list[dict]:
+    """Run (or resume) one training run; returns the per-step metrics of this invocation.
+
+    A checkpoint in cfg.out_dir is resumed only if the same configuration wrote it (steps and
+    the output fields of RESUME_IGNORES aside); another run's checkpoint is a ConfigError before
+    any model loads, unless restart=True, which deletes it and starts over (`check_resumable`).
+    """
+    return Trainer(cfg, world=world, verbose=verbose, restart=restart).run(stop_after=stop_after)
 
 
 # --------------------------------------------------------------------------------------------

@@ -159,3 +159,15 @@ def test_cli_reports_bad_config_in_one_line(capsys):
     assert main(["train", "gate.lambda_e=0.5"]) == 2
     err = capsys.readouterr().err
     assert "lambda_e" in err and "Traceback" not in err
+
+
+def test_the_real_data_folder_is_one_setting(monkeypatch, tmp_path):
+    """Tests, benchmarks and notebook 02 find the optional MATH-500 / GSM8K files in one place:
+    SGOPD_DATA_DIR when set, else shared/data in the folder that holds the repository."""
+    from sgopd_lite.data import REAL_DATA_ENV, real_data_dir
+
+    monkeypatch.delenv(REAL_DATA_ENV, raising=False)
+    repo = Path(__file__).resolve().parents[1]
+    assert real_data_dir() == repo.parent / "shared" / "data"
+    monkeypatch.setenv(REAL_DATA_ENV, str(tmp_path))
+    assert real_data_dir() == tmp_path

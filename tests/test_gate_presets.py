@@ -159,3 +159,84 @@ def test_opd_and_pts_only_may_use_the_dense_loss():
     TrainConfig(method="opd", loss_type="dense")
     TrainConfig(method="pts_only", loss_type="dense")
     TrainConfig(method="opd", loss_type="dense", gate={"lambda_e": 1.5, "lambda_i": 1.5, "lambda_n": 1.5})
+
+
+# ---------------------------------------------------------------- overrides of what defines a preset
+
+def _warnings_of(**kw) -> list[str]:
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        TrainConfig(**kw)
+    return [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
+
+
+def test_every_method_names_the_fields_that_define_it():
+    from dataclasses import fields
+
+    from sgopd_lite.config import METHODS, PRESET_DEFINES
+    from sgopd_lite.scheduler import PTSConfig
+
+    assert set(PRESET_DEFINES) == set(METHODS)        # a new preset must add its line
+    known = {f"gate.{f.name}" for f in fields(GateConfig)} | {f"pts.{f.name}" for f in fields(PTSConfig)}
+    for method, keys in PRESET_DEFINES.items():
+        assert set(keys) <= known, method
+
+
+@pytest.mark.parametrize("method, override, was", [
+    ("opd", {"gate": {"lambda_e": 1.5}}, "gate.lambda_e=1 in opd"),
+    ("opd", {"pts": {"enabled": True}}, "pts.enabled=false in opd"),
+    ("opdvr", {"gate": {"correct_down": 0.5}}, "gate.correct_down=0 in opdvr"),
+    ("opdvr", {"gate": {"a1_mode": "group"}}, "gate.a1_mode=sign in opdvr"),
+    ("opdvr", {"gate": {"tau": 0.2}}, "gate.tau=0 in opdvr"),
+    ("exopd", {"gate": {"lambda_i": 1.0}}, "gate.lambda_i=1.25 in exopd"),
+    ("gate_only", {"pts": {"enabled": True}}, "pts.enabled=false in gate_only"),
+    ("sgopd", {"gate": {"swapped": True}}, "gate.swapped=false in sgopd"),
+])
+def test_an_override_that_redefines_the_preset_gets_one_line_naming_both(method, override, was):
+    said = [m for m in _warnings_of(method=method, **override) if "defines this preset" in m]
+    key, value = next((f"{g}.{k}", v) for g, d in override.items() for k, v in d.items())
+    shown = {True: "true", False: "false"}[value] if isinstance(value, bool) else f"{value:g}" if isinstance(
+        value, float) else value
+    assert len(said) == 1 and "\n" not in said[0]
+    assert said[0].startswith(f"method={method}: the override {key}={shown} ") and was in said[0]
+
+
+@pytest.mark.parametrize("method, override", [
+    ("gate_only", {"gate": {"lambda_i": 0.5, "lambda_e": 1.4, "a1_mode": "sign", "tau": 0.5}}),  # its knobs
+    ("sgopd", {"gate": {"wrong_down": 1.0}, "pts": {"k1": 10, "rho": 0.5}}),
+    ("pts_only", {"pts": {"w0": 2.0, "m": 8}}),
+    ("exopd", {"exopd_lambda": 1.8}),
+    ("soft_gate", {"gate": {"soft_k": 8.0}}),
+    ("opdvr", {"gate": {"correct_down": 0.0, "lambda_i": 0.0}}),   # the preset's own values
+    ("opd", {"gate": {"reference": "initial", "a1_mode": "sign"}}),  # no effect on OPD's advantage
+])
+def test_a_methods_own_knobs_are_not_an_override_of_the_preset(method, override):
+    assert not [m for m in _warnings_of(method=method, **override) if "defines this preset" in m]
+
+
+def test_the_documented_commands_keep_their_methods():
+    """Every `train` / `sweep` command in the docs and config comments builds its configs without
+    a preset warning, while the example they used to give (`method=opd gate.lambda_e=1.5`) warns."""
+    import re
+    import warnings
+    from pathlib import Path
+
+    from sgopd_lite.config import load_config
+
+    root = Path(__file__).resolve().parents[1]
+    pages = [root / "README.md", *root.glob("docs/*.md"), *root.glob("configs/*.yaml"), *root.glob("configs/worlds/*.yaml"),
+             *root.glob("notebooks/*.py")]
+    commands = [m.group(1) for p in pages for m in re.finditer(r"sgopd_lite (?:train|sweep) ([^\n`]*)", p.read_text())]
+    assert len(commands) >= 5
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for command in commands:
+            words = command.split()
+            overrides = [w for w in words if re.match(r"^(method=[a-z_]+|(gate|pts)\.\w+=[^,:]+)$", w)]
+            config = words[words.index("--config") + 1] if "--config" in words else None
+            load_config(root / config if config and (root / config).is_file() else None, overrides)
+        assert not [str(w.message) for w in caught if "defines this preset" in str(w.message)], commands
+        load_config(None, ["method=opd", "gate.lambda_e=1.5"])
+        assert [w for w in caught if "defines this preset" in str(w.message)]

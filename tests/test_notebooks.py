@@ -21,12 +21,13 @@ from pathlib import Path
 
 import pytest
 
+from sgopd_lite.data import real_data_dir
+
 jupytext = pytest.importorskip("jupytext", reason="the notebooks extra is not installed (pip install -e .[notebooks])")
 nbformat = pytest.importorskip("nbformat")
 
 ROOT = Path(__file__).resolve().parents[1]
 NB_DIR = ROOT / "notebooks"
-SHARED_DATA = ROOT.parent / "shared" / "data"
 SOURCES = sorted(NB_DIR.glob("[0-9][0-9]_*.py"))
 IDS = [p.stem for p in SOURCES]
 CELL_TIMEOUT = 600   # seconds per cell; the smoke sizes take seconds
@@ -145,7 +146,7 @@ def test_notebook_runs_headless_in_smoke_mode(src, kernel_env, tmp_path):
     nb = jupytext.read(src)
     meta = nb.metadata.get("sgopd_lite", {})
     need = meta.get("min_images", 1)
-    if not SHARED_DATA.is_dir():
+    if not real_data_dir().is_dir():                # the optional real-data folder (notebook 02)
         need = meta.get("min_images_without_shared_data", need)
     client = NotebookClient(nb, timeout=CELL_TIMEOUT, kernel_name="python3",
                             resources={"metadata": {"path": str(NB_DIR)}})

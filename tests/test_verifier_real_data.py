@@ -1,4 +1,5 @@
-"""The verifier on real problems: MATH-500 and GSM8K test sets from ../shared/data.
+"""The verifier on real problems: MATH-500 and GSM8K test sets from the optional real-data folder
+(`sgopd_lite.data.real_data_dir()`: the SGOPD_DATA_DIR environment variable, docs/usage.md).
 
 (a) every MATH-500 gold solution, graded against its own answer, must pass (>= 99.5%), also
     when the answer is written so that only math-verify (not string equality) can accept it;
@@ -6,24 +7,24 @@
     ``verify(parse(gold), parse(solution))`` on the main thread, on >= 99% of pairs;
 (c) every GSM8K answer written as ``\\boxed{n}`` (and as ``\\boxed{1,234.00}``-style
     variants that need the normaliser or math-verify) grades True.
-Skipped when the shared data folder is absent.
+Skipped when that folder is absent.
 """
 
 import json
-from pathlib import Path
 
 import pytest
 
+from sgopd_lite.data import REAL_DATA_ENV, real_data_dir
 from sgopd_lite.verifier import Verifier, extract_answer, normalize_answer
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DATA = real_data_dir()
 pytestmark = pytest.mark.shared_data
 
 
 def _load(name: str) -> list[dict]:
     path = DATA / name
     if not path.is_file():
-        pytest.skip(f"{path} not found (the shared data folder is optional)")
+        pytest.skip(f"{path} not found (the real-data folder is optional; set {REAL_DATA_ENV} to use one)")
     with path.open(encoding="utf-8") as f:
         return [json.loads(line) for line in f if line.strip()]
 

@@ -1,5 +1,5 @@
 """The tiny world: a teacher and a student small enough to train on a laptop CPU in minutes,
-on a task where METHOD.md's two OPD assumptions can be broken on purpose.
+on a task where the two OPD assumptions of docs/method.md §1 can be broken on purpose.
 
 * Tokenizer: one token per printable ASCII character plus four specials, built locally with
   `tokenizers`, with a chat template, so the tiny models are prompted through exactly the same
@@ -355,7 +355,7 @@ def knob_evidence(tokenizer, teacher, student, problems, n: int = 8, instruction
     """Per-token evidence that a knob does what it says, on the student's own rollouts:
 
     a2_mean        mean of a2 = log pi_T - log pi_S over sampled tokens (= minus the k1 KL estimate)
-    conflict_frac  fraction of conflict tokens of METHOD §4 (teacher and verifier disagree)
+    conflict_frac  fraction of conflict tokens of docs/method.md §4 (teacher and verifier disagree)
     endorse_rate   of the wrong rollouts, the fraction whose *first mistake* the teacher
                    endorses (a2 >= 0 on that token): where A2 holds this is near 0
     teacher_wrong  of the positions whose correct next token is known (up to and including each
