@@ -223,7 +223,8 @@ class GateConfig:
                **{c: "its cells come from lambda_e / lambda_i" for c in CELLS}}
         fixed = cls(lambda_e=1.0, lambda_i=0.0, lambda_n=1.0, a1_mode="sign")
         for name, value in kw.items():
-            if name in why and value != getattr(fixed, name):
+            own = fixed.cells()[name] if name in CELLS else getattr(fixed, name, None)
+            if name in why and value != own:
                 raise ValueError(f"GateConfig.opdvr(): {name}={value!r} would make it another gate ({why[name]}); "
                                  "build the variant with GateConfig(...) instead")
         if kw.get("truncated") == "neutral":

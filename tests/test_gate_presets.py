@@ -187,9 +187,8 @@ def test_every_method_names_the_fields_that_define_it():
 @pytest.mark.parametrize("method, override, was", [
     ("opd", {"gate": {"lambda_e": 1.5}}, "gate.lambda_e=1 in opd"),
     ("opd", {"pts": {"enabled": True}}, "pts.enabled=false in opd"),
-    ("opdvr", {"gate": {"correct_down": 0.5}}, "gate.correct_down=0 in opdvr"),
-    ("opdvr", {"gate": {"a1_mode": "group"}}, "gate.a1_mode=sign in opdvr"),
-    ("opdvr", {"gate": {"tau": 0.2}}, "gate.tau=0 in opdvr"),
+    ("step_gate", {"gate": {"a1_mode": "group"}}, "gate.a1_mode=sign in step_gate"),   # opdvr itself refuses (gate.opdvr)
+    ("first_error_gate", {"gate": {"swapped": True}}, "gate.swapped=false in first_error_gate"),
     ("exopd", {"gate": {"lambda_i": 1.0}}, "gate.lambda_i=1.25 in exopd"),
     ("gate_only", {"pts": {"enabled": True}}, "pts.enabled=false in gate_only"),
     ("sgopd", {"gate": {"swapped": True}}, "gate.swapped=false in sgopd"),
@@ -240,3 +239,11 @@ def test_the_documented_commands_keep_their_methods():
         assert not [str(w.message) for w in caught if "defines this preset" in str(w.message)], commands
         load_config(None, ["method=opd", "gate.lambda_e=1.5"])
         assert [w for w in caught if "defines this preset" in str(w.message)]
+
+
+@pytest.mark.parametrize("override", [{"a1_mode": "group"}, {"tau": 0.2}, {"correct_down": 0.5}])
+def test_opdvr_refuses_what_the_other_presets_only_warn_about(override):
+    from sgopd_lite.config import ConfigError
+
+    with pytest.raises((ValueError, ConfigError), match="another gate"):
+        TrainConfig(method="opdvr", gate=dict(override))
