@@ -137,3 +137,17 @@ def test_world_report_names_every_setting_with_skills_and_the_wrong_teacher_shar
         assert f"| {name} | student |" in out and f"| {name} | teacher |" in out
     for r in rows:
         assert 0.0 <= r["evidence"]["teacher_wrong"] <= 1.0 and r["student"]["per_skill"]
+
+
+def test_world_report_prints_error_adoption_for_teacher_and_student(capsys):
+    """The A2 complementary teacher forgets borrows, its student carries: the report says so."""
+    from sgopd_lite.worlds.tiny import world_report
+
+    rows = world_report(n=2, limit=48, verbose=False, evidence_problems=2,
+                        settings=[("A2 complementary", {"teacher_noise": 1.0, "teacher_slip_kind": "borrow",
+                                                        "student_slip_kind": "carry"})])
+    out = capsys.readouterr().out
+    assert "forgotten borrow" in out and "| A2 complementary | teacher |" in out
+    teacher, student = rows[0]["teacher"]["slip"], rows[0]["student"]["slip"]
+    assert teacher["borrow"] > 0.5 > student["borrow"]
+    assert student["carry"] > 0.5 > teacher["carry"]

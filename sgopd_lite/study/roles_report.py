@@ -17,7 +17,7 @@ import math
 from pathlib import Path
 
 from ..data import SKILLS
-from .stats import ALPHA, _cell, corrected_verdict, holm, mean_ci, paired_p
+from .stats import ALPHA, _cell, corrected_verdict, holm_p, said_corrected
 
 NAME = "verifier_roles"
 WORLDS = {"a2c": "A2 complementary error", "a2s": "A2 shared error", "hold": "both hold"}
@@ -49,7 +49,10 @@ def _diffs(a: dict, b: dict, key: str) -> list[float]:
 
 
 def _pct(values) -> str:
+    """'41.2 ± 1.3' over seeds, the bare mean for one seed (no interval), '-' for none."""
     values = [v for v in values if v == v]
+    if len(values) == 1:
+        return f"{100 * values[0]:.1f}"
     return _cell(values) if values else "-"
 
 
@@ -61,16 +64,12 @@ def _rows(roles, worlds_main, world: str) -> dict:
 
 
 def family_verdicts(rows: dict, ref: str, arms=tuple(ARMS)) -> dict:
-    """(arm, column) -> (uncorrected 'd ± h', Holm verdict) for every arm minus `ref` on every column:
-    one family per world and reference (len(arms) x 5 comparisons)."""
+    """(arm, column) -> (text, verdict) for every arm minus `ref` on every column, as one family
+    (one per world and reference: len(arms) x 5 comparisons) corrected together by Holm; the
+    text is 'd ± h (Holm p: verdict)' with the uncorrected 95% interval (stats.said_corrected)."""
     diffs = {(a, c): _diffs(rows[a], rows[ref], c) for a in arms if rows.get(a) for c in COLUMNS}
-    keys = list(diffs)
-    adjusted = dict(zip(keys, holm([paired_p(diffs[k]) for k in keys])))
-    out = {}
-    for k, d in diffs.items():
-        m, h = mean_ci(d) if d else (math.nan, math.nan)
-        out[k] = (f"{100 * m:+.1f} ± {100 * h:.1f}" if d else "no data", corrected_verdict(d, adjusted[k]))
-    return out
+    adjusted = holm_p(diffs)
+    return {k: (said_corrected(d, adjusted[k]), corrected_verdict(d, adjusted[k])) for k, d in diffs.items()}
 
 
 def roles_section(roles, worlds_main, start: dict) -> list[str]:
@@ -143,8 +142,7 @@ def _world_tables(world: str, wname: str, rows: dict, start: dict) -> list[str]:
                   f"after Holm's correction over this table's {len(fam)} comparisons at {ALPHA}):", "",
                   "| method | " + " | ".join(COLUMNS) + " |", "|---|" + "---|" * len(COLUMNS)]
         for a in arms:
-            lines.append(f"| {ARMS[a][0]} | " + " | ".join(
-                f"{fam[(a, c)][0]} ({fam[(a, c)][1]})" for c in COLUMNS) + " |")
+            lines.append(f"| {ARMS[a][0]} | " + " | ".join(fam[(a, c)][0] for c in COLUMNS) + " |")
         lines.append("")
     lines += _evidence_table(rows)
     return lines
@@ -190,7 +188,7 @@ def findings(roles, worlds_main, start: dict) -> list[str]:
             costs = [c for c in SKILLS if vs_opd[(a, c)][1] == "lower"]
             lines.append(f"* **{ARMS[a][0]}** kept more of the borrow than OPD (start {b0:.1f}): "
                          f"{_pct([_value(x, 'borrow') for x in rows[a].values()])}, minus OPD {vs_opd[(a, 'borrow')][0]}; "
-                         f"minus GRPO on borrow {vs_grpo[(a, 'borrow')][0]} ({vs_grpo[(a, 'borrow')][1]}); "
+                         f"minus GRPO on borrow {vs_grpo[(a, 'borrow')][0]}; "
                          + (f"it cost {', '.join(costs)} against OPD." if costs else "no skill fell below OPD (Holm)."))
     else:
         lines.append(f"* No method without the oracle kept more of the borrow than OPD after Holm's correction "
@@ -199,7 +197,7 @@ def findings(roles, worlds_main, start: dict) -> list[str]:
                                                         else "**nothing**: verifier-only RL stays the method to beat here") + ".")
     if rows.get("oracle_gate"):
         o = vs_opd[("oracle_gate", "borrow")]
-        lines.append(f"* The oracle gate (a bound) minus OPD on borrow: {o[0]} ({o[1]}).")
+        lines.append(f"* The oracle gate (a bound) minus OPD on borrow: {o[0]}.")
     return lines + [""]
 
 

@@ -482,8 +482,12 @@ def write_worlds_report(results_dir: Path = RESULTS_DIR, docs_dir: Path = DOCS_D
                           "or pass --partial for a report that says so")
     start_path = Path(results_dir) / "worlds_main" / "start.json"
     start = json.loads(start_path.read_text()) if start_path.is_file() else worlds_start_points(results_dir)
+    from .roles_report import load_roles, roles_section   # the verifier-roles study (its own section)
+
+    roles, roles_start = load_roles(results_dir)
     lines = (header_section(st, start) + findings_section(st, start) + main_table_section(st) + differences_section(st)
              + evidence_section(st) + thresholds_section(st) + pts_section(st) + stability_section(st)
+             + (roles_section(roles, st["worlds_main"], roles_start) if roles.planned else [])
              + paper_section())
     out = Path(docs_dir) / "results.md"
     out.write_text("\n".join(lines) + "\n")

@@ -446,8 +446,10 @@ def world_report(n: int = 8, rebuild: bool = False, build_dir=None, limit: int |
         row = {"setting": name, **knobs}
         for role, model in (("teacher", teacher), ("student", student)):
             torch.manual_seed(0)
-            res = evaluate(model, tok, problems, n=n, max_new_tokens=40, instruction=cfg.instruction)
+            res = evaluate(model, tok, problems, n=n, max_new_tokens=40, instruction=cfg.instruction,
+                           step_checker=check_steps)
             row[role] = {f"avg@{n}": res.avg_at_n, f"pass@{n}": res.pass_at_k, "per_skill": res.per_skill,
+                         "slip": {k: res.slip_rate(k) for k in ("carry", "borrow")},
                          "build_seconds": secs[role], "eval_seconds": res.seconds}
         torch.manual_seed(0)
         row["evidence"] = knob_evidence(tok, teacher, student, problems[:evidence_problems], n=n,
@@ -475,6 +477,13 @@ def world_report(n: int = 8, rebuild: bool = False, build_dir=None, limit: int |
         for role in ("teacher", "student"):
             per = r[role]["per_skill"]
             print(f"| {r['setting']} | {role} | " + " | ".join(f"{per[k]['avg']:.3f}" for k in skills) + " |")
+    print(f"\nError adoption: of the sampled steps that need a carry (a borrow), the share that forgets it\n")
+    print("| setting | model | forgotten carry | forgotten borrow |")
+    print("|---|---|---|---|")
+    for r in rows:
+        for role in ("teacher", "student"):
+            slip = r[role]["slip"]
+            print(f"| {r['setting']} | {role} | {slip['carry']:.3f} | {slip['borrow']:.3f} |")
     print(f"\n(mean a2 and conflict tokens: {rows[0]['evidence']['rollouts']} student rollouts per setting, "
           "default gate; a2 < 0 is the student-teacher disagreement, conflict = teacher and verifier disagree; "
           "wrong-teacher tokens = share of the known positions where the teacher's top token is not the correct one)")
