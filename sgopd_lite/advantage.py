@@ -40,6 +40,8 @@ What each reproduces, and where the reading is this project's:
 Shapes: R rollouts (B prompts x G samples), T response positions; masks are 1 on response
 tokens. Every function here is pure: tensors in, tensors and a metrics dict out.
 
+The equations, with what each reproduces: docs/method.md §13.
+
 May import: gate, losses, torch. Never train, worlds or study.
 """
 

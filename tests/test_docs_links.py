@@ -36,7 +36,7 @@ def test_no_page_sends_a_reader_outside_the_repository():
 
 def test_every_cited_section_of_method_md_exists():
     sections = _sections()
-    assert sorted(sections, key=int) == [str(i) for i in range(1, 13)]
+    assert sorted(sections, key=int) == [str(i) for i in range(1, len(sections) + 1)]   # numbered 1..n, no gap
     cited = 0
     for path in [*PAGES, *SOURCES]:
         for first, second in re.findall(r"method\.md §(\d+)(?:-(\d+))?", path.read_text()):
