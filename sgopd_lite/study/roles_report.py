@@ -7,8 +7,8 @@ forget a borrow / a carry), paired differences to OPD and to GRPO with Holm-corr
 and the per-token evidence by push direction; then a paragraph written from those numbers. While
 the study is still running the section says how many of its runs it holds, and calls nothing.
 
-May import: study.stats, study.worlds_report (its run loading), data. Imported by
-study/worlds_report.py inside `write_worlds_report` only.
+May import: study.stats, data. Imported by study/worlds_report.py, which loads the runs
+(`worlds_report.Runs`) and passes them in.
 """
 
 from __future__ import annotations
@@ -199,16 +199,3 @@ def findings(roles, worlds_main, start: dict) -> list[str]:
         o = vs_opd[("oracle_gate", "borrow")]
         lines.append(f"* The oracle gate (a bound) minus OPD on borrow: {o[0]}.")
     return lines + [""]
-
-
-def load_roles(results_dir: Path):
-    """The study's Runs and its start points ({} while absent)."""
-    import json
-
-    from .worlds_report import Runs, load_runs
-
-    if not (Path(results_dir) / NAME).is_dir():
-        return Runs(NAME), {}
-    start_path = Path(results_dir) / NAME / "start.json"
-    start = json.loads(start_path.read_text()) if start_path.is_file() else {}
-    return load_runs(NAME, results_dir), start

@@ -34,6 +34,7 @@ from pathlib import Path
 
 from ..data import SKILLS
 from .plan import DOCS_DIR, RESULTS_DIR, study
+from .roles_report import NAME as ROLES, roles_section   # "Where must the verifier act?"
 from .stats import ALPHA, _cell, family_said, family_verdicts, holm_p, mean_ci, paired, said_corrected
 
 STUDIES = ("worlds_main", "a2c_thresholds", "a2c_confirm", "stability", "pts_a1g")
@@ -482,9 +483,7 @@ def write_worlds_report(results_dir: Path = RESULTS_DIR, docs_dir: Path = DOCS_D
                           "or pass --partial for a report that says so")
     start_path = Path(results_dir) / "worlds_main" / "start.json"
     start = json.loads(start_path.read_text()) if start_path.is_file() else worlds_start_points(results_dir)
-    from .roles_report import load_roles, roles_section   # the verifier-roles study (its own section)
-
-    roles, roles_start = load_roles(results_dir)
+    roles, roles_start = _load_roles(results_dir)
     lines = (header_section(st, start) + findings_section(st, start) + main_table_section(st) + differences_section(st)
              + evidence_section(st) + thresholds_section(st) + pts_section(st) + stability_section(st)
              + (roles_section(roles, st["worlds_main"], roles_start) if roles.planned else [])
@@ -492,6 +491,15 @@ def write_worlds_report(results_dir: Path = RESULTS_DIR, docs_dir: Path = DOCS_D
     out = Path(docs_dir) / "results.md"
     out.write_text("\n".join(lines) + "\n")
     return out
+
+
+def _load_roles(results_dir: Path):
+    """The verifier-roles study's Runs and start points (empty while it has no folder)."""
+    folder = Path(results_dir) / ROLES
+    if not (_has_study(ROLES) and folder.is_dir()):
+        return Runs(ROLES), {}
+    start = folder / "start.json"
+    return load_runs(ROLES, results_dir), (json.loads(start.read_text()) if start.is_file() else {})
 
 
 def _has_study(name: str) -> bool:
