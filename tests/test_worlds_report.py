@@ -154,17 +154,21 @@ def test_a_rescue_needs_the_final_interval_above_the_start_and_a_corrected_win_o
 
 def test_every_number_the_readme_quotes_from_the_worlds_study_is_in_docs_results_md():
     """README's "What it found" (the worlds study) quotes docs/results.md: each interval, p-value
-    and start value it prints must be found there, so the two cannot drift apart."""
+    and start value it prints must be found there, and each interval with the p-value it is
+    quoted with, so the two cannot drift apart."""
     from sgopd_lite.study.plan import DOCS_DIR, REPO_DIR
 
     readme = REPO_DIR / "README.md"
     if not readme.is_file():
         pytest.skip("no README here (an installed package)")
-    section = readme.read_text().split("## What it found")[1].split("**The first study**")[0]
+    section = readme.read_text().split("## What it found")[1].split("**Running now**")[0]
     results = (DOCS_DIR / "results.md").read_text()
     quoted = re.findall(r"[+-]?\d+\.\d ± \d+\.\d|Holm p [\d.]+\d", section)
-    assert len(quoted) > 20, quoted
+    assert len(quoted) > 15, quoted
     assert [q for q in quoted if q not in results] == []
+    pairs = re.findall(r"([+-]?\d+\.\d ± \d+\.\d) \((Holm p [\d.]+\d)\)", section)
+    assert len(pairs) > 8, pairs
+    assert [p for p in pairs if f"{p[0]} ({p[1]}:" not in results] == []
     for start in ("54.9", "6.9", "2.7"):                   # values of the start table it quotes
         assert re.search(rf"(?<![\d.]){re.escape(start)}(?!\d)", section) and f"| {start} |" in results
 
