@@ -743,6 +743,45 @@ def plot_labelled_bars(values: dict, ylabel: str = "", title: str = "", fmt: str
     return fig if fig is not None else ax.figure
 
 
+SKILL_BAR_COLORS = ("#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860")
+START_LINE_STYLES = ("--", ":", "-.")
+
+
+def plot_skill_bars(cells: dict, start: dict | None = None, title: str | None = None,
+                    ylabel: str = "avg@8 (points)"):
+    """Accuracy per skill after training: one group of bars per skill, one bar per method (its
+    mean over seeds, the error bar its 95% interval), and the start points (e.g. the student
+    before training and the teacher) as a dashed mark across each skill's group.
+
+    cells: {method label: {skill: (mean, half-width)}}, values in [0, 1] (drawn in points x100);
+        every method lists the same skills, in the order they are drawn.
+    start: {label: {skill: value in [0, 1]}}, optional.
+    """
+    plt = _plt()
+    methods = list(cells)
+    skills = list(cells[methods[0]])
+    width = 0.8 / len(methods)                 # the bars of one skill share 0.8 of a unit
+    fig, ax = plt.subplots(figsize=(7.5, 3.6), layout="constrained")
+    for i, name in enumerate(methods):
+        x = np.arange(len(skills)) - 0.4 + width * (i + 0.5)
+        means = [100 * cells[name][s][0] for s in skills]
+        halves = [100 * cells[name][s][1] for s in skills]
+        ax.bar(x, means, width, yerr=halves, capsize=2, label=name,
+               color=SKILL_BAR_COLORS[i % len(SKILL_BAR_COLORS)], error_kw={"elinewidth": 1})
+    centers = np.arange(len(skills))
+    for j, (label, values) in enumerate((start or {}).items()):
+        # one mark across each skill's group, all marks of one start point a single legend entry
+        ax.hlines([100 * values[s] for s in skills], centers - 0.45, centers + 0.45, colors="black",
+                  linestyles=START_LINE_STYLES[j % len(START_LINE_STYLES)], linewidth=1.2, label=label)
+    ax.set_xticks(range(len(skills)), skills)
+    ax.set_xlabel("skill (problems that need it)")
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(0, 100)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    ax.set_title(title or "accuracy per skill: mean ± 95% interval over seeds", fontsize=9)
+    return fig
+
+
 def ablation_rows(run_dirs, metric: str | None = None) -> list[dict]:
     """One row per finished run directory (written by `train.Trainer`): its gate knobs
     (lambda_e, lambda_i, lambda_n, tau, a1_mode), method, seed, and the last logged value of

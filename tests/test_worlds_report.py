@@ -154,16 +154,75 @@ def test_a_rescue_needs_the_final_interval_above_the_start_and_a_corrected_win_o
 
 def test_every_number_the_readme_quotes_from_the_worlds_study_is_in_docs_results_md():
     """README's "What it found" (the worlds study) quotes docs/results.md: each interval, p-value
-    and start value it prints must be found there, so the two cannot drift apart."""
+    and start value it prints must be found there, and each interval with the p-value it is
+    quoted with, so the two cannot drift apart."""
     from sgopd_lite.study.plan import DOCS_DIR, REPO_DIR
 
     readme = REPO_DIR / "README.md"
     if not readme.is_file():
         pytest.skip("no README here (an installed package)")
-    section = readme.read_text().split("## What it found")[1].split("**The first study**")[0]
+    section = readme.read_text().split("## What it found")[1].split("**Running now**")[0]
     results = (DOCS_DIR / "results.md").read_text()
     quoted = re.findall(r"[+-]?\d+\.\d ± \d+\.\d|Holm p [\d.]+\d", section)
-    assert len(quoted) > 20, quoted
+    assert len(quoted) > 15, quoted
     assert [q for q in quoted if q not in results] == []
+    pairs = re.findall(r"([+-]?\d+\.\d ± \d+\.\d) \((Holm p [\d.]+\d)\)", section)
+    assert len(pairs) > 8, pairs
+    assert [p for p in pairs if f"{p[0]} ({p[1]}:" not in results] == []
     for start in ("54.9", "6.9", "2.7"):                   # values of the start table it quotes
         assert re.search(rf"(?<![\d.]){re.escape(start)}(?!\d)", section) and f"| {start} |" in results
+
+
+def test_the_skill_bars_draw_each_mean_its_interval_and_the_start_marks():
+    """viz.plot_skill_bars on hand-made cells: a bar per method and skill at the mean, an error bar
+    spanning mean ± half-width, and one mark per start point and skill (all in points)."""
+    pytest.importorskip("matplotlib")
+    from sgopd_lite import viz
+
+    cells = {"OPD": {"carry": (0.40, 0.05), "borrow": (0.06, 0.02)},
+             "GRPO": {"carry": (0.35, 0.03), "borrow": (0.32, 0.07)}}
+    start = {"student at the start": {"carry": 0.03, "borrow": 0.55}}
+    fig = viz.plot_skill_bars(cells, start)
+    from matplotlib.container import BarContainer
+
+    ax = fig.axes[0]
+    bars = [c for c in ax.containers if isinstance(c, BarContainer)]
+    assert [round(b.get_height(), 6) for c in bars for b in c] == [40.0, 6.0, 35.0, 32.0]
+    # GRPO's bars sit right of OPD's in each skill's group
+    assert [b.get_x() for b in bars[0]] < [b.get_x() for b in bars[1]]
+    spans = [sorted(seg[:, 1]) for c in bars for seg in c.errorbar.lines[2][0].get_segments()]
+    assert np.allclose(spans, [[35, 45], [4, 8], [32, 38], [25, 39]])
+    marks = next(coll for coll in ax.collections if coll.get_label() == "student at the start")
+    assert np.allclose([seg[:, 1] for seg in marks.get_segments()], [[3, 3], [55, 55]])
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["student at the start", "OPD", "GRPO"]
+    viz._plt().close(fig)
+
+
+def test_the_report_draws_the_readme_figure_from_the_summaries_and_the_same_runs_give_the_same_file(tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    results, docs = tmp_path / "results", tmp_path / "docs"
+    docs.mkdir()
+    _plant(results, studies=W.STUDIES)
+    from sgopd_lite import viz
+
+    real_plot, drawn = viz.plot_skill_bars, []
+    monkeypatch.setattr(viz, "plot_skill_bars", lambda cells, start, **kw: drawn.append((cells, start))
+                        or real_plot(cells, start, **kw))
+    W.write_worlds_report(results, docs)
+    # the means and intervals come from the A2 complementary summaries, skill by skill
+    cells, start = drawn[0]
+    assert list(cells) == ["OPD", "OPDVR's gate", "gate only (1.8 / 1.0)", "GRPO"] and list(start) == [
+        "student at the start", "teacher"]
+    opd = W.load_runs("worlds_main", results).values("a2c", "opd", key="borrow")
+    assert len(opd) == 5 and cells["OPD"]["borrow"] == W.mean_ci(opd)
+    figure = docs / "figures" / "worlds_a2c_skills.png"
+    first = figure.read_bytes()
+    assert first.startswith(b"\x89PNG") and len(first) < 100_000
+    W.write_worlds_report(results, docs)
+    assert figure.read_bytes() == first
+    # without matplotlib the page is still written, the figure is not
+    figure.unlink()
+    import importlib.util
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "matplotlib" else real(name, *a))
+    assert W.write_worlds_report(results, docs).is_file() and not figure.exists()

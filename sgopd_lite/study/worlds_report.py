@@ -23,7 +23,8 @@ Two rules keep its conclusions no stronger than its numbers:
   verdict only from runs on fresh seeds (a2c_confirm, for the threshold cell); the main table
   has no fresh seeds, so its best method per world gets none.
 
-May import: study.plan, study.sweep, study.stats, data. Nothing imports it but the command line.
+May import: study.plan, study.sweep, study.stats, data, viz (the README's figure, only when matplotlib is
+present). Nothing imports it but the command line.
 """
 
 from __future__ import annotations
@@ -490,6 +491,35 @@ def write_worlds_report(results_dir: Path = RESULTS_DIR, docs_dir: Path = DOCS_D
              + paper_section())
     out = Path(docs_dir) / "results.md"
     out.write_text("\n".join(lines) + "\n")
+    skills_figure(st, start, Path(docs_dir) / "figures")
+    return out
+
+
+SKILLS_FIGURE = ("a2c", ("opd", "opdvr", "gate_only", "grpo"))    # the README's figure: world, methods
+
+
+def skills_figure(st: dict, start: dict, fig_dir: Path) -> Path | None:
+    """figures/worlds_<world>_skills.png (the README's figure): accuracy per skill on one world
+    (SKILLS_FIGURE) for OPD, two gates and GRPO, mean ± 95% interval over seeds, with the teacher
+    and the student at the start. None, drawing nothing, without matplotlib or without the runs."""
+    import importlib.util
+
+    world, methods = SKILLS_FIGURE
+    m = st["worlds_main"]
+    if importlib.util.find_spec("matplotlib") is None or not all(m.seeds(world, k) for k in methods):
+        return None
+    from .. import viz
+
+    cells = {METHODS[k]: {s: mean_ci(m.values(world, k, key=s)) for s in SKILLS} for k in methods}
+    begin = {"student at the start": start[world]["student"]["per_skill"],
+             "teacher": start[world]["teacher"]["per_skill"]}
+    seeds = len(m.seeds(world, methods[0]))
+    fig = viz.plot_skill_bars(cells, begin, title=f"{WORLDS[world]}: final avg@8 per skill, "
+                              f"mean ± 95% interval over {seeds} seeds")
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    out = fig_dir / f"worlds_{world}_skills.png"
+    fig.savefig(out, dpi=90, metadata={"Software": None})     # no version stamp: the same runs, the same file
+    viz._plt().close(fig)
     return out
 
 
