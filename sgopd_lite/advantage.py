@@ -85,6 +85,8 @@ class Advantage:
     lambda_t: torch.Tensor               # (R, T) coefficient on the teacher's push (1 under grpo)
     gate: GateOutput | None = None       # the gate's output (classes, a1, a2), None under grpo
     metrics: dict = field(default_factory=dict)
+    teacher_term: torch.Tensor | None = None  # (R, T) the part of A that comes from the teacher's
+                                              # push (what the evidence compares with a2); None under grpo
 
 
 def grpo_advantage(rewards: torch.Tensor, group_ids: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
@@ -142,6 +144,7 @@ def method_advantage(method: str, gate: GateConfig, s: Signals, *, hybrid_c: flo
     out = sign_gate(s.teacher_logp, s.old_logp, s.rewards, s.group_ids, s.mask, s.ref_logp, gate,
                     truncated=s.truncated, token_verdict=verdict)
     adv, lam, metrics = out.advantage, out.lambda_t, dict(out.metrics)
+    teacher_term = adv                                                            # (R, T)
 
     if method == "oracle_gate":
         if s.teacher_top is None or s.correct_next is None:
@@ -149,6 +152,7 @@ def method_advantage(method: str, gate: GateConfig, s: Signals, *, hybrid_c: flo
         drop = oracle_wrong_positions(s.teacher_top, s.correct_next, mask)        # (R, T)
         adv, lam = torch.where(drop, zero, adv), torch.where(drop, zero, lam)
         metrics["frac_oracle_dropped"] = masked_mean(drop.float(), mask).item()
+        teacher_term = adv
     elif method == "teacher_probe":
         if s.prompt_trusted is None:
             raise ValueError("method=teacher_probe needs each rollout's probe result (Signals.prompt_trusted)")
@@ -156,6 +160,7 @@ def method_advantage(method: str, gate: GateConfig, s: Signals, *, hybrid_c: flo
             raise ValueError(f"probe fallback must be one of {FALLBACKS}, got {fallback!r}")
         trusted = s.prompt_trusted.bool().to(adv.device)[:, None]                 # (R, 1)
         g = grpo_advantage(s.rewards, s.group_ids)[:, None] if fallback == "grpo" else zero
+        teacher_term = torch.where(trusted, adv, zero)                          # no teacher where it failed
         adv = torch.where(trusted & mask, adv, torch.where(mask, g * torch.ones_like(adv), zero))
         lam = torch.where(trusted, lam, zero)
         metrics["probe_frac_fallback"] = 1.0 - s.prompt_trusted.float().mean().item()
@@ -166,4 +171,4 @@ def method_advantage(method: str, gate: GateConfig, s: Signals, *, hybrid_c: flo
         adv = torch.where(mask, adv + hybrid_c * g, zero)
     metrics["adv_abs_mean"] = masked_mean(adv.abs(), mask).item()
     metrics["frac_zero_push"] = masked_mean((lam == 0).float(), mask).item()   # teacher's push dropped
-    return Advantage(adv, lam, out, metrics)
+    return Advantage(adv, lam, out, metrics, teacher_term)

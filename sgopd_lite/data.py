@@ -195,7 +195,7 @@ def solve(operands: list[int], ops: list[str], style: str = "chain", slip: bool 
 # Step checking: each line of a worked solution judged on its own operands
 # --------------------------------------------------------------------------------------------
 
-STEP_LINE = re.compile(r"(\d+)([-+*])(\d+)(=| is )(-?\d+)")
+STEP_LINE = re.compile(r"(-?\d+)([-+*])(\d+)(=| is )(-?\d+)")   # a running value may be negative
 BOXED_LINE = re.compile(r"(?:so )?\\boxed\{(-?\d+)\}")
 
 

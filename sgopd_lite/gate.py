@@ -506,8 +506,10 @@ def push_evidence(a2: torch.Tensor, advantage: torch.Tensor, token_ok: torch.Ten
         prefix:        the metrics' name prefix ("push_oracle", "push_step").
 
     Returns floats: {prefix}_positions (known positions), {prefix}_harm_share (share of them with
-    a harmful push), and for kind in (harm, help): {prefix}_{kind}_{effect} (share of that kind's
-    positions), {prefix}_{kind}_a2_mean and {prefix}_{kind}_adv_mean.
+    a harmful push), and for kind in (harm, help): {prefix}_{kind}_n (count),
+    {prefix}_{kind}_{effect} (share of that kind's positions), {prefix}_{kind}_a2_abs_mean and
+    {prefix}_{kind}_adv_abs_mean (mean sizes |a2| and |A|: a harmful push may point either way,
+    so a signed mean would cancel).
     """
     with torch.no_grad():
         a2, adv = a2.float(), advantage.float()
@@ -524,6 +526,6 @@ def push_evidence(a2: torch.Tensor, advantage: torch.Tensor, token_ok: torch.Ten
             out[f"{prefix}_{kind}_n"] = float(n)
             for name, hit in effect.items():
                 out[f"{prefix}_{kind}_{name}"] = float((hit & sel).sum()) / n if n else 0.0
-            out[f"{prefix}_{kind}_a2_mean"] = float(a2[sel].mean()) if n else 0.0
-            out[f"{prefix}_{kind}_adv_mean"] = float(adv[sel].mean()) if n else 0.0
+            out[f"{prefix}_{kind}_a2_abs_mean"] = float(a2[sel].abs().mean()) if n else 0.0
+            out[f"{prefix}_{kind}_adv_abs_mean"] = float(adv[sel].abs().mean()) if n else 0.0
     return out

@@ -40,6 +40,8 @@ verifier, worlds (for World and load_world); never study/.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import hashlib
 import json
 import math
 import random
@@ -448,7 +450,7 @@ class Trainer:
         advantage, lambda_t, gate_out = out.advantage, out.lambda_t, out.gate
         if gate_out is not None:
             metrics = dict(out.metrics)
-            metrics.update(self._evidence(signals, gate_out, advantage, ro))
+            metrics.update(self._evidence(signals, gate_out, advantage, out.teacher_term, ro))
             m.update(mean_over_processes(acc, metrics, metrics))
         times["teacher"] = time.perf_counter() - t
 
@@ -503,10 +505,13 @@ class Trainer:
     def _step_verdicts(self, question: str, ids: list[int]) -> list[int]:
         return token_verdicts(self.tok, self.world.step_checker, question, ids)
 
-    def _evidence(self, s: Signals, gate_out, advantage: torch.Tensor, ro: Rollouts) -> dict:
+    def _evidence(self, s: Signals, gate_out, advantage: torch.Tensor, teacher_term: torch.Tensor,
+                  ro: Rollouts) -> dict:
         """Per-token evidence, for worlds that know which tokens are correct:
-        * gate.gate_evidence: where the teacher's top token is wrong / right (oracle positions);
-        * gate.push_evidence by the push's direction on the sampled token, over the oracle's
+        * gate.gate_evidence: where the teacher's top token is wrong / right (oracle positions),
+          on the whole advantage A;
+        * gate.push_evidence by the push's direction on the sampled token, on the method's teacher
+          term (its A without a GRPO term: hybrid, teacher_probe's fallback), over the oracle's
           positions (push_oracle_*: up to and including the first mistake) and over every token
           of a checkable step (push_step_*: correct = the token's step is right on its own operands)."""
         out, mask, a2 = {}, ro.response_mask, gate_out.a2
@@ -514,9 +519,9 @@ class Trainer:
             out.update(gate_evidence(a2, advantage, s.teacher_top, s.correct_next, mask))
             known = s.correct_next >= 0
             ok = torch.where(known, torch.where(ro.response_ids == s.correct_next, 1, -1), 0)   # (R, T)
-            out.update(push_evidence(a2, advantage, ok, mask, "push_oracle"))
+            out.update(push_evidence(a2, teacher_term, ok, mask, "push_oracle"))
         if s.step_verdict is not None:
-            out.update(push_evidence(a2, advantage, s.step_verdict, mask, "push_step"))
+            out.update(push_evidence(a2, teacher_term, s.step_verdict, mask, "push_step"))
         return out
 
     def _probe(self, indices: list[int]) -> list[bool]:
@@ -534,11 +539,15 @@ class Trainer:
 
     def _load_or_run_probe(self) -> list[bool]:
         cfg, w, path = self.cfg, self.world, self.out / "probe.json"
-        key = {"seed": cfg.seed, "m": cfg.probe.m, "n_prompts": len(self.prompts)}
+        # what the table depends on: the teacher (its world), the prompts and how they are sampled
+        key = {"seed": cfg.seed, "m": cfg.probe.m, "batch_prompts": cfg.probe.batch_prompts,
+               "max_new_tokens": cfg.max_new_tokens, "temperature": cfg.temperature,
+               "world": json.loads(json.dumps(dataclasses.asdict(cfg.world), default=str)),
+               "prompts": hashlib.sha256("\n".join(self.prompts).encode()).hexdigest()[:16]}
         if path.is_file():
             saved = json.loads(path.read_text())
             if saved.get("key") == key:
-                return [p >= cfg.probe.threshold * cfg.probe.m for p in saved["passes"]]
+                return [p / cfg.probe.m >= cfg.probe.threshold for p in saved["passes"]]
         t = time.perf_counter()
         passes = []
         devices = [self.accelerator.device] if self.accelerator.device.type == "cuda" else []
@@ -552,14 +561,16 @@ class Trainer:
                 ok = verifier_rewards(ro.texts, golds)
                 passes += [int(sum(ok[i * cfg.probe.m:(i + 1) * cfg.probe.m])) for i in range(len(ro) // cfg.probe.m)]
         seconds = time.perf_counter() - t
-        trusted = [p >= cfg.probe.threshold * cfg.probe.m for p in passes]
+        trusted = [p / cfg.probe.m >= cfg.probe.threshold for p in passes]
         by_skill: dict[str, list[bool]] = {}
         for prob, ok in zip(w.train_problems, trusted):
             by_skill.setdefault(skill_of(prob.question) or "all", []).append(ok)
         summary = {k: 1.0 - float(np.mean(v)) for k, v in by_skill.items()}
-        if self.accelerator.is_main_process:
-            path.write_text(json.dumps({"key": key, "passes": passes, "seconds": seconds,
-                                        "fallback_share_by_skill": summary}))
+        if self.accelerator.is_main_process:       # atomically: a killed write never leaves half a file
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.write_text(json.dumps({"key": key, "passes": passes, "seconds": seconds,
+                                       "fallback_share_by_skill": summary}))
+            tmp.replace(path)
         self.log(f"teacher probe: {len(passes)} prompts x {cfg.probe.m} samples in {seconds:.1f} s; "
                  f"share routed to the fallback: {1 - float(np.mean(trusted)):.1%} "
                  + " ".join(f"{k} {v:.1%}" for k, v in summary.items()))

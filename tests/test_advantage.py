@@ -39,6 +39,24 @@ def test_the_boxed_line_must_follow_the_last_step_with_its_result():
     assert [v for _, v, _ in _judged("15-7+16", "15-7=8\n8+16=24\n\\boxed{24}\n1+1=2")] == [1, 1, 1, -1]
 
 
+@pytest.mark.parametrize("style", ["chain", "prose"])
+def test_a_running_value_below_zero_is_read_too(style):
+    gold = solve([3, 15, 5], ["-", "+"], style)[0]                    # 3-15=-12, -12+5=-7
+    assert [v for _, v, _ in _judged("3-15+5", gold)] == [1, 1, 1]
+    assert [v for _, v, _ in _judged("3-15+5", gold.replace("-7", "-8"))] == [1, -1, 1]   # the box carries the written -8 on correctly
+
+
+def test_every_gold_solution_of_the_committed_splits_is_judged_correct():
+    from sgopd_lite.data import arithmetic_split
+
+    for split in ("train", "eval", "eval_skills"):
+        for p in arithmetic_split(split):
+            for style in ("chain", "prose"):
+                from sgopd_lite.data import parse_expression
+                gold = solve(*parse_expression(p.question), style)[0]
+                assert {s.verdict for s in check_steps(p.question, gold)} == {1}, (p.question, style)
+
+
 def test_a_copied_wrong_operand_is_a_wrong_step_and_a_cut_line_is_not_checkable():
     assert [v for _, v, _ in _judged("15-7+16", "15-7=8\n9+16=25\n")] == [1, -1]
     assert [v for _, v, _ in _judged("15-7+16", "15-7=8\n8+1")] == [1, 0]
@@ -141,6 +159,17 @@ def test_push_evidence_sorts_pushes_by_direction_not_by_the_teachers_top_token()
     out = push_evidence(a2, adv, ok, torch.ones_like(a2), "p")
     assert out["p_positions"] == 3 and out["p_harm_n"] == 2 and out["p_help_n"] == 1
     assert out["p_harm_zeroed"] == 0.5 and out["p_harm_shrunk"] == 0.5 and out["p_help_unchanged"] == 1.0
+    assert out["p_harm_a2_abs_mean"] == pytest.approx(0.45)      # sizes: -0.3 and +0.6 do not cancel
+
+
+def test_the_evidence_reads_the_teacher_term_not_the_grpo_term():
+    a2 = [[0.5, -0.5], [0.1, 0.2]]
+    s = _signals(a2, [1, 0], [0, 0])
+    hyb = method_advantage("hybrid", GateConfig.opd(), s, hybrid_c=4.0)
+    assert torch.equal(hyb.teacher_term, torch.tensor(a2))          # the teacher's push, untouched
+    s.prompt_trusted = torch.tensor([False, False])
+    probe = method_advantage("teacher_probe", GateConfig.opd(), s)
+    assert (probe.teacher_term == 0).all() and (probe.advantage != 0).any()
 
 
 # --------------------------------------------------------------------------------------------
@@ -210,3 +239,17 @@ def test_world_provides_matches_the_tiny_world():
 
     world = load(TrainConfig(method="opd"), verbose=False)
     assert {f for f in ("token_oracle", "step_checker") if getattr(world, f) is not None} == set(WORLD_PROVIDES["tiny"])
+
+
+def test_a_probe_table_of_another_teacher_or_sampling_is_not_reused(tmp_path, char_tokenizer):
+    out = tmp_path / "run"
+    out.mkdir()
+    stale = {"key": {"seed": 0, "m": 2, "n_prompts": 24}, "passes": [0] * 24}    # an older, thinner key
+    (out / "probe.json").write_text(json.dumps(stale))
+    cfg = TrainConfig(method="teacher_probe", steps=1, prompts_per_step=3, group_size=4, max_new_tokens=12,
+                      eval_every=0, eval_problems=2, eval_n=2, save_every=0, log_rollouts=0,
+                      probe={"m": 2, "batch_prompts": 8}, out_dir=str(out))
+    Trainer(cfg, world=_world(char_tokenizer), verbose=False).run()
+    saved = json.loads((out / "probe.json").read_text())
+    assert saved["key"] != stale["key"] and saved["key"]["max_new_tokens"] == 12 and "world" in saved["key"]
+    assert not (out / "probe.json.tmp").exists()

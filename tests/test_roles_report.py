@@ -12,7 +12,7 @@ def _summary(rng, borrow, noise=0.02):
     per = {s: {"avg": v + rng.gauss(0, noise), "problems": 64} for s, v in skills.items()}
     return {"avg": sum(v["avg"] for v in per.values()) / 4, "per_skill": per,
             "final": {"eval_slip_borrow": 0.5 - borrow, "eval_slip_carry": 0.2},
-            "evidence": {"push_oracle_harm_share": 0.03, "push_oracle_harm_zeroed": 0.7}}
+            "evidence": {"push_oracle_harm_share": 0.03, "push_oracle_harm_zeroed": 0.7, "push_step_harm_zeroed": 0.0}}
 
 
 def _runs(seeds=5, missing=()):
@@ -51,13 +51,22 @@ def test_one_seed_gives_no_verdict():
 def test_a_running_study_says_so_and_draws_no_conclusion():
     roles, main = _runs(missing=["a2c-hybrid-s4"])
     text = "\n".join(roles_section(roles, main, START))
-    assert "Still running" in text and "What protected the borrow" not in text
+    assert "Still running" in text and "What kept the borrow" not in text
 
 
 def test_the_finished_study_names_what_protected_the_borrow():
     roles, main = _runs()
     text = "\n".join(roles_section(roles, main, START))
     assert "Still running" not in text
-    found = text.split("### What protected the borrow")[1]
-    assert "**teacher probe**" in found and "step gate" not in found.split("Ahead of GRPO")[0]
-    assert "oracle gate (a bound)" in found          # the bound is reported, never as a method
+    found = text.split("### What kept the borrow, and what it cost")[1]
+    assert "**teacher probe**" in found and "**step gate**" not in found
+    assert "oracle gate (a bound, not a method)" in found
+
+
+def test_a_gate_that_removed_the_pushes_and_lost_the_skill_anyway_is_named():
+    roles, main = _runs()
+    for s in roles.cells[("a2c", "step_gate")].values():
+        s["evidence"]["push_step_harm_zeroed"] = 1.0
+    text = "\n".join(roles_section(roles, main, START)).split("### What kept the borrow")[1]
+    assert "**step gate** removed 100%" in text and "not the only way" in text
+    assert "**first-error gate** removed" not in text            # it removed none (planted 0)

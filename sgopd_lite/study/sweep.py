@@ -154,7 +154,7 @@ def push_totals(history: list[dict], prefix: str) -> dict:
         total = sum(weights)
         out[f"{prefix}_{kind}_n"] = total
         out[f"{prefix}_{kind}_share"] = total / positions if positions else 0.0
-        for name in (*EFFECTS, "a2_mean", "adv_mean"):
+        for name in (*EFFECTS, "a2_abs_mean", "adv_abs_mean"):
             key = f"{prefix}_{kind}_{name}"
             out[key] = sum(w * m[key] for w, m in zip(weights, steps)) / total if total else 0.0
     return out
