@@ -79,7 +79,7 @@ def roles_section(roles, worlds_main, start: dict) -> list[str]:
     if roles.missing:
         lines += [f"**Still running: {done} of {roles.planned} runs are in** (the seeds present are listed per row). "
                   "The tables below are what they hold; no verdict here is final, and the paragraph on what "
-                  "protected the skill waits for the whole study.", ""]
+                  "kept the borrow waits for the whole study.", ""]
     lines += [
         "The sign gate reads one verdict per rollout, so it cannot say which step was wrong. This study "
         "moves the verifier elsewhere (`sgopd_lite/advantage.py` has every method side by side):",
