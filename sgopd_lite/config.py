@@ -200,13 +200,18 @@ class TrainConfig:
     log_rollouts: int = 2              # rollouts saved per step with per-token gate details
     save_every: int = 50               # checkpoint period in steps (0 = only at the end)
     seed: int = 0                      # seeds data order, sampling and initialisation
-    out_dir: str = "runs/default"      # logs, checkpoints, final model
+    out_dir: str = "runs/default"      # logs, checkpoints, final model; {method} and {seed} are filled in
     report_to: list[str] = field(default_factory=list)  # extra trackers besides metrics.jsonl:
                                        # "tensorboard" (events in out_dir/sgopd_lite/), "wandb"
 
     def __post_init__(self):
         if isinstance(self.report_to, str):          # `report_to=tensorboard` on the command line
             self.report_to = [self.report_to]
+        if isinstance(self.out_dir, str) and "{" in self.out_dir:   # runs/tiny/{method}: a folder per method
+            try:
+                self.out_dir = self.out_dir.format(method=self.method, seed=self.seed)
+            except (KeyError, IndexError, ValueError) as err:
+                raise ConfigError(f"out_dir: {self.out_dir!r} may name {{method}} and {{seed}} only ({err!r})") from None
         resolve_preset(self)
         validate(self)
 

@@ -172,3 +172,13 @@ def test_a_run_killed_mid_step_refuses_another_config_and_resumes_to_the_same_we
     assert a.keys() == b.keys()
     for name in a:
         assert torch.equal(a[name], b[name]), name
+
+
+def test_out_dir_names_the_method_and_seed_when_asked():
+    from sgopd_lite.config import ConfigError, TrainConfig, load_config
+
+    assert TrainConfig(method="hybrid", seed=3, out_dir="runs/x/{method}-s{seed}").out_dir == "runs/x/hybrid-s3"
+    tiny = Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml"
+    assert load_config(str(tiny), ["method=opd"]).out_dir == "runs/tiny/opd"
+    with pytest.raises(ConfigError, match="out_dir"):
+        TrainConfig(out_dir="runs/{lr}")
