@@ -131,22 +131,15 @@ def _role_advantages(world, chosen, prompts, ro, r, teacher_logp, old_logp, top,
     """label -> (R, T) advantage of every ROLE_ROWS method on one batch of rollouts."""
     from .advantage import Signals, method_advantage
     from .gate import GateConfig
-    from .rollout import sample
-    from .verifier import rewards as verifier_rewards
+    from .train import per_token_values, teacher_pass_counts
     from .worlds.base import token_verdicts
 
     tok, mask = world.tokenizer, ro.response_mask
     questions = [chosen[int(g)].question for g in ro.group_ids]
-    steps = torch.zeros_like(ro.response_ids)
-    correct = torch.full_like(ro.response_ids, -1)
-    for i in range(len(ro)):
-        n = int(mask[i].sum())
-        ids = ro.response_ids[i, :n].tolist()
-        steps[i, :n] = torch.tensor(token_verdicts(tok, world.step_checker, questions[i], ids))
-        correct[i, :n] = torch.tensor(world.token_oracle(questions[i], ids))
-    t_ro = sample(world.teacher, tok, prompts, probe_m, max_new_tokens=max_new_tokens, temperature=1.0)
-    ok = verifier_rewards(t_ro.texts, [p.answer for p in chosen for _ in range(probe_m)])
-    trusted = [sum(ok[k * probe_m:(k + 1) * probe_m]) >= probe_m / 2 for k in range(len(chosen))]
+    steps = per_token_values(ro, questions, lambda q, ids: token_verdicts(tok, world.step_checker, q, ids))
+    correct = per_token_values(ro, questions, world.token_oracle, fill=-1)
+    passes = teacher_pass_counts(world.teacher, tok, prompts, [p.answer for p in chosen], probe_m, max_new_tokens)
+    trusted = [p / probe_m >= 0.5 for p in passes]
     signals = Signals(old_logp, r, ro.group_ids, mask, teacher_logp, step_verdict=steps, teacher_top=top,
                       correct_next=correct,
                       prompt_trusted=torch.tensor([trusted[int(g)] for g in ro.group_ids]))

@@ -55,9 +55,8 @@ import numpy as np
 import torch
 
 from .config import ConfigError, TrainConfig, config_to_dict, flat_config, flat_dict
-from .data import Problem, format_prompt
 from .advantage import NEEDS_WORLD, Signals, grpo_advantage, method_advantage
-from .data import skill_of
+from .data import Problem, format_prompt, skill_of
 from .gate import gate_evidence, push_evidence
 from .models import _is_peft, frozen_reference_copy, reference_context
 from .losses import (aux_ce_loss, dense_distill_loss, entropy_from_logits, masked_mean,
@@ -78,6 +77,31 @@ def step_prompt_indices(seed: int, step: int, rank: int, n_problems: int, batch:
     so a resumed run draws exactly the prompts the uninterrupted run would have drawn."""
     rng = np.random.default_rng([seed, step, rank])
     return rng.choice(n_problems, size=min(batch, n_problems), replace=False).tolist()
+
+
+def per_token_values(ro: Rollouts, questions: list[str], fn, fill: int = 0) -> torch.Tensor:
+    """(R, T) int: fn(question, response ids) -> one value per response token, for each rollout
+    (a world's oracle of correct tokens, its step verdicts); `fill` outside the responses."""
+    mask = ro.response_mask
+    out = torch.full(mask.shape, fill, dtype=torch.long, device=mask.device)
+    for i in range(len(ro)):
+        n = int(mask[i].sum())
+        out[i, :n] = torch.tensor(fn(questions[i], ro.response_ids[i, :n].tolist()), dtype=torch.long)
+    return out
+
+
+def teacher_pass_counts(teacher, tokenizer, prompts: list[str], answers: list[str], m: int, max_new_tokens: int,
+                        temperature: float = 1.0, vocab_size: int | None = None,
+                        batch_prompts: int | None = None) -> list[int]:
+    """How many of m sampled teacher solutions of each prompt the verifier accepts (the teacher
+    probe of method=teacher_probe); `batch_prompts` prompts per generate call (None: all)."""
+    passes = []
+    step = batch_prompts or max(len(prompts), 1)
+    for lo in range(0, len(prompts), step):
+        ro = sample(teacher, tokenizer, prompts[lo:lo + step], m, max_new_tokens, temperature, vocab_size=vocab_size)
+        ok = verifier_rewards(ro.texts, [a for a in answers[lo:lo + step] for _ in range(m)])
+        passes += [int(sum(ok[i * m:(i + 1) * m])) for i in range(len(ro) // m)]
+    return passes
 
 
 def micro_batches(n: int, size: int | None) -> list[slice]:
@@ -439,9 +463,9 @@ class Trainer:
                           teacher_top=teacher_top)
         if cfg.method != "grpo":
             if w.step_checker is not None:
-                signals.step_verdict = self._per_token(ro, questions, self._step_verdicts)
+                signals.step_verdict = per_token_values(ro, questions, self._step_verdicts)
             if w.token_oracle is not None:
-                signals.correct_next = self._per_token(ro, questions, w.token_oracle, fill=-1)
+                signals.correct_next = per_token_values(ro, questions, w.token_oracle, fill=-1)
             if cfg.method == "teacher_probe":
                 trusted = self._probe(batch.indices)                             # (B,) per prompt
                 signals.prompt_trusted = torch.tensor([trusted[int(g)] for g in ro.group_ids], device=acc.device)
@@ -492,16 +516,6 @@ class Trainer:
             self._save_rollouts(k, ro, gate_out, r)
         return m
 
-    def _per_token(self, ro: Rollouts, questions: list[str], fn, fill: int = 0) -> torch.Tensor:
-        """(R, T) int: fn(question, response ids) -> one value per response token, for each rollout;
-        `fill` outside the responses."""
-        mask = ro.response_mask
-        out = torch.full(mask.shape, fill, dtype=torch.long, device=mask.device)
-        for i in range(len(ro)):
-            n = int(mask[i].sum())
-            out[i, :n] = torch.tensor(fn(questions[i], ro.response_ids[i, :n].tolist()), dtype=torch.long)
-        return out
-
     def _step_verdicts(self, question: str, ids: list[int]) -> list[int]:
         return token_verdicts(self.tok, self.world.step_checker, question, ids)
 
@@ -549,17 +563,12 @@ class Trainer:
             if saved.get("key") == key:
                 return [p / cfg.probe.m >= cfg.probe.threshold for p in saved["passes"]]
         t = time.perf_counter()
-        passes = []
         devices = [self.accelerator.device] if self.accelerator.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(cfg.seed + 7919)       # the probe's own stream, the same on every process
-            for lo in range(0, len(self.prompts), cfg.probe.batch_prompts):
-                chunk = slice(lo, lo + cfg.probe.batch_prompts)
-                ro = sample(self.teacher, self.tok, self.prompts[chunk], cfg.probe.m, cfg.max_new_tokens,
-                            cfg.temperature, vocab_size=w.vocab_size)
-                golds = [p.answer for p in w.train_problems[chunk] for _ in range(cfg.probe.m)]
-                ok = verifier_rewards(ro.texts, golds)
-                passes += [int(sum(ok[i * cfg.probe.m:(i + 1) * cfg.probe.m])) for i in range(len(ro) // cfg.probe.m)]
+            passes = teacher_pass_counts(self.teacher, self.tok, self.prompts, [p.answer for p in w.train_problems],
+                                         cfg.probe.m, cfg.max_new_tokens, cfg.temperature, w.vocab_size,
+                                         cfg.probe.batch_prompts)
         seconds = time.perf_counter() - t
         trusted = [p / cfg.probe.m >= cfg.probe.threshold for p in passes]
         by_skill: dict[str, list[bool]] = {}
