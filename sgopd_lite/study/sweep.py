@@ -112,6 +112,13 @@ def curves_of(history: list[dict]) -> dict:
     return {k: v for k, v in curves.items() if v}
 
 
+def evals_of(history: list[dict], n: int) -> list:
+    """Every held-out evaluation of a run, [[step, {eval_* metrics}], ...], with `step` the number
+    of steps trained before it (a run with eval_every=200 and 1000 steps has five)."""
+    return [[m["step"] + 1, {k: v for k, v in m.items() if k.startswith("eval_")}]
+            for m in history if f"eval_avg@{n}" in m]
+
+
 def evidence_totals(history: list[dict]) -> dict:
     """The run's per-token evidence (gate.gate_evidence, logged per step) pooled over all its
     steps, each step weighted by its number of positions: the share of known positions where the
@@ -176,7 +183,7 @@ def summarize(cfg: TrainConfig, history: list[dict], seconds: float, **fields) -
                           for s in SKILLS if f"{key_avg}_{s}" in final},
             "final": {k: v for k, v in final.items() if k.startswith("eval_")},
             "curves": curves_of(history), "evidence": evidence_totals(history),
-            "seconds": round(seconds, 1), "machine": machine(), "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
+            "evals": evals_of(history, cfg.eval_n), "seconds": round(seconds, 1), "machine": machine(), "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
 
 
 def train_and_summarize(cfg: TrainConfig, verbose: bool = False, **fields) -> dict:
@@ -516,8 +523,8 @@ def run_one(sweep: Sweep, run: Run, cfg: TrainConfig, verbose: bool = False) -> 
 
 
 def refresh_summaries(sweep: Sweep) -> tuple[int, list[str]]:
-    """Recompute the derived parts of each finished summary (its curves and pooled per-token
-    evidence) from its run folder's metrics.jsonl, without training: for summaries written before
+    """Recompute the derived parts of each finished summary (its curves, pooled per-token
+    evidence and held-out evaluations) from its run folder's metrics.jsonl, without training: for summaries written before
     a field existed. Accuracy and everything else the summary holds are left as they are.
     Returns (summaries rewritten, names whose run folder is gone)."""
     rewritten, missing = 0, []
@@ -531,6 +538,7 @@ def refresh_summaries(sweep: Sweep) -> tuple[int, list[str]]:
             continue
         summary["curves"] = curves_of(history)
         summary["evidence"] = evidence_totals(history)
+        summary["evals"] = evals_of(history, cfg.eval_n)
         atomic_write(sweep.summary_path(run), summary)
         rewritten += 1
     return rewritten, missing
