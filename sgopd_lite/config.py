@@ -171,6 +171,10 @@ class TrainConfig:
     exopd_lambda: float = 1.25         # reward scale of the exopd preset
     probe: ProbeConfig = field(default_factory=ProbeConfig)  # method=teacher_probe's knobs
     hybrid_c: float = 1.0              # method=hybrid: A = teacher advantage + hybrid_c x GRPO advantage
+    step_unit: str = "line"            # step_gate / first_error_gate: "line" (a token takes its line's
+                                       # verdict) or "prefix" (in a wrong line, the characters before
+                                       # its first wrong one count as correct: a checker that points
+                                       # inside a line; the tiny world has one)
     loss_type: str = "sampled"         # "sampled" (the paper's REINFORCE form) or "dense" (full-vocab KL)
     dense_beta: float = 1.0            # dense loss divergence: 1 reverse KL (docs/method.md §5), 0 forward KL
     steps: int = 300                   # optimizer steps
@@ -292,6 +296,7 @@ def validate(cfg: TrainConfig) -> None:
          "express it; use loss_type=sampled")
     need(isinstance(cfg.hybrid_c, (int, float)) and cfg.hybrid_c >= 0 and cfg.hybrid_c != float("inf"),
          "hybrid_c", f"must be a finite number >= 0, got {cfg.hybrid_c!r}")
+    need(cfg.step_unit in ("line", "prefix"), "step_unit", f"must be 'line' or 'prefix', got {cfg.step_unit!r}")
     need(not ((cfg.method == "hybrid" or (cfg.method == "teacher_probe" and cfg.probe.fallback == "grpo"))
               and cfg.group_size < 2),
          "group_size", f"method={cfg.method} uses the GRPO advantage, which needs group_size >= 2")

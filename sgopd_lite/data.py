@@ -208,6 +208,10 @@ class Step:
     slip:       "carry" / "borrow" when the line's result is the forgotten-carry (10 too small)
                 or forgotten-borrow (10 too large) result of its own operands, else None.
     needs:      "carry" / "borrow" when the line's own operation carries or borrows, else None.
+    first_wrong: in a wrong line, the offset in the response of its first wrong character (the
+                first that departs from the line it should have been; a line that should not be
+                there at all: its start), else None. What a checker that can point inside a line
+                would give (step_unit="prefix").
     """
 
     start: int
@@ -215,6 +219,7 @@ class Step:
     verdict: int
     slip: str | None = None
     needs: str | None = None
+    first_wrong: int | None = None
 
 
 def check_steps(question: str, response: str) -> list[Step]:
@@ -243,7 +248,7 @@ def check_steps(question: str, response: str) -> list[Step]:
         if not line:
             continue
         m, box = STEP_LINE.fullmatch(line), BOXED_LINE.fullmatch(line)
-        verdict, slip, needs = -1, None, None
+        verdict, slip, needs, first_wrong = -1, None, None, None
         if m and not boxed:
             a, op, b, c = int(m[1]), m[2], int(m[3]), int(m[5])
             needs = "carry" if has_carry(a, op, b) else "borrow" if has_borrow(a, op, b) else None
@@ -253,14 +258,27 @@ def check_steps(question: str, response: str) -> list[Step]:
                 slip = "borrow"
             expected = j < len(ops) and a == prev and op == ops[j] and b == operands[j + 1]
             verdict = 1 if expected and c == _apply(a, op, b) else -1
+            if verdict == -1 and j < len(ops):
+                should = f"{prev}{ops[j]}{operands[j + 1]}{m[4]}{_apply(prev, ops[j], operands[j + 1])}"
+                first_wrong = start + _first_difference(line, should)
             prev, j = c, j + 1
         elif box and not boxed:
             boxed = True
             verdict = 1 if j == len(ops) and int(box[1]) == prev else -1
+            if verdict == -1 and j == len(ops):
+                first_wrong = start + _first_difference(line, line[:box.start(1)] + str(prev))
         elif n == len(lines) - 1 and not boxed:
             verdict = 0                                      # cut off inside its last line
-        steps.append(Step(start, end, verdict, slip, needs))
+        if verdict == -1 and first_wrong is None:
+            first_wrong = start                              # a line that should not be there
+        steps.append(Step(start, end, verdict, slip, needs, first_wrong))
     return steps
+
+
+def _first_difference(written: str, should: str) -> int:
+    """The index of the first character where `written` departs from `should` (a line without
+    its newline); a line that stops short or runs on departs where the two lengths part."""
+    return next((i for i, (x, y) in enumerate(zip(written, should)) if x != y), min(len(written), len(should)))
 
 
 def slip_counts(steps: list[Step]) -> dict[str, int]:

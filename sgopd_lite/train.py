@@ -517,7 +517,7 @@ class Trainer:
         return m
 
     def _step_verdicts(self, question: str, ids: list[int]) -> list[int]:
-        return token_verdicts(self.tok, self.world.step_checker, question, ids)
+        return token_verdicts(self.tok, self.world.step_checker, question, ids, unit=self.cfg.step_unit)
 
     def _evidence(self, s: Signals, gate_out, advantage: torch.Tensor, teacher_term: torch.Tensor,
                   ro: Rollouts) -> dict:

@@ -78,6 +78,30 @@ def test_token_verdicts_spread_each_step_over_its_tokens(char_tokenizer):
     assert v == [-1] * 8 + [1] * 9 + [1] * 10 + [0]                     # EOS: no step
 
 
+
+def test_first_wrong_points_at_the_character_where_a_wrong_line_departs():
+    cases = {"23-7=26\n26+5=31\n\\boxed{31}": ["26"],          # forgotten borrow: the tens digit
+             "23-7=15\n15+5=20\n\\boxed{21}": ["5", "1}"],       # right borrow digit, wrong units; wrong box
+             "23-8=15\n15+5=20\n\\boxed{20}": ["8=15"],          # a miscopied operand
+             "23-7=1\n1+5=6\n\\boxed{6}": ["\n"],               # stops short: departs at the newline
+             "23-7=16\n16+5=21\n\\boxed{21}\nx": ["x"],         # a line after the box: all of it
+             "23-7 is 16\n16+5 is 21\nso \\boxed{22}": ["2}"]}  # the other style, a wrong box
+    for response, departs in cases.items():
+        wrong = [s for s in check_steps("23-7+5", response) if s.verdict == -1]
+        assert [response[s.first_wrong:s.end].rstrip("\n") or "\n" for s in wrong] == departs, response
+        assert all(s.first_wrong is None for s in check_steps("23-7+5", response) if s.verdict != -1)
+
+
+def test_token_verdicts_by_prefix_trust_a_wrong_line_up_to_its_first_wrong_character(char_tokenizer):
+    response = "23-7=15\n15+5=20\n\\boxed{20}"                        # the borrow right, the units wrong
+    ids = char_tokenizer(response, add_special_tokens=False)["input_ids"]
+    assert token_verdicts(char_tokenizer, check_steps, "23-7+5", ids) == [-1] * 8 + [1] * 18
+    by_prefix = token_verdicts(char_tokenizer, check_steps, "23-7+5", ids, unit="prefix")
+    assert by_prefix == [1] * 6 + [-1] * 2 + [1] * 18                   # "23-7=1" trusted, "5\n" not
+    with pytest.raises(ValueError, match="step unit"):
+        token_verdicts(char_tokenizer, check_steps, "23-7+5", ids, unit="token")
+
+
 # --------------------------------------------------------------------------------------------
 # The advantages, on hand-made inputs
 # --------------------------------------------------------------------------------------------

@@ -45,6 +45,7 @@ def test_yaml_and_overrides(tmp_path):
     (["world.student=./no/such/model"], "world.student"),
     (["world.train_data=missing.jsonl"], "world.train_data"),
     (["method=ppo"], "method"),
+    (["method=step_gate", "step_unit=token"], "step_unit"),
     (["loss_type=dense", "gate.reference=initial"], "loss_type"),
     (["steps"], "key=value"),
 ])

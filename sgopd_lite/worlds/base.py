@@ -84,16 +84,25 @@ def sft_batch(tokenizer, pairs, instruction: str):
     return ids, attn, loss_mask
 
 
-def token_verdicts(tokenizer, step_checker, question: str, response_ids: list[int]) -> list[int]:
+STEP_UNITS = ("line", "prefix")
+
+
+def token_verdicts(tokenizer, step_checker, question: str, response_ids: list[int], unit: str = "line") -> list[int]:
     """The step checker's verdict at each response token: +1 inside a correct step, -1 inside a
     wrong one, 0 where no checkable step covers the token (special tokens such as EOS, a line
     cut off). Tokens are decoded one by one to find the characters each covers; a token takes
-    the verdict of the step its first character falls in."""
+    the verdict of the step its first character falls in.
+
+    unit="prefix": inside a wrong line, the characters before its first wrong character
+    (`Step.first_wrong`) count as correct; a checker that can point inside a line."""
+    if unit not in STEP_UNITS:
+        raise ValueError(f"step unit must be one of {STEP_UNITS}, got {unit!r}")
     pieces = [tokenizer.decode([t], skip_special_tokens=True) for t in response_ids]
     verdict_at = {}
     for step in step_checker(question, "".join(pieces)):
         for c in range(step.start, step.end):
-            verdict_at[c] = step.verdict
+            right_part = unit == "prefix" and step.first_wrong is not None and c < step.first_wrong
+            verdict_at[c] = 1 if right_part else step.verdict
     out, pos = [], 0
     for piece in pieces:
         out.append(verdict_at.get(pos, 0) if piece else 0)

@@ -1,0 +1,34 @@
+"""study/channels.py: where the teacher's forgotten borrow reaches the student, on hand-made
+responses and advantages."""
+
+import torch
+
+from sgopd_lite.study.channels import PLACES, borrow_digits, place, push_table
+
+
+def test_borrow_digits_find_the_digit_that_decides_each_borrow():
+    q = "23-7-8"                                       # 23-7 borrows (16); 16-8 borrows (8)
+    right = borrow_digits(q, "23-7=16\n16-8=8\n\\boxed{8}")
+    assert [(p["offset"], p["kind"]) for p in right] == [(5, "right"), (13, "right")]
+    forgot = borrow_digits(q, "23-7=26\n26-8=28\n\\boxed{28}")
+    assert [p["kind"] for p in forgot] == ["forgot", "forgot"]          # 26-8 is 18; forgotten: 28
+    assert forgot[1]["earlier_wrong"] and not forgot[0]["earlier_wrong"]
+    other = borrow_digits(q, "23-7=36\n36-8=28\n\\boxed{28}")
+    assert [p["kind"] for p in other] == ["other", "right"]             # 28 is 36-8: right on its own line
+    elsewhere = borrow_digits(q, "23-7=15\n15-8=7\n\\boxed{7}")
+    assert (elsewhere[0]["kind"], place(elsewhere[0])) == ("right", "line wrong elsewhere")
+    assert place(elsewhere[1]) == "after a wrong line"
+    assert borrow_digits("23+7", "23+7=30\n\\boxed{30}") == []            # no borrow needed
+
+
+def test_push_table_counts_pushes_toward_and_away_from_the_forgotten_borrow():
+    right_ok = {"kind": "right", "line_right": True, "earlier_wrong": False}
+    right_bad = {"kind": "right", "line_right": False, "earlier_wrong": False}
+    forgot = {"kind": "forgot", "line_right": False, "earlier_wrong": False}
+    adv = {"m": torch.tensor([[-2.0, 0.0], [1.0, 3.0]])}
+    positions = [(0, 0, right_ok), (1, 0, right_bad), (1, 1, forgot)]
+    row = push_table(adv, positions, rollouts=2)["m"]
+    # toward: the right digit pushed down (2); away: the right digit up (1); toward: forgotten up (3)
+    assert row["toward"] == (2 + 3) * 50 and row["away"] == 1 * 50
+    assert row["toward_by_place"] == {PLACES[0]: 100.0, PLACES[1]: 0.0, PLACES[2]: 0.0}
+    assert row["net_toward"] == 200.0
