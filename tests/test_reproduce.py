@@ -1,7 +1,9 @@
-"""The reproduction study's plan and its report generator (docs/results_first_study.md).
+"""`make reproduce`: the first study's plan and its report generator (docs/results_first_study.md),
+and REPRODUCE, every study file both reports read.
 
 The generator must refuse missing or partial runs instead of printing a table with holes; with
-every run present it writes the tables, the paired differences and the figures.
+every run present it writes the tables, the paired differences and the figures. On the committed
+summaries, `make reproduce` must find nothing to do.
 """
 
 import json
