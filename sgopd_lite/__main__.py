@@ -6,8 +6,9 @@
     world   --size tiny --report                         build the tiny world and print its table
     data                                                 regenerate the arithmetic splits (sgopd_lite/assets/)
     demo                                                 the README's main job (make demo)
-    reproduce --jobs 2                                   the seeded study: configs/studies/main, grid (resumes)
-    reproduce --smol                                     its SmolLM2 part: configs/studies/smol.yaml
+    reproduce --jobs 2                                   every study behind docs/results*.md (study.plan.REPRODUCE:
+                                                         configs/studies/*.yaml, start points first; resumes)
+    reproduce --smol                                     only its SmolLM2 part: configs/studies/smol.yaml
     report [--partial]                                   docs/results.md from the finished runs (`make reproduce`
                                                          re-runs the studies, skipping finished runs, then this)
     sweep   --config configs/tiny.yaml --out DIR --jobs 2 [key=value ...] key=a,b seed=0:3
@@ -120,26 +121,22 @@ def _cmd_demo(args) -> int:
 def _cmd_reproduce(args) -> int:
     from pathlib import Path
 
-    from .study.plan import reproduce, reproduce_smol
+    from .study.plan import REPRODUCE, RESULTS_DIR, START_POINTS, reproduce, study_start_points
 
     kw = {k: getattr(args, k) for k in ("steps", "seeds", "grid_seeds")}
     if args.results_dir:
         kw["results_dir"] = Path(args.results_dir)
     if args.work_dir:
         kw["work_dir"] = Path(args.work_dir)
+    studies = ("smol",) if args.smol else REPRODUCE
     if args.start_points:
-        from .study.plan import RESULTS_DIR, smol_start_points, start_points, worlds_start_points
-
-        start_points(kw.get("results_dir", RESULTS_DIR))
-        smol_start_points(kw.get("results_dir", RESULTS_DIR))
-        worlds_start_points(kw.get("results_dir", RESULTS_DIR))
-        print("[reproduce] start points in place (results/runs/start.json, results/runs/smol/start.json, "
-              "results/runs/worlds_main/start.json)")
+        results = kw.get("results_dir", RESULTS_DIR)
+        for name in studies:
+            study_start_points(name, results)
+        files = dict.fromkeys(str(results / START_POINTS[n]) for n in studies if n in START_POINTS)
+        print(f"[reproduce] start points in place ({', '.join(files)})")
         return 0
-    if args.smol:
-        reproduce_smol(**{k: v for k, v in kw.items() if k in ("results_dir", "work_dir")})
-        return 0
-    done = reproduce(jobs=args.jobs, limit=args.limit, **kw)
+    done = reproduce(jobs=args.jobs, limit=args.limit, studies=studies, **kw)
     print(f"[reproduce] {done} runs finished in this invocation; `python -m sgopd_lite report` "
           "writes docs/results.md once every run is there")
     return 0
@@ -258,17 +255,20 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=None)
     p.set_defaults(fn=_cmd_demo)
 
-    from .study.plan import GRID_SEEDS, SEEDS, STEPS
-    p = sub.add_parser("reproduce", help="the seeded study behind docs/results.md (resumable)")
-    p.add_argument("--jobs", type=int, default=1, help="worker processes (one torch thread each)")
+    p = sub.add_parser("reproduce", help="every study behind docs/results.md and docs/results_first_study.md "
+                       "(study.plan.REPRODUCE; resumable: skips every run whose summary exists)")
+    p.add_argument("--jobs", type=int, default=1, help="worker processes (one torch thread each; smol runs alone)")
     p.add_argument("--limit", type=int, default=None, help="at most this many runs in all")
-    p.add_argument("--steps", type=int, default=STEPS)
-    p.add_argument("--seeds", type=int, default=SEEDS)
-    p.add_argument("--grid-seeds", type=int, default=GRID_SEEDS)
+    p.add_argument("--steps", type=int, default=None,
+                   help="smoke runs: every study's steps (default: each study's own)")
+    p.add_argument("--seeds", type=int, default=None,
+                   help="smoke runs: this many seeds of every study, from its own first seed (default: its own)")
+    p.add_argument("--grid-seeds", type=int, default=None, help="smoke runs: the same for the grid study only")
     p.add_argument("--results-dir", default=None, help="where run summaries go (default results/runs)")
-    p.add_argument("--work-dir", default=None, help="checkpoints of unfinished runs (default runs/reproduce)")
+    p.add_argument("--work-dir", default=None, help="checkpoints of unfinished runs, in DIR/<study> "
+                   "(default: each study file's work:, e.g. runs/reproduce)")
     p.add_argument("--smol", action="store_true",
-                   help="the pretrained-model runs instead: OPD vs SG-OPD with SmolLM2 (configs/studies/smol.yaml)")
+                   help="only the pretrained-model runs: OPD vs SG-OPD with SmolLM2 (configs/studies/smol.yaml)")
     p.add_argument("--start-points", action="store_true",
                    help="only the start points (teachers and starting students, cached in results/runs/)")
     p.set_defaults(fn=_cmd_reproduce)

@@ -1,7 +1,9 @@
-"""The reproduction study's plan and its report generator (docs/results_first_study.md).
+"""`make reproduce`: the first study's plan and its report generator (docs/results_first_study.md),
+and REPRODUCE, every study file both reports read.
 
 The generator must refuse missing or partial runs instead of printing a table with holes; with
-every run present it writes the tables, the paired differences and the figures.
+every run present it writes the tables, the paired differences and the figures. On the committed
+summaries, `make reproduce` must find nothing to do.
 """
 
 import json
@@ -219,3 +221,58 @@ def test_full_history_keeps_the_steps_before_a_resume(tmp_path):
     assert [m["step"] for m in full] == list(range(10))
     assert [m["reward_mean"] for m in full] == [0.1] * 6 + [0.5] * 4
     assert R.full_history(tmp_path / "nowhere", returned) == returned
+
+
+# ---------------------------------------------------------------- make reproduce: every study file
+
+HORIZON_RUNS = 12     # configs/studies/horizon.yaml: 2 worlds x 3 methods x 2 seeds
+
+
+def _training_is_forbidden(*args, **kwargs):
+    raise AssertionError("this test must not train")
+
+
+@pytest.mark.parametrize("name", R.REPRODUCE)
+def test_make_reproduce_has_nothing_left_to_do_on_the_committed_summaries(name, monkeypatch):
+    """Every study of REPRODUCE, on results/runs/ as committed (read only): its start points are
+    there and every planned run is done, so `make reproduce` trains nothing. The horizon study
+    was still running when this was written: until all its summaries are committed it only has
+    to parse and plan its runs; from then on it is checked like the others."""
+    from sgopd_lite.study import sweep as S
+
+    monkeypatch.setattr(S, "train_and_summarize", _training_is_forbidden)
+    if not (R.RESULTS_DIR / "main").is_dir():
+        pytest.skip("no committed summaries here (an installed package)")
+    sw = R.study(name)
+    planned = sw.plan()
+    done = [S.is_done(sw, run) for run, _ in planned]    # ConfigError if one was written with other overrides
+    if name == "horizon" and not all(done):
+        assert len(planned) == HORIZON_RUNS and sw.out == R.RESULTS_DIR / "horizon"
+        return
+    assert all(done), f"{name}: {done.count(False)} of {len(planned)} runs missing"
+    if name in R.START_POINTS:
+        path = R.RESULTS_DIR / R.START_POINTS[name]
+        assert path.is_file()
+        assert R.study_start_points(name) == json.loads(path.read_text())   # read from the cache, not computed
+    before = sorted(p.name for p in sw.out.iterdir())
+    assert R.reproduce(studies=(name,)) == 0                                # nothing run, nothing written
+    assert sorted(p.name for p in sw.out.iterdir()) == before
+
+
+def test_reproduce_covers_every_study_file_and_both_reports():
+    from sgopd_lite.study import roles_report, worlds_report
+
+    files = {p.stem for p in R.STUDY_DIR.glob("*.yaml")}
+    assert set(R.REPRODUCE) == files and len(R.REPRODUCE) == len(files)
+    assert set(R.STUDIES) | set(worlds_report.STUDIES) | {roles_report.NAME} <= set(R.REPRODUCE)
+    assert set(R.START_POINTS) <= set(R.REPRODUCE) and set(R.ONE_PROCESS) <= set(R.REPRODUCE)
+
+
+def test_smoke_overrides_apply_to_every_study_and_keep_its_own_seeds():
+    # a value equal to the study file's own adds nothing (the committed summaries stay valid)
+    assert R._study_overrides("main", 200, 5) == [] and R._study_overrides("horizon", 1000, 2) == []
+    assert R._study_overrides("smol", 40, 1) == []                       # steps from configs/smol_cpu.yaml
+    assert R._study_overrides("horizon", 2, 1, ["eval_n=2"]) == ["eval_n=2", "steps=2", "seed=0:1"]
+    assert R._study_overrides("a2c_confirm", None, 2) == ["seed=100:102"]   # its fresh seeds, not 0-1
+    sw = R.study("a2c_confirm", overrides=R._study_overrides("a2c_confirm", 2, 1))
+    assert {cfg.seed for _, cfg in sw.plan()} == {100} and {cfg.steps for _, cfg in sw.plan()} == {2}

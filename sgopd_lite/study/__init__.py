@@ -1,9 +1,11 @@
-"""The study on its own floor: `make reproduce` and the report it feeds.
+"""The study on its own floor: `make reproduce` and the reports it feeds.
 
-    plan.py     the seeded plan (settings x methods x seeds, the gate grid, the smol runs), one
-                run and its summary, the worker processes, the start points
+    plan.py     `make reproduce`: REPRODUCE, every study file both reports read, in order, each
+                after its start points; the first study's plan run by run (settings x methods x
+                seeds, the gate grid, the smol runs)
     report.py   docs/results_first_study.md (the first study) from the committed summaries
     worlds_report.py  docs/results.md: the worlds study (main table, skills, evidence, thresholds)
+    roles_report.py   its section "Where must the verifier act?" (the verifier_roles study)
     stats.py    the interval and paired-difference helpers every table uses
     sweep.py    `sweep`: any grid of runs from key=value lists and ranges or a study file,
                 summaries per (cell, seed), resume, workers, shards; run summaries (plan.py uses them)

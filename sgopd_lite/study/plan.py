@@ -1,25 +1,33 @@
-"""`make reproduce`: does the sign gate help, when, and by how much, on the tiny world, with seeds.
+"""`make reproduce`: every study behind docs/results.md and docs/results_first_study.md, with seeds.
 
-The plan (`plan()`), every run a plain `Trainer` run of this library:
+`reproduce()` runs the study files of REPRODUCE (configs/studies/NAME.yaml), in that order, each
+after the start points its report section reads (`study_start_points`: the teachers' and starting
+students' scores, cached in results/runs/), with the sweep machinery (study/sweep.py: the same as
+`python -m sgopd_lite sweep --study ...`). Every finished run leaves one small JSON summary in
+`results/runs/<study>/` (final held-out avg@n / pass@n, per skill where the study asks, curves
+sampled every few steps, wall time, machine). Those summaries are committed, so `make reproduce`,
+on any machine, skips every run whose summary exists and continues with the rest (delete a
+study's summaries to run it again); an interrupted run resumes from its own checkpoint under
+`runs/`. On the 2-core CPU build machine the committed summaries add up to about 18 CPU-process
+hours without the horizon study (about 2 more, estimated: 12 runs of 1000 steps): about 11 hours
+of wall time with 2 workers, the two SmolLM2 runs (about 40 minutes each, one after the other) included.
+
+The first study (docs/results_first_study.md, written by study/report.py) is also spelled out run
+by run by `plan()` and `RunSpec`, from the constants below:
 
 * main table: 4 world settings {both assumptions hold, A1 broken, A2 broken, both broken}
   x 5 methods {OPD, ExOPD lambda=1.25, gate only, PTS only, SG-OPD} x 5 seeds;
 * gate ablation: lambda_e x lambda_i on the hardest setting (both broken), SG-OPD, 3 seeds;
 * a pretrained pair: OPD vs SG-OPD on the smol size (SmolLM2, CPU, configs/smol_cpu.yaml),
-  run by `python -m sgopd_lite reproduce --smol` (about half an hour on 2 cores).
+  alone by `python -m sgopd_lite reproduce --smol`.
 
-The runs are three study files, configs/studies/{main,grid,smol}.yaml, run by the sweep
-machinery (study/sweep.py: `python -m sgopd_lite sweep --study ...`, which `make reproduce`
-calls); `plan()` and `RunSpec` name the same runs for the report, and tests/test_sweep.py checks
-that both give every run the same name, summary path and TrainConfig. Each finished run leaves
-one small JSON summary in `results/runs/` (final held-out avg@8 / pass@8, curves sampled every
-few steps, wall time, machine). Those summaries are committed, so a later `make reproduce`, on
-any machine, skips what is done and continues with the rest; an interrupted run resumes from its
-own checkpoint under `runs/reproduce/`.
+Its study files are STUDIES (configs/studies/{main,grid,smol}.yaml); tests/test_sweep.py checks
+that they and `plan()` give every run the same name, summary path and TrainConfig. The worlds
+study (docs/results.md, study/worlds_report.py and roles_report.py) has only its study files.
 
-`python -m sgopd_lite report` turns the summaries into `docs/results.md` and its figures
-(study/report.py). It refuses to write anything while a run of the plan is missing or partial
-(`ReportError`): a table with holes would read as a result.
+`python -m sgopd_lite report` turns the summaries into both reports and their figures. It
+refuses to write anything while a run of the plan is missing or partial (`ReportError`): a table
+with holes would read as a result.
 
 Where things go: results/, docs/, configs/ and runs/ of the repository checkout holding the
 current folder, else of the current folder (`assets.project_dir`), never next to the package.
@@ -60,7 +68,26 @@ SMOL_CONFIG = REPO_DIR / "configs" / "smol_cpu.yaml"
 SMOL_METHODS = ("opd", "sgopd")
 SMOL_SEEDS = 1
 STUDY_DIR = REPO_DIR / "configs" / "studies"   # the plan as study files, run by study/sweep.py
-STUDIES = ("main", "grid", "smol")
+STUDIES = ("main", "grid", "smol")              # the first study's files, the runs of plan() + smol_plan()
+
+# `make reproduce`: every study file (configs/studies/NAME.yaml) the two reports read, in the
+# order it runs them; the comment says which report section each one feeds.
+REPRODUCE = (
+    "main",            # results_first_study.md: final tables, paired differences, curves (tiny world)
+    "grid",            # results_first_study.md: the lambda_e x lambda_i gate ablation
+    "worlds_main",     # results.md: the worlds at the start, what was found, main table, differences, evidence
+    "a2c_thresholds",  # results.md: the threshold ablation on A2 complementary error
+    "a2c_confirm",     # results.md: the best threshold cell re-run on fresh seeds
+    "stability",       # results.md: the stability claim (gate 1.8 / 1.0 vs ExOPD 1.8)
+    "pts_a1g",         # results.md: phased teacher sampling on A1 graded
+    "verifier_roles",  # results.md: "Where must the verifier act?"
+    "horizon",         # results.md (its section comes with its summaries): "Where must the verifier act?" at 1000 steps
+    "smol",            # results_first_study.md: "A pretrained pair: SmolLM2" (one process, all threads)
+)
+ONE_PROCESS = ("smol",)   # pretrained models: one run at a time in this process, whatever --jobs says
+# the start points (teachers and starting students, cached) a study's report section reads
+START_POINTS = {"main": "start.json", "grid": "start.json", "worlds_main": "worlds_main/start.json",
+                "verifier_roles": "verifier_roles/start.json", "smol": "smol/start.json"}
 
 # the protocol of every run (the demo's budget; see docs/tiny_world.md "Does on-policy distillation learn here?")
 STEPS = 200
@@ -224,23 +251,25 @@ def smol_start_points(results_dir: Path = RESULTS_DIR) -> dict:
     return out
 
 
-def study(name: str, results_dir: Path = RESULTS_DIR, work_dir: Path = WORK_DIR, overrides=()):
+def study(name: str, results_dir: Path = RESULTS_DIR, work_dir: Path | None = None, overrides=()):
     """The study file configs/studies/<name>.yaml as a Sweep, its summaries in
-    results_dir/<its folder> and its runs' folders in work_dir; `overrides` replace its keys."""
+    results_dir/<its folder> and its runs' folders in work_dir (None: the file's own `work:`);
+    `overrides` replace its keys."""
     from .sweep import from_command_line, load_study
 
     base = load_study(STUDY_DIR / f"{name}.yaml")
-    return from_command_line(None, list(overrides), Path(results_dir) / base.out.name, base=base, work=work_dir)
+    return from_command_line(None, list(overrides), Path(results_dir) / base.out.name, base=base,
+                             work=base.work if work_dir is None else work_dir)
 
 
-def _run_study(name: str, jobs: int, limit: int | None, results_dir: Path, work_dir: Path, overrides) -> int:
+def _run_study(name: str, jobs: int, limit: int | None, results_dir: Path, work_dir: Path | None, overrides) -> int:
     """Run what is missing of one study with the sweep machinery; returns how many runs finished."""
     from .sweep import is_done, run_sweep
 
     sw = study(name, results_dir, work_dir, overrides)
     planned = sw.plan()
     before = sum(is_done(sw, r) for r, _ in planned)
-    argv = ["sweep", "--study", str(STUDY_DIR / f"{name}.yaml"), "--out", str(sw.out), "--work", str(work_dir),
+    argv = ["sweep", "--study", str(STUDY_DIR / f"{name}.yaml"), "--out", str(sw.out), "--work", str(sw.work),
             "--jobs", str(jobs), *overrides]
     code = run_sweep(sw, jobs=jobs, worker_argv=argv, limit=limit)
     if code and limit is None:
@@ -248,31 +277,69 @@ def _run_study(name: str, jobs: int, limit: int | None, results_dir: Path, work_
     return sum(is_done(sw, r) for r, _ in planned) - before
 
 
-def reproduce_smol(results_dir: Path = RESULTS_DIR, work_dir: Path = WORK_DIR, seeds: int = SMOL_SEEDS) -> int:
-    """The smol study (configs/studies/smol.yaml): its start points, then its missing runs, one
-    after the other (all torch threads). Returns how many ran."""
-    t = time.perf_counter()
-    start = smol_start_points(results_dir)
-    print(f"[reproduce smol] start: teacher avg@{start['n']} {start['teacher']['avg']:.3f}, student "
-          f"{start['student']['avg']:.3f} ({time.perf_counter() - t:.0f} s)", flush=True)
-    overrides = [f"seed=0:{seeds}"] if seeds != SMOL_SEEDS else []
-    return _run_study("smol", 1, None, Path(results_dir), Path(work_dir), overrides)
+def study_start_points(name: str, results_dir: Path = RESULTS_DIR) -> dict | None:
+    """The start points study NAME's report section reads (START_POINTS), computed once and
+    cached; None for a study whose section reads none."""
+    if name not in START_POINTS:
+        return None
+    if name == "smol":
+        return smol_start_points(results_dir)
+    if START_POINTS[name] == "start.json":          # the first study's tiny settings
+        return start_points(results_dir)
+    return worlds_start_points(results_dir, name)
+
+
+def _study_overrides(name: str, steps: int | None, seeds: int | None, overrides=()) -> list[str]:
+    """What `reproduce` passes to study NAME on top of its file: `overrides` as given, then
+    steps=<steps> and `seeds` seeds from the study's own first seed (seed=100:102 for two of
+    a2c_confirm's), each only where it differs from the study file's own value."""
+    from ..config import load_config
+    from .sweep import SEED, load_study
+
+    base = load_study(STUDY_DIR / f"{name}.yaml")
+    extra = list(overrides)
+    if steps is not None and steps != load_config(base.config, list(base.runs()[0].overrides)).steps:
+        extra.append(f"steps={steps}")
+    own = [int(lv.label) for lv in base.axes.get(SEED, [])]
+    if seeds is not None and seeds != len(own):
+        first = own[0] if own else 0
+        extra.append(f"seed={first}:{first + seeds}")
+    return extra
+
+
+def reproduce_smol(results_dir: Path = RESULTS_DIR, work_dir: Path | None = None, seeds: int | None = None) -> int:
+    """Only the smol study (configs/studies/smol.yaml): its start points, then its missing runs,
+    one after the other (all torch threads). Returns how many ran."""
+    return reproduce(results_dir=results_dir, work_dir=work_dir, seeds=seeds, studies=("smol",))
 
 
 def reproduce(jobs: int = 1, limit: int | None = None, results_dir: Path = RESULTS_DIR,
-              work_dir: Path = WORK_DIR, steps: int = STEPS, seeds: int = SEEDS, grid_seeds: int = GRID_SEEDS,
-              overrides=()) -> int:
-    """The start points, then what is missing of the study files STUDIES, run by the sweep
-    machinery (`jobs` worker processes, one torch thread each). limit: stop after that many runs
-    in all, so the plan can be advanced in slices. steps / seeds / grid_seeds / overrides replace
-    the study files' values (smoke runs and tests). Returns the number of runs finished."""
-    start_points(results_dir)
+              work_dir: Path | None = None, steps: int | None = None, seeds: int | None = None,
+              grid_seeds: int | None = None, overrides=(), studies=REPRODUCE) -> int:
+    """`make reproduce`: for each study of `studies` (REPRODUCE: every study the two reports read),
+    in order, its start points (`study_start_points`) and then what is missing of its runs, by the
+    sweep machinery (`jobs` worker processes, one torch thread each; the studies of ONE_PROCESS one
+    run at a time in this process). Runs whose summary exists are skipped, so on the committed
+    summaries there is nothing to do. limit: stop after that many runs in all, so the plan can be
+    advanced in slices. work_dir: the runs' folders go in work_dir/<study> (None: each study file's
+    own `work:`, where an interrupted run's checkpoint waits). Returns the number of runs finished.
+
+    For smoke runs and tests, into another results_dir (a summary written with other overrides
+    is refused, ConfigError), the same overrides go to every study: steps replaces each study's
+    own number of steps (200; horizon 1000; smol 40 from configs/smol_cpu.yaml); seeds keeps that
+    many seeds from each study's own first seed (grid_seeds, where given, for the grid instead);
+    overrides are key=value pairs for every study (eval_problems=4 ...). None keeps the file's value."""
     done = 0
-    for name, n_seeds, default in (("main", seeds, SEEDS), ("grid", grid_seeds, GRID_SEEDS)):
-        extra = list(overrides) + ([f"steps={steps}"] if steps != STEPS else []) \
-            + ([f"seed=0:{n_seeds}"] if n_seeds != default else [])
+    for name in studies:
         left = None if limit is None else limit - done
         if left is not None and left <= 0:
             break
-        done += _run_study(name, jobs, left, Path(results_dir), Path(work_dir), extra)
+        t = time.perf_counter()
+        if study_start_points(name, results_dir) is not None:
+            print(f"[reproduce] {name}: start points in {Path(results_dir) / START_POINTS[name]} "
+                  f"({time.perf_counter() - t:.0f} s)", flush=True)
+        n_seeds = grid_seeds if name == "grid" and grid_seeds is not None else seeds
+        extra = _study_overrides(name, steps, n_seeds, overrides)
+        work = None if work_dir is None else Path(work_dir) / name
+        done += _run_study(name, 1 if name in ONE_PROCESS else jobs, left, Path(results_dir), work, extra)
     return done

@@ -237,7 +237,7 @@ def smol_section(st: Study) -> list[str]:
     return lines + ["", f"{len(smol_runs) // len(SMOL_METHODS)} seed per method: no interval can be given, so "
                     "this table shows that the method runs on a pretrained pair on a CPU, not that one method beats "
                     "the other. Run times are wall-clock, training plus the final evaluation, and include whatever "
-                    "else the machine ran at the time (`make reproduce` may run the tiny study's workers alongside)."]
+                    "else the machine ran at the time (other studies' workers, for example)."]
 
 
 def curves_section(st: Study, fig_dir: Path) -> list[str]:
