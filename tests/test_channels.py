@@ -32,3 +32,13 @@ def test_push_table_counts_pushes_toward_and_away_from_the_forgotten_borrow():
     assert row["toward"] == (2 + 3) * 50 and row["away"] == 1 * 50
     assert row["toward_by_place"] == {PLACES[0]: 100.0, PLACES[1]: 0.0, PLACES[2]: 0.0}
     assert row["net_toward"] == 200.0
+
+
+def test_line_kinds_sort_each_line_by_what_went_wrong_in_it():
+    from sgopd_lite.study.error_kinds import line_kinds
+
+    assert line_kinds("23-7+9", "23-7=16\n16+9=25\n\\boxed{25}") == ["right", "right"]
+    assert line_kinds("23-7+9", "23-7=26\n26+9=25\n\\boxed{25}") == ["forgot borrow", "forgot carry"]
+    assert line_kinds("24-3+2", "24-3=11\n11+2=23\n\\boxed{23}") == ["phantom borrow", "phantom carry"]
+    assert line_kinds("24-3+2", "24-3=22\n21+2=23\n\\boxed{23}") == ["other result", "wrong operands"]
+    assert line_kinds("24-3+2", "24-3=21\n21+2=") == ["right"]                  # a cut-off line is not counted

@@ -81,6 +81,7 @@ REPRODUCE = (
     "stability",       # results.md: the stability claim (gate 1.8 / 1.0 vs ExOPD 1.8)
     "pts_a1g",         # results.md: phased teacher sampling on A1 graded
     "verifier_roles",  # results.md: "Where must the verifier act?"
+    "step_prefix",     # results.md: "Where must the verifier act?", why the step gate loses the borrow
     "horizon",         # results.md (its section comes with its summaries): "Where must the verifier act?" at 1000 steps
     "smol",            # results_first_study.md: "A pretrained pair: SmolLM2" (one process, all threads)
 )
