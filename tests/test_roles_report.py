@@ -68,5 +68,5 @@ def test_a_gate_that_removed_the_pushes_and_lost_the_skill_anyway_is_named():
     for s in roles.cells[("a2c", "step_gate")].values():
         s["evidence"]["push_step_harm_zeroed"] = 1.0
     text = "\n".join(roles_section(roles, main, START)).split("### What kept the borrow")[1]
-    assert "**step gate** removed 100%" in text and "not the only way" in text
+    assert "**step gate** removed 100%" in text and "where the error still came in" in text
     assert "**first-error gate** removed" not in text            # it removed none (planted 0)

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from pathlib import Path
 
 import torch
@@ -163,6 +164,161 @@ def measure(world, student, problems: int = 64, group: int = 8, max_new_tokens: 
     return {"rollouts": len(ro), "prompts": len(chosen), "reward_mean": float(r.mean()),
             "borrow_digits": kinds, "teacher_trusted_prompts": sum(x / probe_m >= 0.5 for x in passes),
             "pushes": push_table(advantages, positions, len(ro))}
+
+
+# --------------------------------------------------------------------------------------------
+# What moved the borrow: first-order influence of each group of pushes on the borrow's log-odds
+# --------------------------------------------------------------------------------------------
+
+ROLES = ("borrow digit, right", "borrow digit, forgotten", "borrow digit, other", "carry digit",
+         "other result characters", "everything else")
+
+
+def token_roles(question: str, response: str) -> dict[int, str]:
+    """Character offset -> ROLES for the characters of `response` that are not "everything
+    else": each line's decisive borrow or carry digit, and the other characters of its result."""
+    from ..data import STEP_LINE, check_steps
+
+    roles = {}
+    for step in check_steps(question, response):
+        m = STEP_LINE.fullmatch(response[step.start:step.end].rstrip("\n"))
+        if m is None:
+            continue
+        for c in range(step.start + m.start(5), step.start + m.end(5)):
+            roles[c] = ROLES[2]
+        if step.needs == "carry":
+            a, b = int(m[1]), int(m[3])
+            right, forgot = str(a + b), str(a + b - 10)
+            k = next(i for i, (x, y) in enumerate(zip(right + " ", forgot + " ")) if x != y)
+            if len(m[5]) > k and m[5][:k] == right[:k]:
+                roles[step.start + m.start(5) + k] = ROLES[3]
+    for d in borrow_digits(question, response):
+        roles[d["offset"]] = ROLES[("right", "forgot", "other").index(d["kind"])]
+    return roles
+
+
+def forced_rollouts(tok, prompts: list[str], responses: list[str]):
+    """`responses` written after `prompts` as a Rollouts batch (teacher forcing; EOS appended)."""
+    from ..rollout import Rollouts
+
+    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    p_ids = [tok(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    r_ids = [tok(r, add_special_tokens=False)["input_ids"] + [tok.eos_token_id] for r in responses]
+    P, T = max(map(len, p_ids)), max(map(len, r_ids))
+    prompt = torch.tensor([[pad] * (P - len(x)) + x for x in p_ids])
+    pmask = torch.tensor([[0] * (P - len(x)) + [1] * len(x) for x in p_ids])
+    resp = torch.tensor([x + [pad] * (T - len(x)) for x in r_ids])
+    rmask = torch.tensor([[1] * len(x) + [0] * (T - len(x)) for x in r_ids])
+    return Rollouts(prompt, pmask, resp, rmask, torch.zeros(len(prompts), dtype=torch.bool), list(responses),
+                    torch.arange(len(prompts)))
+
+
+def borrow_logodds(student, world, problems) -> torch.Tensor:
+    """L = sum over the borrow digits of the gold solutions of `problems` of log pi(right digit)
+    - log pi(forgotten digit), teacher-forced (a scalar with a graph back to the weights)."""
+    from ..data import format_prompt, parse_expression, solve
+
+    tok = world.tokenizer
+    sols = [solve(*parse_expression(p.question))[0] for p in problems]
+    ro = forced_rollouts(tok, [format_prompt(tok, p.question, world.instruction) for p in problems], sols)
+    from ..rollout import response_logits
+
+    logp = torch.log_softmax(response_logits(student, ro, world.vocab_size).float(), -1)
+    total = logp.new_zeros(())
+    for i, (p, sol) in enumerate(zip(problems, sols)):
+        ids = ro.response_ids[i, :int(ro.response_mask[i].sum())].tolist()
+        for d in borrow_digits(p.question, sol):
+            t = token_at(tok, ids, d["offset"])
+            a_step = sol[:d["offset"]].rsplit("\n", 1)[-1]                # "23-7=1" -> the line so far
+            m = re.match(r"(-?\d+)-(\d+)=", a_step)
+            right, forgot = str(int(m[1]) - int(m[2])), str(int(m[1]) - int(m[2]) + 10)
+            k = d["offset"] - (len(sol[:d["offset"]]) - len(a_step)) - m.end()
+            r_id = tok(right[k], add_special_tokens=False)["input_ids"][0]
+            f_id = tok(forgot[k], add_special_tokens=False)["input_ids"][0]
+            total = total + logp[i, t, r_id] - logp[i, t, f_id]
+    return total
+
+
+def influence(world, student, methods: dict = METHODS, per_skill: int = 16, group: int = 8, probes: int = 64,
+              max_new_tokens: int = 40, probe_m: int = 4, seed: int = 0) -> dict:
+    """How one update of each method would move the borrow, to first order, and which pushes
+    move it: g_L . grad(sum_t A_t log pi(y_t)) over the tokens of each ROLES group and of each
+    prompt skill, with g_L the gradient of `borrow_logodds` on `probes` held-out borrow and both
+    problems. Positive: toward the right borrow; negative: toward the forgotten one. One batch of
+    `per_skill` training prompts of each skill x `group` rollouts of the (unchanged) student. The
+    trainer's AdamW rescales each weight's step, so this is the direction of a plain gradient
+    step, not of the optimizer's: a reading of which pushes point where, not a prediction."""
+    import copy
+
+    from ..advantage import Signals, method_advantage
+    from ..data import SKILLS, format_prompt, skill_of
+    from ..gate import GateConfig
+    from ..losses import token_logprobs
+    from ..rollout import response_logits, sample, sequence_logprobs
+    from ..train import per_token_values, teacher_pass_counts
+    from ..verifier import rewards as verifier_rewards
+    from ..worlds.base import STEP_UNITS, token_verdicts
+
+    tok = world.tokenizer
+    model = copy.deepcopy(student).float().train(False)
+    params = [p for p in model.parameters()]
+    for p in params:
+        p.requires_grad_(True)
+    probe_set = [p for p in world.eval_problems if skill_of(p.question) in ("borrow", "both")][:probes]
+    g_l = torch.autograd.grad(borrow_logodds(model, world, probe_set), params)
+
+    chosen = [p for s in SKILLS for p in [q for q in world.train_problems if skill_of(q.question) == s][:per_skill]]
+    torch.manual_seed(seed)
+    prompts = [format_prompt(tok, p.question, world.instruction) for p in chosen]
+    ro = sample(model, tok, prompts, group, max_new_tokens=max_new_tokens, temperature=1.0, vocab_size=world.vocab_size)
+    questions = [chosen[int(g)].question for g in ro.group_ids]
+    r = torch.tensor(verifier_rewards(ro.texts, [chosen[int(g)].answer for g in ro.group_ids]), dtype=torch.float32)
+    mask = ro.response_mask
+    with torch.no_grad():
+        logits = response_logits(world.teacher, ro, world.vocab_size)
+        teacher_logp, top = token_logprobs(logits, ro.response_ids), logits.argmax(-1)
+        old_logp = sequence_logprobs(model, ro, world.vocab_size)
+    passes = teacher_pass_counts(world.teacher, tok, prompts, [p.answer for p in chosen], probe_m, max_new_tokens,
+                                 vocab_size=world.vocab_size)
+    trusted = torch.tensor([passes[int(g)] / probe_m >= 0.5 for g in ro.group_ids])
+    correct = per_token_values(ro, questions, world.token_oracle, fill=-1)
+    signals = {u: Signals(old_logp, r, ro.group_ids, mask, teacher_logp, teacher_top=top, correct_next=correct,
+                          prompt_trusted=trusted,
+                          step_verdict=per_token_values(ro, questions, lambda q, ids, u=u: token_verdicts(
+                              tok, world.step_checker, q, ids, unit=u)))
+               for u in STEP_UNITS}
+    # the token groups: ROLES by characters, and the skill of the prompt
+    role_of = torch.full(mask.shape, len(ROLES) - 1, dtype=torch.long)
+    for i in range(len(ro)):
+        ids = ro.response_ids[i, :int(mask[i].sum())].tolist()
+        roles = token_roles(questions[i], ro.texts[i])
+        pos = 0
+        for t, tid in enumerate(ids):
+            piece = tok.decode([tid], skip_special_tokens=True)
+            found = [roles[c] for c in range(pos, pos + len(piece)) if c in roles]
+            if found:
+                role_of[i, t] = min(ROLES.index(x) for x in found)
+            pos += len(piece)
+    skill_of_rollout = [skill_of(q) for q in questions]
+    groups = {**{f"role: {x}": role_of == k for k, x in enumerate(ROLES)},
+              **{f"prompts: {s}": torch.tensor([x == s for x in skill_of_rollout])[:, None].expand_as(mask)
+                 for s in SKILLS}}
+    logp = sequence_logprobs(model, ro, world.vocab_size)                       # with the graph
+    out = {"rollouts": len(ro), "probes": len(probe_set), "reward_mean": float(r.mean()),
+           "teacher_trusted_prompts": int(sum(x / probe_m >= 0.5 for x in passes)), "methods": {}}
+    for label, (m, gate, unit) in methods.items():
+        adv = method_advantage(m, getattr(GateConfig, gate)(), signals[unit]).advantage.detach()
+        row = {}
+        for name, sel in groups.items():
+            obj = (adv * mask * sel * logp).sum() / len(ro)
+            if not obj.requires_grad or float((adv * mask * sel).abs().sum()) == 0.0:
+                row[name] = 0.0
+                continue
+            g = torch.autograd.grad(obj, params, retain_graph=True, allow_unused=True)
+            row[name] = float(sum((a * b).sum() for a, b in zip(g, g_l) if a is not None))
+        row["total"] = sum(v for k, v in row.items() if k.startswith("role: "))
+        out["methods"][label] = row
+    return out
 
 
 def main(argv=None) -> int:

@@ -20,6 +20,7 @@ from ..data import SKILLS
 from .stats import ALPHA, _cell, corrected_verdict, holm_p, said_corrected
 
 NAME = "verifier_roles"
+PREFIX_STUDY = "step_prefix"          # configs/studies/step_prefix.yaml: why the step gates lost the borrow
 WORLDS = {"a2c": "A2 complementary error", "a2s": "A2 shared error", "hold": "both hold"}
 BASELINES = {"opd": ("OPD", "nowhere"), "opdvr": ("OPDVR's gate", "rollout verdict, gate"),
              "gate_only": ("SG-OPD's gate", "rollout verdict, gate"), "grpo": ("GRPO", "reward only")}
@@ -72,8 +73,9 @@ def family_verdicts(rows: dict, ref: str, arms=tuple(ARMS)) -> dict:
     return {k: (said_corrected(d, adjusted[k]), corrected_verdict(d, adjusted[k])) for k, d in diffs.items()}
 
 
-def roles_section(roles, worlds_main, start: dict) -> list[str]:
-    """The section's lines (roles, worlds_main: worlds_report.Runs; start: the study's start.json)."""
+def roles_section(roles, worlds_main, start: dict, prefix=None, channels: dict | None = None) -> list[str]:
+    """The section's lines (roles, worlds_main: worlds_report.Runs; start: the study's start.json;
+    prefix: the step_prefix study's Runs; channels: study/channels.py's measurement)."""
     done = sum(len(v) for v in roles.cells.values())
     lines = ["## Where must the verifier act?", ""]
     if roles.missing:
@@ -109,6 +111,8 @@ def roles_section(roles, worlds_main, start: dict) -> list[str]:
         lines += _world_tables(world, wname, rows, start[world])
     if not roles.missing:
         lines += findings(roles, worlds_main, start)
+        if channels or (prefix is not None and prefix.planned):
+            lines += leak_section(roles, worlds_main, start, prefix, channels or {})
     return lines
 
 
@@ -211,11 +215,11 @@ def findings(roles, worlds_main, start: dict) -> list[str]:
         zeroed = mean(a, "push_step_harm_zeroed")
         lost = vs_opd.get((a, "borrow"), ("", ""))[1] != "higher" and mean(a, "borrow") < b0
         if zeroed >= 0.9 and lost:
-            lines.append(f"* **{ARMS[a][0]}** removed {100 * zeroed:.0f}% of the teacher's harmful pushes on checkable "
-                         f"steps (down on a right line's tokens, up on a wrong line's), yet the borrow fell from "
+            lines.append(f"* **{ARMS[a][0]}** removed {100 * zeroed:.0f}% of the pushes its line verdicts call harmful "
+                         f"(down on a right line's tokens, up on a wrong line's), yet the borrow fell from "
                          f"{100 * b0:.1f} to {100 * mean(a, 'borrow'):.1f} and the share of forgotten borrows rose from "
-                         f"{100 * slip0:.1f}% to {100 * mean(a, 'slip_borrow'):.1f}%: the teacher's direct pushes were not "
-                         "the only way its error reached the student.")
+                         f"{100 * slip0:.1f}% to {100 * mean(a, 'slip_borrow'):.1f}%. Its line verdicts do not see "
+                         "every harmful push: the next subsection measures where the error still came in.")
     if rows.get("teacher_probe_drop"):
         lines.append(f"* A control for that: **teacher probe, drop** trains no prompt the teacher fails (in this world "
                      f"the borrow prompts), so the student learns from the teacher only where it is right. It ends at "
@@ -224,3 +228,145 @@ def findings(roles, worlds_main, start: dict) -> list[str]:
     if rows.get("oracle_gate"):
         lines.append(f"* The oracle gate (a bound, not a method) minus OPD on borrow: {vs_opd[('oracle_gate', 'borrow')][0]}.")
     return lines + [""]
+
+
+# --------------------------------------------------------------------------------------------
+# Why the step gates lost the borrow: the pushes at the digit that decides it, and the check
+# that closes the leak (configs/studies/step_prefix.yaml)
+# --------------------------------------------------------------------------------------------
+
+PREFIX_ARM = "step_gate_prefix"
+PREFIX_LABEL = "step gate, prefix"
+LEAK_ROWS = ("OPD", "OPDVR's gate", "step gate", "step gate, prefix", "first-error gate", "oracle gate (a bound)",
+             "hybrid c = 1", "GRPO", "teacher probe")
+
+
+def prefix_verdicts(rows: dict, prefix_runs: dict) -> dict:
+    """(reference, column) -> (text, verdict): the prefix step gate minus the line step gate, OPD
+    and GRPO on every column and the forgotten-borrow share, one family corrected by Holm."""
+    diffs = {(ref, c): _diffs(prefix_runs, rows[ref], c)
+             for ref in ("step_gate", "opd", "grpo") if rows.get(ref) for c in (*COLUMNS, "slip_borrow")}
+    adjusted = holm_p(diffs)
+    return {k: (said_corrected(d, adjusted[k]), corrected_verdict(d, adjusted[k])) for k, d in diffs.items()}
+
+
+def leak_section(roles, worlds_main, start: dict, prefix, channels: dict) -> list[str]:
+    """Where the forgotten borrow still reached the student under the step gates (channels.json:
+    each method's pushes at the borrow digit on one batch of the starting student's rollouts),
+    and the step gate whose checker points at the first wrong character (the step_prefix study)."""
+    lines = ["### Why the step gates lost the borrow", ""]
+    first = channels.get("students", {}).get("start")
+    if first:
+        push = first["pushes"]
+        lines += [f"Every method's advantage, formed as its trainer forms it, on one batch of the starting student's "
+                  f"rollouts ({first['prompts']} borrow and both training prompts x {channels['group']}, seed "
+                  f"{channels['seed']}; `python -m sgopd_lite.study.channels`), read at the digit that decides each "
+                  f"borrow (16 against the forgotten 26: the 1). The batch has {first['borrow_digits']['right']} right "
+                  f"borrow digits, {first['borrow_digits']['forgot']} forgotten and {first['borrow_digits']['other']} "
+                  "other. A push *toward* the error is the right digit pushed down or the forgotten one up; "
+                  "*away* is the opposite. Sums of |A| per 100 rollouts; the pushes toward the error on a right "
+                  "digit are split by where its line stands.", "",
+                  "| method | toward the forgotten borrow | away from it | share of OPD's toward | on a right digit: "
+                  "line right | line wrong elsewhere | after a wrong line |", "|---|---|---|---|---|---|---|"]
+        opd = push["OPD"]["toward"]
+        for label in LEAK_ROWS:
+            if label in push:
+                r = push[label]
+                by = r["toward_by_place"]
+                lines.append(f"| {label} | {r['toward']:.1f} | {r['away']:.1f} | {100 * r['toward'] / opd:.1f}% | "
+                             + " | ".join(f"{v:.1f}" for v in by.values()) + " |")
+        lines.append("")
+        finals = {k: v for k, v in channels["students"].items() if k != "start"}
+        if finals:
+            lines += ["The same measurement on the final students of the study's seed-0 runs (their own rollouts of "
+                      "the same prompts): what they write at the borrow digit.", "",
+                      "| student | reward on these prompts | right | forgotten | other |", "|---|---|---|---|---|"]
+            for name, v in {"start": first, **finals}.items():
+                k = v["borrow_digits"]
+                n = sum(k.values()) or 1
+                lines.append(f"| {name} | {100 * v['reward_mean']:.1f} | {100 * k['right'] / n:.1f}% | "
+                             f"{100 * k['forgot'] / n:.1f}% | {100 * k['other'] / n:.1f}% |")
+            lines.append("")
+    rows = _rows(roles, worlds_main, "a2c")
+    prefix_runs = prefix.seeds("a2c", PREFIX_ARM) if prefix is not None else {}
+    if prefix_runs:
+        seeds = ",".join(str(x) for x in sorted(prefix_runs))
+        lines += ["**The check.** `step_unit=prefix` gives the step gate a checker that points at a wrong line's "
+                  "first wrong character (the tiny world knows it): the characters before it count as right, so "
+                  "the teacher's push down on a right borrow digit is zeroed even when the line goes wrong later "
+                  "(configs/studies/step_prefix.yaml, the same seeds and protocol; written after the study above, "
+                  "to test what the table above points at).", "",
+                  "| method | seeds | avg@8 | " + " | ".join(SKILLS) + " | forgot borrow | forgot carry |",
+                  "|---|---|---|" + "---|" * len(SKILLS) + "---|---|"]
+        shown = {"opd": "OPD", "grpo": "GRPO", "step_gate": "step gate (line)"}
+        for key, label in shown.items():
+            runs = rows.get(key) or {}
+            if runs:
+                lines.append(f"| {label} | {','.join(str(x) for x in sorted(runs))} | "
+                             + " | ".join(_pct([_value(x, c) for x in runs.values()])
+                                          for c in (*COLUMNS, "slip_borrow", "slip_carry")) + " |")
+        lines.append(f"| {PREFIX_LABEL} | {seeds} | " + " | ".join(
+            _pct([_value(x, c) for x in prefix_runs.values()]) for c in (*COLUMNS, "slip_borrow", "slip_carry")) + " |")
+        fam = prefix_verdicts(rows, prefix_runs)
+        refs = [r for r in ("step_gate", "opd", "grpo") if rows.get(r)]
+        cols = (*COLUMNS, "slip_borrow")
+        lines += ["", f"The prefix step gate minus each, paired by seed (points; uncorrected 95% interval, then the "
+                  f"verdict after Holm's correction over this table's {len(fam)} comparisons at {ALPHA}):", "",
+                  "| minus | " + " | ".join(c if c != "slip_borrow" else "forgot borrow" for c in cols) + " |",
+                  "|---|" + "---|" * len(cols)]
+        for r in refs:
+            label = shown[r]
+            lines.append(f"| {label} | " + " | ".join(fam[(r, c)][0] for c in cols) + " |")
+        lines.append("")
+    lines += leak_findings(rows, prefix_runs, channels, start)
+    return lines
+
+
+def leak_findings(rows: dict, prefix_runs: dict, channels: dict, start: dict) -> list[str]:
+    """The paragraph: which pushes still pointed at the error, what nothing opposed, and what
+    closing the leak did, from the measurement and the corrected verdicts."""
+    push = channels.get("students", {}).get("start", {}).get("pushes", {})
+    lines = []
+    if push:
+        opd = push["OPD"]["toward"]
+        teacher_only = [k for k in ("OPD", "OPDVR's gate", "step gate", "first-error gate", "oracle gate (a bound)")
+                        if k in push]
+        never_away = [k for k in teacher_only if push[k]["away"] == 0]
+        lines.append("* At the borrow digit the teacher only ever pushes toward its own error: "
+                     + (f"{', '.join(never_away)} push away from it nowhere (0.0)" if never_away else "")
+                     + ". A gate can only remove such pushes, never reverse them, so what it lets through meets no "
+                     "opposition.")
+        for k in ("step gate", "first-error gate", "oracle gate (a bound)"):
+            if k in push:
+                by = push[k]["toward_by_place"]
+                where = max(by, key=by.get)
+                lines.append(f"* **{k}** lets through {100 * push[k]['toward'] / opd:.1f}% of OPD's push toward the "
+                             f"forgotten borrow, most of it on a right digit {where} "
+                             f"({100 * by[where] / max(push[k]['toward'], 1e-9):.0f}% of its own).")
+        if "GRPO" in push and "hybrid c = 1" in push:
+            g, h = push["GRPO"], push["hybrid c = 1"]
+            lines.append(f"* The reward pushes both ways, and more away from the error than toward it: GRPO "
+                         f"{g['toward']:.1f} toward, {g['away']:.1f} away (the teacher probe hands these prompts to "
+                         f"GRPO: {push.get('teacher probe', g)['away']:.1f} away). Beside the teacher it is too small "
+                         f"to matter: the hybrid at c = 1 sums to {h['toward']:.1f} toward and {h['away']:.1f} away.")
+        finals = channels.get("students", {})
+        for name, v in finals.items():
+            k = v["borrow_digits"]
+            n = sum(k.values())
+            if name != "start" and n and k["forgot"] / n >= 0.9:
+                lines.append(f"* The final student of **{name}** writes the forgotten digit at "
+                             f"{100 * k['forgot'] / n:.0f}% of the borrow digits it samples: once the error is the "
+                             "student's own, the teacher agrees with it and pushes nothing either way.")
+    if prefix_runs and rows.get("step_gate"):
+        fam = prefix_verdicts(rows, prefix_runs)
+        b, bl = fam[("step_gate", "borrow")], fam[("step_gate", "slip_borrow")]
+        vs_grpo = fam.get(("grpo", "borrow"), ("-", ""))
+        if b[1] == "higher":
+            said = "closing the leak kept more of the borrow than the line step gate"
+        elif b[1] == "lower":
+            said = "closing the leak kept less of the borrow than the line step gate"
+        else:
+            said = "closing the leak did not clearly change the borrow"
+        lines.append(f"* **The check**: {said}: borrow minus the line step gate {b[0]}, forgotten-borrow share "
+                     f"{bl[0]}; minus GRPO on borrow {vs_grpo[0]}.")
+    return lines + [""] if lines else []

@@ -35,7 +35,8 @@ from pathlib import Path
 
 from ..data import SKILLS
 from .plan import DOCS_DIR, RESULTS_DIR, study
-from .roles_report import NAME as ROLES, roles_section   # "Where must the verifier act?"
+from .horizon_report import NAME as HORIZON_STUDY, horizon_section   # the same at 1000 steps
+from .roles_report import NAME as ROLES, PREFIX_STUDY, roles_section   # "Where must the verifier act?"
 from .stats import ALPHA, _cell, family_said, family_verdicts, holm_p, mean_ci, paired, said_corrected
 
 STUDIES = ("worlds_main", "a2c_thresholds", "a2c_confirm", "stability", "pts_a1g")
@@ -109,10 +110,12 @@ def _pct(values) -> str:
 # The sections, each a list of lines
 # --------------------------------------------------------------------------------------------
 
-def header_section(st: dict, start: dict) -> list[str]:
+def header_section(st: dict, start: dict, more: dict | None = None) -> list[str]:
+    """The report's header; `more`: the studies of later sections (name -> Runs), listed and counted too."""
     done = sum(sum(len(c) for c in r.cells.values()) for r in st.values())
     planned = sum(r.planned for r in st.values())
-    summaries = [s for r in st.values() for c in r.cells.values() for s in c.values()]
+    every = {**st, **(more or {})}
+    summaries = [s for r in every.values() for c in r.cells.values() for s in c.values()]
     lines = ["# Results: when does a verifier gate help? (the tiny world, the worlds study)", ""]
     if done < planned:
         lines += [f"**Partial report: {done} of {planned} runs finished**; cells show the seeds finished so far "
@@ -125,10 +128,11 @@ def header_section(st: dict, start: dict) -> list[str]:
         "this command. The first study, on worlds where the gate had nothing to do, is "
         "[results_first_study.md](results_first_study.md).", "",
         "* Studies: " + "; ".join(f"`{n}` {sum(len(c) for c in r.cells.values())} of {r.planned} runs"
-                                  for n, r in st.items() if r.planned) + ".",
+                                  for n, r in every.items() if r.planned) + ".",
         "* Each run: 200 steps x 16 prompts x 8 rollouts, sampled loss, lr 0.0003, then the skill-balanced "
         "held-out split (`eval_skills`: 64 problems each of carry, borrow, both, none), n = 8 samples at "
-        "temperature 1.",
+        "temperature 1" + (f"; `{HORIZON_STUDY}`: 1000 steps, that evaluation every 200." if HORIZON_STUDY in every
+                           else "."),
         f"* Machine(s): {', '.join(sorted({s['machine'] for s in summaries}))}. Compute: "
         f"{sum(s['seconds'] for s in summaries) / 3600:.1f} CPU-process hours.",
         "* Cells: mean ± half-width of the 95% Student-t interval over seeds, in points (x100). A "
@@ -485,9 +489,14 @@ def write_worlds_report(results_dir: Path = RESULTS_DIR, docs_dir: Path = DOCS_D
     start_path = Path(results_dir) / "worlds_main" / "start.json"
     start = json.loads(start_path.read_text()) if start_path.is_file() else worlds_start_points(results_dir)
     roles, roles_start = _load_roles(results_dir)
-    lines = (header_section(st, start) + findings_section(st, start) + main_table_section(st) + differences_section(st)
-             + evidence_section(st) + thresholds_section(st) + pts_section(st) + stability_section(st)
-             + (roles_section(roles, st["worlds_main"], roles_start) if roles.planned else [])
+    prefix, horizon = _load_extra(PREFIX_STUDY, results_dir), _load_extra(HORIZON_STUDY, results_dir)
+    channels, kinds = _read(Path(results_dir) / ROLES / "channels.json"), _read(Path(results_dir) / HORIZON_STUDY / "error_kinds.json")
+    more = {n: r for n, r in ((ROLES, roles), (PREFIX_STUDY, prefix), (HORIZON_STUDY, horizon)) if r.planned}
+    lines = (header_section(st, start, more) + findings_section(st, start) + main_table_section(st)
+             + differences_section(st) + evidence_section(st) + thresholds_section(st) + pts_section(st)
+             + stability_section(st)
+             + (roles_section(roles, st["worlds_main"], roles_start, prefix, channels) if roles.planned else [])
+             + (horizon_section(horizon, st["worlds_main"], roles, roles_start, kinds) if horizon.planned else [])
              + paper_section())
     out = Path(docs_dir) / "results.md"
     out.write_text("\n".join(lines) + "\n")
@@ -521,6 +530,18 @@ def skills_figure(st: dict, start: dict, fig_dir: Path) -> Path | None:
     fig.savefig(out, dpi=90, metadata={"Software": None})     # no version stamp: the same runs, the same file
     viz._plt().close(fig)
     return out
+
+
+def _load_extra(name: str, results_dir: Path) -> Runs:
+    """A study of the verifier-roles section (step_prefix, horizon) as Runs; empty without its file or folder."""
+    if not (_has_study(name) and (Path(results_dir) / name).is_dir()):
+        return Runs(name)
+    return load_runs(name, results_dir)
+
+
+def _read(path: Path) -> dict:
+    """A committed measurement (JSON) of the report, {} while it is absent."""
+    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def _load_roles(results_dir: Path):
