@@ -32,8 +32,9 @@
 #   classes, the share of tokens gated, what the gate did where the teacher is wrong, and the
 #   accuracy per skill;
 # * how to evaluate a model with avg@n and pass@k (`evaluate.evaluate`, [docs/method.md §9](../docs/method.md#9-evaluation));
-# * what the seeded study measured on the same world (the last section, from the committed
-#   summaries in `results/runs/`);
+# * what the seeded studies measured on the same world (the last section, from the committed
+#   summaries in `results/runs/`): no gate keeps the borrow, and moving the verifier onto the
+#   teacher (the teacher probe, [docs/method.md §13](../docs/method.md#13-beyond-the-sign-gate-where-else-a-verifier-can-act)) does;
 # * how the same notebook scales up: one `SIZE` dial picks the tiny world (CPU, minutes, the
 #   default), SmolLM2-135M (offline, LoRA) or the paper-scale Qwen2.5 pair with a QLoRA student
 #   in the configuration measured on one 16 GB GPU (`configs/qwen_qlora_16gb.yaml`).
@@ -294,19 +295,30 @@ viz.plot_token_gate(pick, color_by="class");
 # correct rollout (a conflict) and is amplified in a rollout that failed elsewhere, for instance
 # on a carry this student almost always gets wrong (consensus). And every rollout in a group without
 # evidence gets plain OPD. Notebook 03 (section 2b and its last section) shows this token by
-# token; `make demo` draws it (`viz.plot_gate_change`).
+# token; `make demo` draws it (`viz.plot_gate_change`). No setting of a per-rollout verdict can
+# tell the two rollouts apart; the last section shows what the study measured when the verifier
+# acts somewhere else, above all on the teacher.
 #
 # ## What was measured
 #
 # The seeded study ran the same comparison with the study protocol (200 steps x 16 prompts x 8
 # rollouts, the whole skill-balanced split, n = 8), GRPO beside it (it never reads the teacher).
 # The cell reads the committed run summaries (`results/runs/worlds_main/`) and prints the seeds
-# each row holds (the study has finished: five seeds per method).
+# each row holds (the study has finished: five seeds per method). The second table is the
+# verifier-roles study (`results/runs/verifier_roles/`, the same protocol and seeds): the same
+# verifier placed elsewhere ([docs/method.md §13](../docs/method.md#13-beyond-the-sign-gate-where-else-a-verifier-can-act)). The **teacher probe** acts on the
+# teacher: before training it samples the teacher 4 times on each training prompt and verifies
+# the answers; where the teacher passes at least half it trains as OPD, elsewhere as GRPO. The
+# step gate and the first-error gate read a verdict per step instead of per rollout, the hybrid
+# adds GRPO's advantage to OPD's, and the oracle gate removes every push against the known
+# correct token (a bound: no real task has that oracle). *forgot borrow* is the share of sampled
+# borrow steps whose result is the teacher's error.
 
 # %%
 RESULTS = REPO_ROOT / "results" / "runs"     # results/runs/<study>/*.json of the checkout (Colab: the clone)
 st = measured.load_measured(RESULTS)          # FileNotFoundError, naming the folder, if the summaries are missing
 measured.show(measured.skill_rows(st, "a2c", measured.SKILL_METHODS, ref="opd"))   # OPD, gate only, GRPO
+measured.show(measured.roles_rows(st, "a2c"))   # where the verifier acts: the roles study beside them
 
 # %% [markdown]
 # **Reading it.** In the study, OPD does what it can in this world: it teaches the student the
@@ -315,8 +327,22 @@ measured.show(measured.skill_rows(st, "a2c", measured.SKILL_METHODS, ref="opd"))
 # borrow column is the one to read, and it is close to nothing. GRPO, which never reads the
 # teacher, keeps the borrow. The reason is the diagnostic above: the verdict is per rollout, and
 # the same wrong push on the same right digit is a conflict in one rollout and a consensus in
-# another. docs/results.md holds the full report (every world, every method, the intervals);
-# notebook 06 asks whether any threshold of the gate changes this.
+# another.
+#
+# The second table asks where a verifier *can* protect the borrow. Judging each step (step gate,
+# first-error gate), adding the reward beside the teacher (hybrid) and even the oracle gate end
+# with the borrow about where OPD does (read the *borrow - OPD* column), and their students
+# forget a large share of their borrows: they adopted the teacher's error. The step gates remove
+# nearly all of the teacher's harmful pushes on checkable steps (docs/results.md, its evidence
+# table), so those pushes were not the only way the error reached the student. The teacher probe
+# is the one place that keeps the borrow: clearly above OPD on the borrow and overall after
+# Holm's correction, with the fewest forgotten borrows of any method. The teacher fails its probe
+# on the prompts that need a borrow (see its borrow at the start), so those are trained by the
+# reward alone and the teacher never pushes its error there; the *drop* control, which skips them
+# instead, also ends clearly above OPD on the borrow. Against GRPO (last column) the teacher probe
+# is not clearly ahead with five seeds; no place the study tried is. docs/results.md holds the full
+# report (every world, every method, the intervals, the per-token evidence); notebook 06 asks
+# whether any threshold of the gate changes the first table.
 #
 # **Next.** Notebook 06 sweeps the gate's thresholds with several seeds; `make demo` runs the
-# longer OPD vs OPDVR's gate vs GRPO comparison on this world.
+# longer OPD vs OPDVR's gate vs teacher probe vs GRPO comparison on this world.

@@ -31,7 +31,7 @@ tests/test_imports.py reads every import statement and fails on any circle.
 
     third floor: running
     train.py       the on-policy loop of docs/method.md §7 (accelerate for several processes)
-    demo.py        `make demo`: OPD, a gate and GRPO where the gate has work to do, per skill and per token
+    demo.py        `make demo`: OPD, a gate, the teacher probe and GRPO where the gate has work to do, per skill and per token
     viz.py         figures and HTML for notebooks and reports, one figure per function
 
     top floor: the study (study/)

@@ -2,15 +2,17 @@
 (docs/results.md) measured the clearest mechanism: A2 complementary error, a teacher that forgets
 every borrow beside a student that has the borrow and forgets every carry.
 
-1. load (or build) that tiny world and measure teacher and starting student, per skill;
-2. train OPD, a gate (`DEMO_ARMS`) and GRPO from that same student, same seed, same steps
-   (each run's folder keeps its config.json, metrics.jsonl and final weights);
+1. load (or build) that tiny world and measure teacher and starting student, per skill and in
+   forgotten borrows (error adoption: `evaluate(..., step_checker=)`);
+2. train OPD, a gate, the teacher probe (the verifier on the teacher, per prompt) and GRPO
+   (`DEMO_ARMS`) from that same student, same seed, same steps (each run's folder keeps its
+   config.json, metrics.jsonl and final weights);
 3. take one group of the starting student's rollouts on problems that need a borrow, score them
    with the teacher, and show, token by token, where the gate changes what the teacher would have
    taught: a correct rollout, where it zeroes the teacher's push against the right borrow digit,
    and a wrong one (it failed at another step), where the same push on the same digit passes;
-4. write DIR/report.md (its first line says what the study found), learning curves and the
-   per-token picture.
+4. write DIR/report.md (its first line says what the studies found): accuracy per skill, one
+   table of where each verifier acted and what it kept, learning curves and the per-token picture.
 
 One seed, a few minutes: a demonstration of a mechanism the study measured with seeds, not
 evidence on its own.
@@ -29,20 +31,34 @@ import torch
 from .config import TrainConfig
 from .evaluate import evaluate, skills_from_metrics
 
-# What the seeded study found (docs/results.md, "What was found" and the paired differences, with
-# Holm's correction); tests/test_worlds_report.py checks that this line agrees with the committed
-# summaries: no gate wins, and every gate ends below GRPO on A2 complementary error.
+# What the seeded studies found (docs/results.md, "What was found", the paired differences and
+# "Where must the verifier act?", with Holm's correction); tests/test_worlds_report.py checks that
+# this line agrees with the committed summaries (worlds_main, verifier_roles): no gate wins, every
+# gate ends below GRPO on A2 complementary error, and of the other places a verifier can act only
+# the teacher probe keeps the borrow, without being clearly ahead of GRPO.
 FINDING = ("No gate setting beat both OPD and GRPO in the seeded study (docs/results.md: 5 seeds per method, "
            "verdicts corrected over the 24 comparisons of the gates with OPD and with GRPO). On A2 complementary "
            "error, the world this demo trains, every gate ends below GRPO, which never reads the teacher; this "
            "demo shows one reason, token by token: a per-rollout verdict cannot say which token the teacher got "
-           "wrong.")
+           "wrong. Acting on the teacher instead keeps the borrow: the teacher probe (4 verified teacher samples "
+           "per prompt, GRPO where the teacher fails) ends at borrow 33.5 ± 5.3 (OPD 6.1), minus OPD "
+           "+27.3 ± 4.3 (Holm p 0.0022: higher), overall +11.2 ± 2.9 (Holm p 0.013: higher); minus GRPO "
+           "+5.0 ± 2.4 (Holm p 0.099: no clear difference), and no place tried is clearly ahead of GRPO. The "
+           "step gate, the first-error gate, the hybrid and the oracle gate lose the borrow like OPD.")
 DEMO_WORLD = {"style_gap": 0.0, "teacher_noise": 1.0, "teacher_slip_kind": "borrow",
               "student_slip_kind": "carry", "eval_data": "eval_skills"}
 DEMO_ARMS = {                     # name -> TrainConfig overrides
     "OPD": {"method": "opd"},
     "OPDVR's gate": {"method": "opdvr"},      # zeroes the most wrong-teacher pushes of the gates tested
+    "teacher probe": {"method": "teacher_probe"},   # the preset: M = 4, threshold 0.5, GRPO where it fails
     "GRPO": {"method": "grpo"},
+}
+DEMO_GATE = "OPDVR's gate"        # the arm whose gate decisions are drawn token by token
+WHERE_ACTS = {                    # arm -> where its verifier acts (docs/method.md §13)
+    "OPD": "nowhere",
+    "OPDVR's gate": "rollout verdict, gate",
+    "teacher probe": "on the teacher per prompt; GRPO where it fails",
+    "GRPO": "reward only",
 }
 DEMO_STEPS = 200
 DEMO_LOSS = "sampled"             # the paper's loss; a gate cannot act on the dense one (refused)
@@ -62,6 +78,26 @@ def _table(columns: dict, n: int) -> list[str]:
     rows += [(f"all (avg@{n})", [c[0] for c in columns.values()]), (f"all (pass@{n})", [c[1] for c in columns.values()])]
     return (["| skill | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
             + [f"| {label} | " + " | ".join(f"{100 * v:.1f}" for v in vals) + " |" for label, vals in rows])
+
+
+def _roles_table(rows: dict, n: int) -> list[str]:
+    """One row per model: where its verifier acts, avg@n, carry and borrow, and the shares of
+    sampled borrow (carry) steps that end in the forgotten-borrow (-carry) result; rows:
+    name -> {"where", "avg", "per_skill": {skill: avg}, "slip": {kind: share}}, in points."""
+    def pct(v):
+        return "-" if v is None or v != v else f"{100 * v:.1f}"
+    lines = [f"| model | where the verifier acts | avg@{n} | carry | borrow | forgot borrow | forgot carry |",
+             "|---|---|---|---|---|---|---|"]
+    for name, r in rows.items():
+        lines.append(f"| {name} | {r['where']} | {pct(r['avg'])} | {pct(r['per_skill'].get('carry'))} | "
+                     f"{pct(r['per_skill'].get('borrow'))} | {pct(r['slip'].get('borrow'))} | {pct(r['slip'].get('carry'))} |")
+    return lines
+
+
+def _mean_of(history: list[dict], key: str) -> float | None:
+    """Mean of a per-step metric over the steps that logged it (None if none did)."""
+    vals = [m[key] for m in history if key in m]
+    return sum(vals) / len(vals) if vals else None
 
 
 # --------------------------------------------------------------------------------------------
@@ -178,15 +214,17 @@ def run_demo(out_dir: str = "runs/demo", steps: int | None = None, eval_problems
     cfg0 = _config(DEMO_ARMS["OPD"], out / "start", steps, eval_problems, eval_n)
     world = load_world(cfg0)
     held_out = world.eval_problems[:eval_problems]
-    start_rows = {}
+    start_rows, start_slips = {}, {}
     for who, model in (("teacher", world.teacher), ("starting student", world.student)):
         torch.manual_seed(0)
         res = evaluate(model, world.tokenizer, held_out, n=eval_n, max_new_tokens=cfg0.max_new_tokens,
-                       instruction=world.instruction, vocab_size=world.vocab_size)
+                       instruction=world.instruction, vocab_size=world.vocab_size, step_checker=world.step_checker)
         start_rows[who] = (res.avg_at_n, res.pass_at_k, {s: v["avg"] for s, v in res.per_skill.items()})
-        print(f"[demo] {who}: avg@{eval_n} {res.avg_at_n:.3f}, per skill {start_rows[who][2]}", flush=True)
+        start_slips[who] = {kind: res.slip_rate(kind) for kind in ("borrow", "carry")}   # error adoption
+        print(f"[demo] {who}: avg@{eval_n} {res.avg_at_n:.3f}, per skill {start_rows[who][2]}, "
+              f"forgot borrow {start_slips[who]['borrow']:.3f}", flush=True)
 
-    gate_name = next(name for name in DEMO_ARMS if name not in ("OPD", "GRPO"))
+    gate_name = DEMO_GATE
     probe = _config(DEMO_ARMS[gate_name], out / "probe", steps, eval_problems, eval_n).gate
     example = gate_change_example(world, probe, max_new_tokens=cfg0.max_new_tokens)
 
@@ -201,7 +239,12 @@ def run_demo(out_dir: str = "runs/demo", steps: int | None = None, eval_problems
         last = histories[name][-1]
         results[name] = {"avg": last[f"eval_avg@{eval_n}"], "pass": last[f"eval_pass@{eval_n}"],
                          "per_skill": skills_from_metrics(last, eval_n), "out_dir": cfg.out_dir,
+                         # error adoption, measured by the trainer's final evaluation (Trainer.evaluate)
+                         "slip": {kind: last.get(f"eval_slip_{kind}") for kind in ("borrow", "carry")},
                          "train_seconds": round(time.perf_counter() - t, 1)}
+        if cfg.method == "teacher_probe":       # the share of trained prompts the probe sent to GRPO
+            results[name]["routed"] = {k: _mean_of(histories[name], "probe_fallback" + suffix)
+                                       for k, suffix in (("all", ""), ("borrow", "_borrow"), ("carry", "_carry"))}
         print(f"[demo] {name}: avg@{eval_n} {results[name]['avg']:.3f}, per skill {results[name]['per_skill']}", flush=True)
 
     figs = {"learning_curves.png": viz.plot_learning_curves(histories, "reward_mean", title="training reward"),
@@ -210,16 +253,18 @@ def run_demo(out_dir: str = "runs/demo", steps: int | None = None, eval_problems
         figs["gate_tokens.png"] = viz.plot_gate_change(example, gate_name)
     for name, fig in figs.items():
         fig.savefig(out / name, dpi=110)
-    lines = _report(start_rows, results, example, gate_name, probe, eval_n, steps, len(held_out),
+    lines = _report(start_rows, start_slips, results, example, gate_name, probe, eval_n, steps, len(held_out),
                     time.perf_counter() - start)
     (out / "report.md").write_text("\n".join(lines) + "\n")
-    summary = {"start": start_rows, **results, "example": example, "seconds": time.perf_counter() - start}
+    summary = {"start": start_rows, "start_slip": start_slips, **results, "example": example,
+               "seconds": time.perf_counter() - start}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     print("\n".join(lines))
     return summary
 
 
-def _report(start_rows, results, example, gate_name, gate_cfg, n, steps, problems, seconds) -> list[str]:
+def _report(start_rows, start_slips, results, example, gate_name, gate_cfg, n, steps, problems,
+            seconds) -> list[str]:
     lines = [FINDING, "", "# make demo: what a verifier gate can and cannot do", "",
              "World: A2 complementary error (the teacher forgets every borrow, the student every carry); "
              f"held-out: the skill-balanced split, {problems} problems, n = {n} samples each at temperature 1. "
@@ -227,6 +272,20 @@ def _report(start_rows, results, example, gate_name, gate_cfg, n, steps, problem
              f"The gate: {gate_name} (lambda_e {gate_cfg.lambda_e}, lambda_i {gate_cfg.lambda_i}, a1 {gate_cfg.a1_mode}).", "",
              "## Accuracy per skill (points)", ""]
     lines += _table({**start_rows, **{name: (res["avg"], res["pass"], res["per_skill"]) for name, res in results.items()}}, n)
+    lines += ["", "## Where each verifier acted and what it kept (points)", "",
+              "*forgot borrow*: of the sampled steps that need a borrow, the share whose result is the "
+              "forgotten-borrow one (the teacher's error); *forgot carry* likewise.", ""]
+    roles = {who: {"where": "-", "avg": avg, "per_skill": skills, "slip": start_slips[who]}
+             for who, (avg, _, skills) in start_rows.items()}
+    roles.update({name: {"where": WHERE_ACTS.get(name, ""), **res} for name, res in results.items()})
+    lines += _roles_table(roles, n)
+    for name, res in results.items():
+        routed = res.get("routed")
+        if routed and routed["all"] is not None:
+            by_skill = ", ".join(f"{k} prompts {100 * routed[k]:.0f}%" for k in ("borrow", "carry") if routed[k] is not None)
+            lines += ["", f"The {name} sent {100 * routed['all']:.0f}% of its trained prompts to GRPO ({by_skill}): "
+                      "the teacher passed fewer than half of its 4 verified samples on those, so there the student "
+                      "learned from the verifier's reward alone and the teacher could not push against its borrow."]
     lines += ["", "## Where the gate changes what the teacher teaches (gate_tokens.png)", ""]
     if example:
         lines += describe_example(example) + [
@@ -236,7 +295,8 @@ def _report(start_rows, results, example, gate_name, gate_cfg, n, steps, problem
             "another step, the same push agrees with the verdict and passes at full size. Every rollout that "
             "writes the borrow right and fails elsewhere unteaches the borrow this way; docs/results.md measures "
             "how many of the teacher's wrong pushes each gate lets through. Compare the borrow row of OPD and "
-            "the gate with GRPO's, which never reads the teacher."]
+            "the gate with GRPO's, which never reads the teacher, and with the teacher probe's, whose verifier "
+            "acts on the teacher instead: it asks, per prompt, whether the teacher can be trusted at all."]
     else:
         lines += ["No group of the sampled rollouts had both a correct and a wrong rollout with a wrong-teacher "
                   "position; rerun with more problems (`gate_change_example(problems=...)`)."]

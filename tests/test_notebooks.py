@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import time
 from pathlib import Path
 
@@ -253,6 +254,21 @@ def test_the_committed_summaries_hold_every_cell_the_notebooks_print():
     assert cells, "results/runs/a2c_thresholds holds no summary of gate only on A2 complementary error"
     assert sum(line.startswith(f"| {' | '.join(c)} | ") for line in printed for c in cells) == len(cells)
     assert st["start"]["a2c"]["student"]["per_skill"]["borrow"] > 0
+
+
+def test_the_roles_readout_prints_what_docs_results_md_prints():
+    """Notebook 05's verifier-roles table (measured.roles_rows) uses docs/results.md's families:
+    every difference and Holm verdict of its arms is found there, row by row."""
+    from sgopd_lite.study import measured, roles_report
+
+    if not (RESULTS / roles_report.NAME).is_dir():
+        pytest.skip("no committed summaries here (an installed package)")
+    results = (ROOT / "docs" / "results.md").read_text().split("## Where must the verifier act?")[1]
+    printed = measured.roles_rows(measured.load_measured(RESULTS))
+    for label, _ in roles_report.ARMS.values():
+        row = next(line for line in printed if line.startswith(f"| {label} |"))
+        quoted = re.findall(r"[+-]\d+\.\d ± \d+\.\d \(Holm p [\d.e-]+: [a-z ]+\)", row)
+        assert len(quoted) == 3 and all(q in results for q in quoted), (row, quoted)
 
 
 def test_load_measured_names_the_folder_when_summaries_are_missing(tmp_path):

@@ -2,6 +2,7 @@
 
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -146,9 +147,19 @@ def test_demo_writes_report_and_figures(tmp_path):
         cfg = json.loads((Path(summary[name]["out_dir"]) / "config.json").read_text())
         assert cfg["loss_type"] == "sampled" and cfg["world"]["teacher_slip_kind"] == "borrow"
     table = report.split("## Accuracy per skill")[1].split("##")[0]
-    assert "| skill | teacher | starting student | OPD | OPDVR's gate | GRPO |" in table
+    assert "| skill | teacher | starting student | OPD | OPDVR's gate | teacher probe | GRPO |" in table
     for skill in ("carry", "borrow", "both", "none"):                # one row per skill
         assert f"| {skill} (avg@2) |" in table
+    # where each verifier acted and what it kept: a row per model, with the forgotten-borrow share
+    roles = report.split("## Where each verifier acted and what it kept")[1].split("\n## ")[0]
+    assert "| model | where the verifier acts | avg@2 | carry | borrow | forgot borrow | forgot carry |" in roles
+    for name, where in demo.WHERE_ACTS.items():
+        row = next(line for line in roles.splitlines() if line.startswith(f"| {name} | {where} |"))
+        borrow = summary[name]["slip"]["borrow"]
+        assert row.split(" | ")[5] == (f"{100 * borrow:.1f}" if borrow == borrow else "-"), row
+    assert roles.count("| teacher |") == roles.count("| starting student |") == 1
+    assert re.search(r"The teacher probe sent \d+% of its trained prompts to GRPO \(borrow prompts \d+%", roles)
+    assert summary["teacher probe"]["routed"]["all"] is not None and "routed" not in summary["OPD"]
     # the mechanism: the same wrong-teacher push on a right digit, dropped in a correct rollout, kept in a wrong one
     right, wrong = summary["example"]
     spots = [t for t, w in enumerate(right["teacher_wrong"]) if w]

@@ -116,6 +116,44 @@ def test_the_demo_opens_with_what_the_committed_study_found():
     assert all(said[(k, "grpo")].endswith(": lower)") for k in W.GATES), said
 
 
+def test_the_demo_states_what_the_verifier_roles_study_found():
+    """demo.FINDING's sentence on where else the verifier can act quotes the verifier-roles study
+    on A2 complementary error (verifier_roles beside worlds_main's baselines, the families of
+    docs/results.md): every number and Holm verdict it prints is computed here from the committed
+    summaries, and so are its words "no place tried is clearly ahead of GRPO" and "lose the borrow
+    like OPD"."""
+    from sgopd_lite import demo
+    from sgopd_lite.config import ProbeConfig
+    from sgopd_lite.study import roles_report as R
+    from sgopd_lite.study.plan import RESULTS_DIR
+
+    if not (RESULTS_DIR / R.NAME).is_dir() or not (RESULTS_DIR / "worlds_main").is_dir():
+        pytest.skip("no committed summaries here (an installed package)")
+    main, roles = W.load_runs("worlds_main", RESULTS_DIR), W.load_runs(R.NAME, RESULTS_DIR)
+    assert not roles.missing, roles.missing[:4]
+    rows = {**{k: main.seeds("a2c", k) for k in R.BASELINES}, **{k: roles.seeds("a2c", k) for k in R.ARMS}}
+    vs_opd, vs_grpo = R.family_verdicts(rows, "opd"), R.family_verdicts(rows, "grpo")
+    probe = [s["per_skill"]["borrow"]["avg"] for s in rows["teacher_probe"].values()]
+    opd = [s["per_skill"]["borrow"]["avg"] for s in rows["opd"].values()]
+    said = demo.FINDING.split("Acting on the teacher instead")[1]
+    assert f"{ProbeConfig().m} verified teacher samples per prompt" in said
+    assert f"borrow {W._pct(probe)} (OPD {100 * np.mean(opd):.1f})" in said
+    assert f"minus OPD {vs_opd[('teacher_probe', 'borrow')][0]}, overall {vs_opd[('teacher_probe', 'avg')][0]}" in said
+    assert vs_opd[("teacher_probe", "borrow")][1] == vs_opd[("teacher_probe", "avg")][1] == "higher"
+    assert f"minus GRPO {vs_grpo[('teacher_probe', 'avg')][0]}" in said
+    # "no place tried is clearly ahead of GRPO": no arm of the study, and (above) no gate
+    assert "no place tried is clearly ahead of GRPO" in said
+    assert [a for a in R.ARMS if vs_grpo[(a, "avg")][1] == "higher"] == []
+    # "lose the borrow like OPD": not clearly above OPD on the borrow, and below the start's borrow
+    start = json.loads((RESULTS_DIR / R.NAME / "start.json").read_text())["a2c"]["student"]["per_skill"]["borrow"]
+    lost = said.split(" lose the borrow like OPD")[0].split(". ")[-1].lower()   # the methods named
+    for arm, name in (("step_gate", "step gate"), ("first_error_gate", "first-error gate"), ("hybrid", "hybrid"),
+                      ("hybrid_c4", "hybrid"), ("oracle_gate", "oracle gate")):
+        assert f"the {name}" in lost, (name, lost)
+        assert vs_opd[(arm, "borrow")][1] == "no clear difference", (arm, vs_opd[(arm, "borrow")])
+        assert max(s["per_skill"]["borrow"]["avg"] for s in rows[arm].values()) < start, arm
+
+
 def test_the_columns_say_what_they_measure(tmp_path):
     results, docs = tmp_path / "results", tmp_path / "docs"
     docs.mkdir()

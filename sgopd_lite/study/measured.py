@@ -1,6 +1,6 @@
 """What was measured: the readouts that close notebooks 03-06 ("What was measured"), from the
-committed summaries of the worlds study (results/runs/<study>/*.json, read by
-study/worlds_report.py). docs/results.md is the full report; these are the few rows each notebook
+committed summaries of the worlds study and of the verifier-roles study
+(results/runs/<study>/*.json, read by study/worlds_report.py and study/roles_report.py). docs/results.md is the full report; these are the few rows each notebook
 needs beside its own small runs.
 
 The study may still be running: every readout uses the seeds whose summaries exist and prints
@@ -14,7 +14,7 @@ differences are paired by seed, and the differences of one table are corrected t
 family (Holm's method, study/stats.py; each readout's docstring names its family), as in
 docs/results.md.
 
-May import: study.worlds_report, study.stats, data.
+May import: study.worlds_report, study.roles_report, study.stats, data.
 """
 
 from __future__ import annotations
@@ -23,26 +23,33 @@ import json
 from pathlib import Path
 
 from ..data import SKILLS
+from . import roles_report
 from .stats import family_said, mean_ci
-from .worlds_report import METHODS, WORLDS, Runs, _pct, diff, load_all, pts_rescued
+from .worlds_report import METHODS, WORLDS, Runs, _pct, diff, load_all, load_runs, pts_rescued
 
 # The worlds_main cells the readouts print, each needing at least one seed (tests/test_notebooks.py
 # checks the committed ones hold them): the A2 complementary world's methods, and OPD on A1 graded.
 EVIDENCE_METHODS = ("opd", "exopd", "gate_only", "opdvr", "sgopd", "reversed_gate")   # notebook 03
 SKILL_METHODS = ("opd", "gate_only", "grpo")                                           # notebook 05
 REQUIRED = tuple(("worlds_main", ("a2c", m)) for m in (*EVIDENCE_METHODS, "grpo")) + (("worlds_main", ("a1g", "opd")),)
+# ... and the verifier-roles study's arms on A2 complementary error (notebook 05, `roles_rows`)
+REQUIRED += tuple((roles_report.NAME, ("a2c", a)) for a in roles_report.ARMS)
 
 
 def load_measured(results_dir) -> dict:
-    """{study name: Runs} of worlds_report.load_all, and the start points of each world
-    (st["start"]: world -> teacher / student -> avg, pass, per_skill). FileNotFoundError, naming
-    the folder, when a cell of REQUIRED or every a2c_thresholds cell has no summary."""
+    """{study name: Runs} of worlds_report.load_all and of the verifier-roles study, and the start
+    points of each world (st["start"]: world -> teacher / student -> avg, pass, per_skill;
+    st["roles_start"]: the same with the shares of forgotten borrows and carries, "slip").
+    FileNotFoundError, naming the folder, when a cell of REQUIRED or every a2c_thresholds cell
+    has no summary."""
     results_dir = Path(results_dir)
     if not (results_dir / "worlds_main").is_dir():
         raise FileNotFoundError(f"{results_dir / 'worlds_main'} does not exist: the study's summaries are committed in "
                                 "the repository's results/runs/; run this notebook from a checkout (on Colab, the "
                                 "install cell clones it)")
     st = load_all(results_dir)
+    roles = roles_report.NAME
+    st[roles] = load_runs(roles, results_dir) if (results_dir / roles).is_dir() else Runs(roles)
     missing = [f"{study}/{'-'.join(cell)}-s*.json" for study, cell in REQUIRED if not st[study].seeds(*cell)]
     if not st["a2c_thresholds"].cells:
         missing.append("a2c_thresholds/*.json")
@@ -54,6 +61,8 @@ def load_measured(results_dir) -> dict:
                                 "(`python -m sgopd_lite sweep --study configs/studies/<name>.yaml`) or use a "
                                 "checkout whose results/runs/ has them")
     st["start"] = json.loads(start.read_text())
+    roles_start = results_dir / roles / "start.json"
+    st["roles_start"] = json.loads(roles_start.read_text()) if roles_start.is_file() else {}
     return st
 
 
@@ -89,6 +98,54 @@ def skill_rows(st: dict, world: str = "a2c", methods=SKILL_METHODS, ref: str = "
         lines.append(f"| {METHODS[k]} | {_seeds({s: 0 for s in a if s in b})} | "
                      + " | ".join(said[(k, key)] for key in ("avg", *SKILLS)) + " |")
     return lines + [""]
+
+
+def roles_rows(st: dict, world: str = "a2c") -> list[str]:
+    """Where the verifier acts, and what each place kept on `world`: the worlds study's OPD, gates
+    and GRPO and every arm of the verifier-roles study (same seeds), with final avg@8, carry,
+    borrow and the share of sampled borrow steps that end in the forgotten-borrow result (measured
+    by the roles study's runs only); then each arm minus OPD on the borrow and overall, and minus
+    GRPO overall. The verdicts are docs/results.md's ("Where must the verifier act?",
+    roles_report.family_verdicts): per reference, every arm x (avg and each skill) is one family,
+    Holm-corrected, so the text here is the text there."""
+    m, r = st["worlds_main"], st[roles_report.NAME]
+    rows = {**{k: m.seeds(world, k) for k in roles_report.BASELINES},
+            **{k: r.seeds(world, k) for k in roles_report.ARMS}}
+    vs_opd, vs_grpo = roles_report.family_verdicts(rows, "opd"), roles_report.family_verdicts(rows, "grpo")
+    start = st.get("roles_start", {}).get(world, {})
+    lines = [f"**{WORLDS[world]}: where the verifier acts, and what each place kept** (worlds_main and "
+             f"{roles_report.NAME}, paired by seed)", "",
+             "| method | where the verifier acts | seeds | avg@8 | carry | borrow | forgot borrow | borrow - OPD | "
+             "avg - OPD | avg - GRPO |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for who in ("teacher", "student"):
+        if who in start:
+            p = start[who]
+            lines.append(f"| {who} at the start | | | {100 * p['avg']:.1f} | {100 * p['per_skill']['carry']:.1f} | "
+                         f"{100 * p['per_skill']['borrow']:.1f} | {100 * p.get('slip', {}).get('borrow', float('nan')):.1f}"
+                         " | | | |")
+    for k, (label, where) in {**roles_report.BASELINES, **roles_report.ARMS}.items():
+        runs = rows.get(k) or {}
+        if not runs:
+            continue
+        vals = {c: [_field(x, c) for x in runs.values()] for c in ("avg", "carry", "borrow", "slip_borrow")}
+        said = [vs_opd[(k, "borrow")][0], vs_opd[(k, "avg")][0], vs_grpo[(k, "avg")][0]] \
+            if (k, "avg") in vs_opd else ["-", "-", "-"]
+        lines.append(f"| {label} | {where} | {_seeds(runs)} | " + " | ".join(_pct(vals[c]) for c in vals)
+                     + " | " + " | ".join(said) + " |")
+    lines += ["", f"Differences: mean ± uncorrected 95% interval, then the verdict after Holm's correction over "
+              f"the {len(vs_opd)} differences of each reference (every arm, avg@8 and each skill), as in "
+              "docs/results.md. *forgot borrow*: of the sampled steps that need a borrow, the share whose result "
+              "is the forgotten-borrow one (the worlds study's runs predate this measure: -)."]
+    if r.missing:
+        lines += ["", f"Not finished yet: {len(r.missing)} of {r.planned} planned runs of {roles_report.NAME}."]
+    return lines + [""]
+
+
+def _field(summary: dict, key: str) -> float:
+    """avg, a skill or slip_borrow / slip_carry (the final evaluation's error adoption) of a summary."""
+    if key.startswith("slip_"):
+        return summary.get("final", {}).get(f"eval_{key}", float("nan"))
+    return summary["per_skill"][key]["avg"] if key in SKILLS else summary[key]
 
 
 def evidence_rows(st: dict, world: str = "a2c", methods=EVIDENCE_METHODS) -> list[str]:
