@@ -171,6 +171,9 @@ class TrainConfig:
     exopd_lambda: float = 1.25         # reward scale of the exopd preset
     probe: ProbeConfig = field(default_factory=ProbeConfig)  # method=teacher_probe's knobs
     hybrid_c: float = 1.0              # method=hybrid: A = teacher advantage + hybrid_c x GRPO advantage
+    oracle_reach: str = "first_mistake"  # oracle_gate: where the oracle knows the correct token, up to a
+                                       # rollout's first mistake, or "local": also every result digit a
+                                       # line's own operands fix (a wider bound; the tiny world has it)
     step_unit: str = "line"            # step_gate / first_error_gate: "line" (a token takes its line's
                                        # verdict) or "prefix" (in a wrong line, the characters before
                                        # its first wrong one count as correct: a checker that points
@@ -297,6 +300,8 @@ def validate(cfg: TrainConfig) -> None:
     need(isinstance(cfg.hybrid_c, (int, float)) and cfg.hybrid_c >= 0 and cfg.hybrid_c != float("inf"),
          "hybrid_c", f"must be a finite number >= 0, got {cfg.hybrid_c!r}")
     need(cfg.step_unit in ("line", "prefix"), "step_unit", f"must be 'line' or 'prefix', got {cfg.step_unit!r}")
+    need(cfg.oracle_reach in ("first_mistake", "local"), "oracle_reach",
+         f"must be 'first_mistake' or 'local', got {cfg.oracle_reach!r}")
     need(not ((cfg.method == "hybrid" or (cfg.method == "teacher_probe" and cfg.probe.fallback == "grpo"))
               and cfg.group_size < 2),
          "group_size", f"method={cfg.method} uses the GRPO advantage, which needs group_size >= 2")

@@ -470,7 +470,11 @@ class Trainer:
                 trusted = self._probe(batch.indices)                             # (B,) per prompt
                 signals.prompt_trusted = torch.tensor([trusted[int(g)] for g in ro.group_ids], device=acc.device)
                 m.update(self._probe_metrics(problems, trusted))
-        out = method_advantage(cfg.method, cfg.gate, signals, hybrid_c=cfg.hybrid_c, fallback=cfg.probe.fallback)
+        gate_signals = signals
+        if cfg.method == "oracle_gate" and cfg.oracle_reach == "local":     # the evidence keeps the first-mistake oracle
+            gate_signals = dataclasses.replace(signals, correct_next=per_token_values(
+                ro, questions, lambda q, ids: w.token_oracle(q, ids, reach="local"), fill=-1))
+        out = method_advantage(cfg.method, cfg.gate, gate_signals, hybrid_c=cfg.hybrid_c, fallback=cfg.probe.fallback)
         advantage, lambda_t, gate_out = out.advantage, out.lambda_t, out.gate
         if gate_out is not None:
             metrics = dict(out.metrics)

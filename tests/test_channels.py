@@ -1,6 +1,7 @@
 """study/channels.py: where the teacher's forgotten borrow reaches the student, on hand-made
 responses and advantages."""
 
+import pytest
 import torch
 
 from sgopd_lite.study.channels import PLACES, borrow_digits, place, push_table
@@ -42,3 +43,27 @@ def test_line_kinds_sort_each_line_by_what_went_wrong_in_it():
     assert line_kinds("24-3+2", "24-3=11\n11+2=23\n\\boxed{23}") == ["phantom borrow", "phantom carry"]
     assert line_kinds("24-3+2", "24-3=22\n21+2=23\n\\boxed{23}") == ["other result", "wrong operands"]
     assert line_kinds("24-3+2", "24-3=21\n21+2=") == ["right"]                  # a cut-off line is not counted
+
+
+def test_token_roles_name_the_decisive_digits_and_the_rest_of_each_result():
+    from sgopd_lite.study.channels import ROLES, token_roles
+
+    response = "23-7=16\n16+9=25\n\\boxed{25}"              # a borrow (the 1), a carry (the 2)
+    roles = token_roles("23-7+9", response)
+    assert roles == {5: ROLES[0], 6: ROLES[4], 13: ROLES[3], 14: ROLES[4]}
+    assert token_roles("23-7+9", "23-7=26\n26+9=35\n\\boxed{35}")[5] == ROLES[1]    # the forgotten borrow
+
+
+def test_the_local_oracle_knows_each_result_digit_its_own_operands_fix():
+    from sgopd_lite.worlds.tiny import build_tokenizer, correct_next_tokens
+
+    tok = build_tokenizer()
+    response = "23-7=36\n36+5=41\n\\boxed{41}"                # the borrow digit wrong, then right on its own
+    ids = tok(response, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]     # as sampled: EOS last
+    first = correct_next_tokens(tok, "23-7+5", ids)
+    local = correct_next_tokens(tok, "23-7+5", ids, reach="local")
+    known = lambda v: {t: tok.decode([x]) for t, x in enumerate(v) if x != -1}
+    assert max(known(first)) == 5 and known(first)[5] == "1"           # up to the first mistake only
+    assert {t: c for t, c in known(local).items() if t > 5} == {13: "4", 14: "1", 15: "\n"}
+    with pytest.raises(ValueError, match="reach"):
+        correct_next_tokens(tok, "23-7+5", ids, reach="everywhere")

@@ -46,6 +46,7 @@ def test_yaml_and_overrides(tmp_path):
     (["world.train_data=missing.jsonl"], "world.train_data"),
     (["method=ppo"], "method"),
     (["method=step_gate", "step_unit=token"], "step_unit"),
+    (["method=oracle_gate", "oracle_reach=everywhere"], "oracle_reach"),
     (["loss_type=dense", "gate.reference=initial"], "loss_type"),
     (["steps"], "key=value"),
 ])

@@ -18,9 +18,16 @@ that is where the verdict-reading gates differ:
 * an earlier line was wrong (a first-error verdict calls everything from there on wrong, and the
   oracle of correct tokens has stopped knowing).
 
+Those are the pushes *at* the borrow digit. Through the shared weights, a push anywhere moves the
+borrow too; `influence` reads, to first order, how far one update of each method would move the
+borrow's log-odds (right against forgotten digit, on held-out gold solutions), split by which
+tokens carry the push (the borrow digit written right / forgotten / otherwise, carry digits, the
+rest of each result, everything else) and by the skill of the prompt.
+
 `python -m sgopd_lite.study.channels` measures the starting student of A2 complementary error
-and the final students of the verifier-roles study's seed-0 runs still on disk, and writes
-results/runs/verifier_roles/channels.json, which docs/results.md reports. Tiny world only.
+(the influence on two batches) and the final students of the seed-0 runs still on disk
+(runs/verifier_roles, runs/step_prefix), and writes results/runs/verifier_roles/channels.json,
+which docs/results.md reports. Tiny world only.
 
 May import: advantage, config, data, gate, losses, rollout, train, verifier, worlds.
 """
@@ -37,13 +44,32 @@ import torch
 RESULT = Path("results/runs/verifier_roles/channels.json")
 A2C = {"style_gap": 0.0, "teacher_noise": 1.0, "teacher_slip_kind": "borrow", "student_slip_kind": "carry",
        "eval_data": "eval_skills"}
-# label -> (method, gate preset, step unit) for advantage.method_advantage, in the report's order
-METHODS = {"OPD": ("opd", "opd", "line"), "OPDVR's gate": ("opdvr", "opdvr", "line"), "GRPO": ("grpo", "opd", "line"),
-           "teacher probe": ("teacher_probe", "opd", "line"), "step gate": ("step_gate", "opdvr", "line"),
-           "step gate, prefix": ("step_gate", "opdvr", "prefix"),
-           "first-error gate": ("first_error_gate", "opdvr", "line"), "hybrid c = 1": ("hybrid", "opd", "line"),
-           "oracle gate (a bound)": ("oracle_gate", "opd", "line")}
+# label -> (method, gate preset, step unit, oracle reach) for advantage.method_advantage, in the report's order
+METHODS = {"OPD": ("opd", "opd", "line", "first_mistake"), "OPDVR's gate": ("opdvr", "opdvr", "line", "first_mistake"),
+           "GRPO": ("grpo", "opd", "line", "first_mistake"), "teacher probe": ("teacher_probe", "opd", "line", "first_mistake"),
+           "step gate": ("step_gate", "opdvr", "line", "first_mistake"),
+           "step gate, prefix": ("step_gate", "opdvr", "prefix", "first_mistake"),
+           "first-error gate": ("first_error_gate", "opdvr", "line", "first_mistake"),
+           "hybrid c = 1": ("hybrid", "opd", "line", "first_mistake"),
+           "oracle gate (a bound)": ("oracle_gate", "opd", "line", "first_mistake"),
+           "oracle gate, local (a bound)": ("oracle_gate", "opd", "line", "local")}
 PLACES = ("line right", "line wrong elsewhere", "after a wrong line")
+
+
+def _all_signals(world, ro, questions, base) -> dict:
+    """(step unit, oracle reach) -> `base` Signals with the step verdicts and oracle of that kind."""
+    import dataclasses
+
+    from ..train import per_token_values
+    from ..worlds.base import STEP_UNITS, token_verdicts
+
+    tok = world.tokenizer
+    verdicts = {u: per_token_values(ro, questions, lambda q, ids, u=u: token_verdicts(tok, world.step_checker, q, ids,
+                                                                                       unit=u)) for u in STEP_UNITS}
+    oracle = {x: per_token_values(ro, questions, lambda q, ids, x=x: world.token_oracle(q, ids, reach=x), fill=-1)
+              for x in ("first_mistake", "local")}
+    return {(u, x): dataclasses.replace(base, step_verdict=verdicts[u], correct_next=oracle[x])
+            for u in STEP_UNITS for x in oracle}
 
 
 def borrow_digits(question: str, response: str) -> list[dict]:
@@ -126,9 +152,8 @@ def measure(world, student, problems: int = 64, group: int = 8, max_new_tokens: 
     from ..gate import GateConfig
     from ..losses import token_logprobs
     from ..rollout import response_logits, sample, sequence_logprobs
-    from ..train import per_token_values, teacher_pass_counts
+    from ..train import teacher_pass_counts
     from ..verifier import rewards as verifier_rewards
-    from ..worlds.base import STEP_UNITS, token_verdicts
 
     tok = world.tokenizer
     chosen = [p for p in world.train_problems if skill_of(p.question) in ("borrow", "both")][:problems]
@@ -145,14 +170,10 @@ def measure(world, student, problems: int = 64, group: int = 8, max_new_tokens: 
     mask = ro.response_mask
     passes = teacher_pass_counts(world.teacher, tok, prompts, [p.answer for p in chosen], probe_m, max_new_tokens,
                                  vocab_size=world.vocab_size)
-    verdicts = {unit: per_token_values(ro, questions, lambda q, ids, u=unit: token_verdicts(
-        tok, world.step_checker, q, ids, unit=u)) for unit in STEP_UNITS}
-    signals = {unit: Signals(old_logp, r, ro.group_ids, mask, teacher_logp, step_verdict=verdicts[unit],
-                             teacher_top=top, correct_next=per_token_values(ro, questions, world.token_oracle, fill=-1),
-                             prompt_trusted=torch.tensor([passes[int(g)] / probe_m >= 0.5 for g in ro.group_ids]))
-               for unit in STEP_UNITS}
-    advantages = {label: method_advantage(m, getattr(GateConfig, gate)(), signals[unit]).advantage
-                  for label, (m, gate, unit) in methods.items()}
+    signals = _all_signals(world, ro, questions, Signals(old_logp, r, ro.group_ids, mask, teacher_logp, teacher_top=top,
+                           prompt_trusted=torch.tensor([passes[int(g)] / probe_m >= 0.5 for g in ro.group_ids])))
+    advantages = {label: method_advantage(m, getattr(GateConfig, gate)(), signals[unit, reach]).advantage
+                  for label, (m, gate, unit, reach) in methods.items()}
     positions, kinds = [], dict.fromkeys(("right", "forgot", "other"), 0)
     for i in range(len(ro)):
         ids = ro.response_ids[i, :int(mask[i].sum())].tolist()
@@ -185,7 +206,7 @@ def token_roles(question: str, response: str) -> dict[int, str]:
         if m is None:
             continue
         for c in range(step.start + m.start(5), step.start + m.end(5)):
-            roles[c] = ROLES[2]
+            roles[c] = ROLES[4]
         if step.needs == "carry":
             a, b = int(m[1]), int(m[3])
             right, forgot = str(a + b), str(a + b - 10)
@@ -255,9 +276,8 @@ def influence(world, student, methods: dict = METHODS, per_skill: int = 16, grou
     from ..gate import GateConfig
     from ..losses import token_logprobs
     from ..rollout import response_logits, sample, sequence_logprobs
-    from ..train import per_token_values, teacher_pass_counts
+    from ..train import teacher_pass_counts
     from ..verifier import rewards as verifier_rewards
-    from ..worlds.base import STEP_UNITS, token_verdicts
 
     tok = world.tokenizer
     model = copy.deepcopy(student).float().train(False)
@@ -281,12 +301,8 @@ def influence(world, student, methods: dict = METHODS, per_skill: int = 16, grou
     passes = teacher_pass_counts(world.teacher, tok, prompts, [p.answer for p in chosen], probe_m, max_new_tokens,
                                  vocab_size=world.vocab_size)
     trusted = torch.tensor([passes[int(g)] / probe_m >= 0.5 for g in ro.group_ids])
-    correct = per_token_values(ro, questions, world.token_oracle, fill=-1)
-    signals = {u: Signals(old_logp, r, ro.group_ids, mask, teacher_logp, teacher_top=top, correct_next=correct,
-                          prompt_trusted=trusted,
-                          step_verdict=per_token_values(ro, questions, lambda q, ids, u=u: token_verdicts(
-                              tok, world.step_checker, q, ids, unit=u)))
-               for u in STEP_UNITS}
+    signals = _all_signals(world, ro, questions, Signals(old_logp, r, ro.group_ids, mask, teacher_logp,
+                                                         teacher_top=top, prompt_trusted=trusted))
     # the token groups: ROLES by characters, and the skill of the prompt
     role_of = torch.full(mask.shape, len(ROLES) - 1, dtype=torch.long)
     for i in range(len(ro)):
@@ -306,8 +322,8 @@ def influence(world, student, methods: dict = METHODS, per_skill: int = 16, grou
     logp = sequence_logprobs(model, ro, world.vocab_size)                       # with the graph
     out = {"rollouts": len(ro), "probes": len(probe_set), "reward_mean": float(r.mean()),
            "teacher_trusted_prompts": int(sum(x / probe_m >= 0.5 for x in passes)), "methods": {}}
-    for label, (m, gate, unit) in methods.items():
-        adv = method_advantage(m, getattr(GateConfig, gate)(), signals[unit]).advantage.detach()
+    for label, (m, gate, unit, reach) in methods.items():
+        adv = method_advantage(m, getattr(GateConfig, gate)(), signals[unit, reach]).advantage.detach()
         row = {}
         for name, sel in groups.items():
             obj = (adv * mask * sel * logp).sum() / len(ro)
@@ -330,18 +346,26 @@ def main(argv=None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", default="runs/verifier_roles", help="the study's run folders")
+    ap.add_argument("--prefix-runs", default="runs/step_prefix", help="the step_prefix study's run folders")
     ap.add_argument("--out", default=str(RESULT))
     ap.add_argument("--problems", type=int, default=64)
+    ap.add_argument("--influence-seeds", type=int, default=2, help="batches of the influence reading")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     world = load_world(TrainConfig(world=dict(A2C)), verbose=False)
     students = {"start": world.student}
-    for arm in ("step_gate", "first_error_gate", "oracle_gate", "teacher_probe"):
-        final = Path(args.runs) / f"a2c-{arm}-s0" / "final"
+    finals = [Path(args.runs) / f"a2c-{arm}-s0" for arm in ("step_gate", "first_error_gate", "oracle_gate", "teacher_probe")]
+    finals += [Path(args.prefix_runs) / f"a2c-{arm}-s0" for arm in ("step_gate_prefix", "oracle_local")]
+    for run in finals:
+        final = run / "final"
         if final.exists():
             from transformers import AutoModelForCausalLM
-            students[f"a2c-{arm}-s0 final"] = AutoModelForCausalLM.from_pretrained(final).eval()
-    out = {"world": "a2c", "problems": args.problems, "group": 8, "seed": 0, "students": {}}
+            students[f"{run.name} final"] = AutoModelForCausalLM.from_pretrained(final).eval()
+    out = {"world": "a2c", "problems": args.problems, "group": 8, "seed": 0, "students": {}, "influence": {}}
+    for seed in range(args.influence_seeds):                       # each: its own batch of rollouts
+        out["influence"][str(seed)] = influence(world, world.student, seed=seed)
+        print(f"[channels] influence, seed {seed}: " + ", ".join(
+            f"{k} {v['total']:.0f}" for k, v in out["influence"][str(seed)]["methods"].items()), flush=True)
     for name, student in students.items():
         out["students"][name] = measure(world, student, problems=args.problems)
         print(f"[channels] {name}: " + ", ".join(f"{k} toward {v['toward']:.1f} away {v['away']:.1f}"

@@ -44,8 +44,8 @@ from pathlib import Path
 import torch
 
 from ..assets import asset_path
-from ..data import (ArithmeticTask, DataError, arithmetic_split, check_steps, format_prompt, parse_expression,
-                    sample_expression, expression_text, solve)
+from ..data import (STEP_LINE, ArithmeticTask, DataError, _apply, arithmetic_split, check_steps, format_prompt,
+                    parse_expression, sample_expression, expression_text, solve)
 from ..losses import masked_mean, token_logprobs
 from ..models import ModelConfig, ModelPair, assemble_pair, enable_checkpointing, resolve_device, resolve_dtype
 from ..models import cache_root as models_cache_root
@@ -523,13 +523,21 @@ def load(cfg, verbose: bool = True) -> World:
         enable_checkpointing(student)
     train, held_out = problem_sets(w)
     return World(tok, teacher, student, train, held_out, instruction=wcfg.instruction,
-                 token_oracle=lambda question, ids: correct_next_tokens(tok, question, ids),
+                 token_oracle=lambda question, ids, reach="first_mistake": correct_next_tokens(tok, question, ids, reach),
                  step_checker=check_steps)
 
 
-def correct_next_tokens(tokenizer, question: str, response_ids: list[int]) -> list[int]:
+ORACLE_REACHES = ("first_mistake", "local")
+
+
+def correct_next_tokens(tokenizer, question: str, response_ids: list[int], reach: str = "first_mistake") -> list[int]:
     """The correct next token at each position of a response, up to and including its first
     mistake (later positions have no correct continuation: -1).
+
+    reach="local" also fills, after the first mistake, the characters of each line's result that
+    its own operands determine (`a op b = c`: the next character of a op b while c agrees with it
+    so far, then the newline), the way the step checker judges a line: the oracle of a bound
+    that knows every result digit, not only those before the first mistake.
 
     A response may be written in either solution style, so both gold continuations (chain and
     prose, each followed by EOS) are followed while the response agrees with them. Where the two
@@ -555,7 +563,33 @@ def correct_next_tokens(tokenizer, question: str, response_ids: list[int]) -> li
         if tok not in nexts:
             break                      # the first mistake is counted; what follows is not
         golds = [g for g in golds if t < len(g) and g[t] == tok]
+    if reach == "local":
+        _fill_local_results(tokenizer, question, response_ids, out)
+    elif reach != "first_mistake":
+        raise ValueError(f"oracle reach must be one of {ORACLE_REACHES}, got {reach!r}")
     return out
+
+
+def _fill_local_results(tokenizer, question: str, response_ids: list[int], out: list[int]) -> None:
+    """Fill the unknown (-1) positions of `out` that are result characters of a step line,
+    each with the character its own operands call for (one token per character)."""
+    pieces = [tokenizer.decode([t], skip_special_tokens=True) for t in response_ids]
+    if any(len(piece) > 1 for piece in pieces):
+        return                                     # not one character per token: leave it unknown
+    text = "".join(piece or "\0" for piece in pieces)   # a special token (EOS) holds its place
+    newline = tokenizer("\n", add_special_tokens=False)["input_ids"][0]
+    for step in check_steps(question, text):
+        m = STEP_LINE.fullmatch(text[step.start:step.end].rstrip("\n"))
+        if m is None:
+            continue
+        should = str(_apply(int(m[1]), m[2], int(m[3])))
+        begin = step.start + m.start(5)
+        for k in range(len(should) + 1):
+            t = begin + k
+            if t >= len(out) or (k and text[begin:t] != should[:k]):
+                break
+            if out[t] == -1:
+                out[t] = tokenizer(should[k], add_special_tokens=False)["input_ids"][0] if k < len(should) else newline
 
 
 report = world_report
