@@ -235,138 +235,175 @@ def findings(roles, worlds_main, start: dict) -> list[str]:
 # that closes the leak (configs/studies/step_prefix.yaml)
 # --------------------------------------------------------------------------------------------
 
-PREFIX_ARM = "step_gate_prefix"
-PREFIX_LABEL = "step gate, prefix"
+# the step_prefix study's arms: key -> (label, the verifier_roles arm it refines)
+CHECK_ARMS = {"step_gate_prefix": ("step gate, prefix", "step_gate"),
+              "oracle_local": ("oracle gate, local (a bound)", "oracle_gate")}
 LEAK_ROWS = ("OPD", "OPDVR's gate", "step gate", "step gate, prefix", "first-error gate", "oracle gate (a bound)",
-             "hybrid c = 1", "GRPO", "teacher probe")
+             "oracle gate, local (a bound)", "hybrid c = 1", "GRPO", "teacher probe")
 
 
-def prefix_verdicts(rows: dict, prefix_runs: dict) -> dict:
-    """(reference, column) -> (text, verdict): the prefix step gate minus the line step gate, OPD
-    and GRPO on every column and the forgotten-borrow share, one family corrected by Holm."""
-    diffs = {(ref, c): _diffs(prefix_runs, rows[ref], c)
-             for ref in ("step_gate", "opd", "grpo") if rows.get(ref) for c in (*COLUMNS, "slip_borrow")}
+def check_verdicts(rows: dict, checks: dict) -> dict:
+    """(arm, reference, column) -> (text, verdict): each check arm minus the arm it refines, OPD
+    and GRPO on every column, and minus the arm it refines on the forgotten-borrow share; one
+    family, corrected by Holm."""
+    diffs = {}
+    for arm, runs in checks.items():
+        parent = CHECK_ARMS[arm][1]
+        for ref in (parent, "opd", "grpo"):
+            if rows.get(ref):
+                for c in COLUMNS + (("slip_borrow",) if ref == parent else ()):
+                    diffs[(arm, ref, c)] = _diffs(runs, rows[ref], c)
     adjusted = holm_p(diffs)
     return {k: (said_corrected(d, adjusted[k]), corrected_verdict(d, adjusted[k])) for k, d in diffs.items()}
 
 
+def _ref_label(ref: str) -> str:
+    return {**{k: v[0] for k, v in BASELINES.items()}, **{k: v[0] for k, v in ARMS.items()}}[ref]
+
+
 def leak_section(roles, worlds_main, start: dict, prefix, channels: dict) -> list[str]:
-    """Where the forgotten borrow still reached the student under the step gates (channels.json:
-    each method's pushes at the borrow digit on one batch of the starting student's rollouts),
-    and the step gate whose checker points at the first wrong character (the step_prefix study)."""
+    """Where the forgotten borrow still reached the student under the step gates: each method's
+    pushes at the borrow digit (channels.json, `measure`), which pushes move the borrow to first
+    order (`influence`), and the two checks of the step_prefix study."""
     lines = ["### Why the step gates lost the borrow", ""]
     first = channels.get("students", {}).get("start")
     if first:
         push = first["pushes"]
-        lines += [f"Every method's advantage, formed as its trainer forms it, on one batch of the starting student's "
-                  f"rollouts ({first['prompts']} borrow and both training prompts x {channels['group']}, seed "
-                  f"{channels['seed']}; `python -m sgopd_lite.study.channels`), read at the digit that decides each "
-                  f"borrow (16 against the forgotten 26: the 1). The batch has {first['borrow_digits']['right']} right "
-                  f"borrow digits, {first['borrow_digits']['forgot']} forgotten and {first['borrow_digits']['other']} "
-                  "other. A push *toward* the error is the right digit pushed down or the forgotten one up; "
-                  "*away* is the opposite. Sums of |A| per 100 rollouts; the pushes toward the error on a right "
-                  "digit are split by where its line stands.", "",
+        lines += [f"**At the borrow digit.** Every method's advantage, formed as its trainer forms it, on one batch of "
+                  f"the starting student's rollouts ({first['prompts']} borrow and both training prompts x "
+                  f"{channels['group']}, seed {channels['seed']}; `python -m sgopd_lite.study.channels`), read at the digit "
+                  f"that decides each borrow (16 against the forgotten 26: the 1). The batch has "
+                  f"{first['borrow_digits']['right']} right borrow digits, {first['borrow_digits']['forgot']} forgotten "
+                  f"and {first['borrow_digits']['other']} other. A push *toward* the error is the right digit pushed down "
+                  "or the forgotten one up; *away* is the opposite. Sums of |A| per 100 rollouts; the pushes toward the "
+                  "error on a right digit are split by where its line stands.", "",
                   "| method | toward the forgotten borrow | away from it | share of OPD's toward | on a right digit: "
                   "line right | line wrong elsewhere | after a wrong line |", "|---|---|---|---|---|---|---|"]
         opd = push["OPD"]["toward"]
         for label in LEAK_ROWS:
             if label in push:
                 r = push[label]
-                by = r["toward_by_place"]
                 lines.append(f"| {label} | {r['toward']:.1f} | {r['away']:.1f} | {100 * r['toward'] / opd:.1f}% | "
-                             + " | ".join(f"{v:.1f}" for v in by.values()) + " |")
+                             + " | ".join(f"{v:.1f}" for v in r["toward_by_place"].values()) + " |")
         lines.append("")
-        finals = {k: v for k, v in channels["students"].items() if k != "start"}
-        if finals:
-            lines += ["The same measurement on the final students of the study's seed-0 runs (their own rollouts of "
-                      "the same prompts): what they write at the borrow digit.", "",
-                      "| student | reward on these prompts | right | forgotten | other |", "|---|---|---|---|---|"]
-            for name, v in {"start": first, **finals}.items():
-                k = v["borrow_digits"]
-                n = sum(k.values()) or 1
-                lines.append(f"| {name} | {100 * v['reward_mean']:.1f} | {100 * k['right'] / n:.1f}% | "
-                             f"{100 * k['forgot'] / n:.1f}% | {100 * k['other'] / n:.1f}% |")
-            lines.append("")
+    lines += _influence_table(channels.get("influence", {}))
     rows = _rows(roles, worlds_main, "a2c")
-    prefix_runs = prefix.seeds("a2c", PREFIX_ARM) if prefix is not None else {}
-    if prefix_runs:
-        seeds = ",".join(str(x) for x in sorted(prefix_runs))
-        lines += ["**The check.** `step_unit=prefix` gives the step gate a checker that points at a wrong line's "
-                  "first wrong character (the tiny world knows it): the characters before it count as right, so "
-                  "the teacher's push down on a right borrow digit is zeroed even when the line goes wrong later "
-                  "(configs/studies/step_prefix.yaml, the same seeds and protocol; written after the study above, "
-                  "to test what the table above points at).", "",
+    checks = {arm: prefix.seeds("a2c", arm) for arm in CHECK_ARMS} if prefix is not None else {}
+    checks = {k: v for k, v in checks.items() if v}
+    if checks:
+        lines += ["**The checks** (configs/studies/step_prefix.yaml; the same seeds and protocol as the study, written "
+                  "after it, each to test what a measurement above points at):", "",
+                  "* `step_unit=prefix`: the step gate's checker points at a wrong line's first wrong character (the "
+                  "tiny world knows it), so the characters before it count as right and the teacher's push down on a "
+                  "right borrow digit is zeroed even when the line goes wrong later;",
+                  "* `oracle_reach=local`: the oracle gate (a bound) also knows, after a rollout's first mistake, every "
+                  "result digit that a line's own operands fix, so it drops the teacher's push at every borrow digit "
+                  "where the teacher's choice is wrong, whatever the student wrote there.", "",
                   "| method | seeds | avg@8 | " + " | ".join(SKILLS) + " | forgot borrow | forgot carry |",
                   "|---|---|---|" + "---|" * len(SKILLS) + "---|---|"]
-        shown = {"opd": "OPD", "grpo": "GRPO", "step_gate": "step gate (line)"}
+        shown = {"opd": "OPD", "grpo": "GRPO", "step_gate": "step gate", "oracle_gate": "oracle gate (a bound)"}
         for key, label in shown.items():
-            runs = rows.get(key) or {}
-            if runs:
-                lines.append(f"| {label} | {','.join(str(x) for x in sorted(runs))} | "
-                             + " | ".join(_pct([_value(x, c) for x in runs.values()])
-                                          for c in (*COLUMNS, "slip_borrow", "slip_carry")) + " |")
-        lines.append(f"| {PREFIX_LABEL} | {seeds} | " + " | ".join(
-            _pct([_value(x, c) for x in prefix_runs.values()]) for c in (*COLUMNS, "slip_borrow", "slip_carry")) + " |")
-        fam = prefix_verdicts(rows, prefix_runs)
-        refs = [r for r in ("step_gate", "opd", "grpo") if rows.get(r)]
-        cols = (*COLUMNS, "slip_borrow")
-        lines += ["", f"The prefix step gate minus each, paired by seed (points; uncorrected 95% interval, then the "
-                  f"verdict after Holm's correction over this table's {len(fam)} comparisons at {ALPHA}):", "",
-                  "| minus | " + " | ".join(c if c != "slip_borrow" else "forgot borrow" for c in cols) + " |",
-                  "|---|" + "---|" * len(cols)]
-        for r in refs:
-            label = shown[r]
-            lines.append(f"| {label} | " + " | ".join(fam[(r, c)][0] for c in cols) + " |")
+            if rows.get(key):
+                lines.append(_check_row(label, rows[key]))
+        for arm, runs in checks.items():
+            lines.append(_check_row(CHECK_ARMS[arm][0], runs))
+        fam = check_verdicts(rows, checks)
+        lines += ["", f"Each check minus the arm it refines, OPD and GRPO, paired by seed (points; uncorrected 95% "
+                  f"interval, then the verdict after Holm's correction over this table's {len(fam)} comparisons at "
+                  f"{ALPHA}):", "", "| check | minus | " + " | ".join(COLUMNS) + " | forgot borrow |",
+                  "|---|---|" + "---|" * len(COLUMNS) + "---|"]
+        for arm in checks:
+            for ref in (CHECK_ARMS[arm][1], "opd", "grpo"):
+                if (arm, ref, "avg") in fam:
+                    lines.append(f"| {CHECK_ARMS[arm][0]} | {_ref_label(ref)} | "
+                                 + " | ".join(fam[(arm, ref, c)][0] for c in COLUMNS)
+                                 + f" | {fam.get((arm, ref, 'slip_borrow'), ('-',))[0]} |")
         lines.append("")
-    lines += leak_findings(rows, prefix_runs, channels, start)
+    lines += leak_findings(rows, checks, channels, start)
     return lines
 
 
-def leak_findings(rows: dict, prefix_runs: dict, channels: dict, start: dict) -> list[str]:
-    """The paragraph: which pushes still pointed at the error, what nothing opposed, and what
-    closing the leak did, from the measurement and the corrected verdicts."""
+def _check_row(label: str, runs: dict) -> str:
+    return (f"| {label} | {','.join(str(x) for x in sorted(runs))} | "
+            + " | ".join(_pct([_value(x, c) for x in runs.values()]) for c in (*COLUMNS, "slip_borrow", "slip_carry"))
+            + " |")
+
+
+INFLUENCE_ROLES = ("borrow digit, right", "borrow digit, forgotten", "borrow digit, other", "carry digit",
+                   "other result characters", "everything else")
+
+
+def _influence_table(influence: dict) -> list[str]:
+    """The first-order reading of `channels.influence`, per batch, scaled so that OPD's total is -100."""
+    if not influence:
+        return []
+    batches = sorted(influence)
+    first = influence[batches[0]]
+    lines = [f"**Which pushes move the borrow.** A push at one token moves every other through the shared weights. "
+             f"`channels.influence` reads, to first order, how one update of each method would move the borrow's "
+             f"log-odds (right against forgotten digit, teacher-forced on {first['probes']} held-out borrow and both "
+             f"gold solutions): the dot product of that log-odds' gradient with the method's update, split by the "
+             f"tokens that carry the push. One batch of {first['rollouts']} rollouts of the starting student (an "
+             f"equal number of training prompts of each skill) per seed; scaled so that OPD's total is -100 in each "
+             f"batch, negative = toward the forgotten borrow; cells: batch {' / '.join(batches)}. A plain gradient "
+             "step, not the optimizer's (AdamW rescales each weight), so this says which pushes point where, not "
+             "how far a run goes.", "",
+             "| method | total | " + " | ".join(INFLUENCE_ROLES) + " |", "|---|---|" + "---|" * len(INFLUENCE_ROLES)]
+    for label in LEAK_ROWS:
+        if label not in first["methods"]:
+            continue
+        cells = []
+        for key in ("total", *(f"role: {r}" for r in INFLUENCE_ROLES)):
+            vals = [100 * influence[b]["methods"][label][key] / abs(influence[b]["methods"]["OPD"]["total"])
+                    for b in batches]
+            cells.append(" / ".join(f"{v:+.0f}" for v in vals))
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def leak_findings(rows: dict, checks: dict, channels: dict, start: dict) -> list[str]:
+    """The paragraph: which pushes still pointed at the error, which moved the borrow, and what
+    each check did, from the measurements and the corrected verdicts."""
     push = channels.get("students", {}).get("start", {}).get("pushes", {})
     lines = []
     if push:
         opd = push["OPD"]["toward"]
-        teacher_only = [k for k in ("OPD", "OPDVR's gate", "step gate", "first-error gate", "oracle gate (a bound)")
-                        if k in push]
-        never_away = [k for k in teacher_only if push[k]["away"] == 0]
-        lines.append("* At the borrow digit the teacher only ever pushes toward its own error: "
-                     + (f"{', '.join(never_away)} push away from it nowhere (0.0)" if never_away else "")
-                     + ". A gate can only remove such pushes, never reverse them, so what it lets through meets no "
-                     "opposition.")
+        never_away = [k for k in ("OPD", "OPDVR's gate", "step gate", "first-error gate", "oracle gate (a bound)")
+                      if k in push and push[k]["away"] == 0]
+        if never_away:
+            lines.append(f"* At the borrow digit the teacher's push never points away from its error ({', '.join(never_away)}: "
+                         "0.0 away). A gate only removes pushes, so what it lets through is unopposed there.")
         for k in ("step gate", "first-error gate", "oracle gate (a bound)"):
-            if k in push:
+            if k in push and push[k]["toward"] > 0:
                 by = push[k]["toward_by_place"]
                 where = max(by, key=by.get)
                 lines.append(f"* **{k}** lets through {100 * push[k]['toward'] / opd:.1f}% of OPD's push toward the "
-                             f"forgotten borrow, most of it on a right digit {where} "
-                             f"({100 * by[where] / max(push[k]['toward'], 1e-9):.0f}% of its own).")
-        if "GRPO" in push and "hybrid c = 1" in push:
-            g, h = push["GRPO"], push["hybrid c = 1"]
-            lines.append(f"* The reward pushes both ways, and more away from the error than toward it: GRPO "
-                         f"{g['toward']:.1f} toward, {g['away']:.1f} away (the teacher probe hands these prompts to "
-                         f"GRPO: {push.get('teacher probe', g)['away']:.1f} away). Beside the teacher it is too small "
-                         f"to matter: the hybrid at c = 1 sums to {h['toward']:.1f} toward and {h['away']:.1f} away.")
-        finals = channels.get("students", {})
-        for name, v in finals.items():
-            k = v["borrow_digits"]
-            n = sum(k.values())
-            if name != "start" and n and k["forgot"] / n >= 0.9:
-                lines.append(f"* The final student of **{name}** writes the forgotten digit at "
-                             f"{100 * k['forgot'] / n:.0f}% of the borrow digits it samples: once the error is the "
-                             "student's own, the teacher agrees with it and pushes nothing either way.")
-    if prefix_runs and rows.get("step_gate"):
-        fam = prefix_verdicts(rows, prefix_runs)
-        b, bl = fam[("step_gate", "borrow")], fam[("step_gate", "slip_borrow")]
-        vs_grpo = fam.get(("grpo", "borrow"), ("-", ""))
-        if b[1] == "higher":
-            said = "closing the leak kept more of the borrow than the line step gate"
-        elif b[1] == "lower":
-            said = "closing the leak kept less of the borrow than the line step gate"
-        else:
-            said = "closing the leak did not clearly change the borrow"
-        lines.append(f"* **The check**: {said}: borrow minus the line step gate {b[0]}, forgotten-borrow share "
-                     f"{bl[0]}; minus GRPO on borrow {vs_grpo[0]}.")
+                             f"forgotten borrow at that digit, most of it on a right digit {where}.")
+    influence = channels.get("influence", {})
+    if influence:
+        batches = sorted(influence)
+        scaled = {lab: [100 * influence[b]["methods"][lab]["total"] / abs(influence[b]["methods"]["OPD"]["total"])
+                        for b in batches] for lab in influence[batches[0]]["methods"]}
+        other = [100 * influence[b]["methods"]["OPD"]["role: borrow digit, other"]
+                 / abs(influence[b]["methods"]["OPD"]["total"]) for b in batches]
+        biggest = all(max(influence[b]["methods"]["OPD"], key=lambda r: -abs(influence[b]["methods"]["OPD"][r])
+                          if r.startswith("role: ") else 0) == "role: borrow digit, other" for b in batches)
+        gates = [g for g in ("OPDVR's gate", "step gate", "step gate, prefix", "first-error gate") if g in scaled]
+        lines.append("* To first order, " + ("the largest single push on the borrow, for OPD, is" if biggest else
+                                             "a large push on the borrow, for OPD, is")
+                     + " the teacher's push at borrow digits the student wrote neither right nor forgotten ("
+                     + " / ".join(f"{v:+.0f}" for v in other) + " of OPD's -100): a wrong digit pushed down, a push "
+                     "every verdict-reading gate calls helpful and keeps. With it, "
+                     + ", ".join(f"{g} {' / '.join(f'{v:+.0f}' for v in scaled[g])}" for g in gates)
+                     + " stay toward the forgotten borrow, while GRPO reads "
+                     + " / ".join(f"{v:+.0f}" for v in scaled.get("GRPO", [])) + ".")
+    for arm, runs in checks.items():
+        fam = check_verdicts(rows, checks)
+        parent = CHECK_ARMS[arm][1]
+        b, vs_opd, vs_grpo = fam[(arm, parent, "borrow")], fam[(arm, "opd", "borrow")], fam[(arm, "grpo", "borrow")]
+        said = {"higher": "kept more of the borrow than", "lower": "kept less of the borrow than"}.get(
+            b[1], "did not clearly change the borrow from")
+        lines.append(f"* **{CHECK_ARMS[arm][0]}** {said} {_ref_label(parent)}: borrow {b[0]}; minus OPD {vs_opd[0]}; "
+                     f"minus GRPO {vs_grpo[0]}; forgotten-borrow share minus {_ref_label(parent)} "
+                     f"{fam[(arm, parent, 'slip_borrow')][0]}.")
     return lines + [""] if lines else []
