@@ -70,3 +70,53 @@ def test_a_gate_that_removed_the_pushes_and_lost_the_skill_anyway_is_named():
     text = "\n".join(roles_section(roles, main, START)).split("### What kept the borrow")[1]
     assert "**step gate** removed 100%" in text and "where the error still came in" in text
     assert "**first-error gate** removed" not in text            # it removed none (planted 0)
+
+
+def _channels(step_toward=50.0, other_share=-0.9):
+    """A planted channels.json: OPD pushes 1000 toward the error at the borrow digit, the step gate
+    `step_toward` (all on right digits in lines wrong elsewhere); the influence of OPD's push at
+    'other' borrow digits is `other_share` of its total, the step gate keeps it, GRPO is near 0."""
+    places = {"line right": 0.0, "line wrong elsewhere": 0.0, "after a wrong line": 0.0}
+
+    def row(toward, away, where=None):
+        by = dict(places)
+        if where:
+            by[where] = toward
+        return {"toward": toward, "away": away, "toward_right_digit": toward, "toward_by_place": by,
+                "right_by_place": {}, "net_toward": toward - away}
+
+    roles = lambda other, total: {"total": total, "role: borrow digit, right": 0.0, "role: borrow digit, forgotten": 0.0,
+                                  "role: borrow digit, other": other, "role: carry digit": 0.0,
+                                  "role: other result characters": 0.0, "role: everything else": total - other}
+    batch = {"rollouts": 512, "probes": 64, "methods": {"OPD": roles(other_share * 2000, -2000.0),
+                                                        "step gate": roles(other_share * 2000, -1800.0),
+                                                        "GRPO": roles(-10.0, -20.0)}}
+    start = {"prompts": 64, "reward_mean": 0.5, "borrow_digits": {"right": 90, "forgot": 5, "other": 25},
+             "pushes": {"OPD": row(1000.0, 0.0, "line right"), "step gate": row(step_toward, 0.0, "line wrong elsewhere"),
+                        "GRPO": row(20.0, 40.0, "line right")}}
+    return {"group": 8, "seed": 0, "students": {"start": start}, "influence": {"0": batch, "1": batch}}
+
+
+def test_the_leak_section_says_what_a_gate_lets_through_and_what_moves_the_borrow():
+    roles, main = _runs()
+    text = "\n".join(roles_section(roles, main, START, None, _channels()))
+    leak = text.split("### Why the step gates lost the borrow")[1]
+    assert "**step gate** lets through 5.0% of OPD's push" in leak and "line wrong elsewhere" in leak
+    assert "| OPD | -100 / -100 |" in leak                       # the influence, scaled to OPD's total
+    assert "the largest single push on the borrow, for OPD, is" in leak and "(-90 / -90 of OPD's -100)" in leak
+    assert "step gate -90 / -90" in leak and "GRPO reads -1 / -1" in leak
+
+
+def test_each_check_is_compared_with_the_arm_it_refines_in_one_holm_family():
+    from sgopd_lite.study.roles_report import CHECK_ARMS, check_verdicts
+
+    roles, main = _runs()
+    rows = {**{k: main.seeds("a2c", k) for k in BASELINES}, **{k: roles.seeds("a2c", k) for k in ARMS}}
+    rng = random.Random(1)
+    checks = {"step_gate_prefix": {s: _summary(rng, 0.05) for s in range(5)},      # no change
+              "oracle_local": {s: _summary(rng, 0.45) for s in range(5)}}         # keeps the borrow
+    fam = check_verdicts(rows, checks)
+    assert len(fam) == 2 * 3 * 5 + 2                                               # + the forgotten share vs the parent
+    assert fam[("oracle_local", "oracle_gate", "borrow")][1] == "higher"
+    assert fam[("step_gate_prefix", "step_gate", "borrow")][1] == "no clear difference"
+    assert set(CHECK_ARMS) == set(checks)

@@ -115,13 +115,14 @@ def _said_order(d200: list[float], d1000: list[float]) -> str:
     if not d200 or any(d != d for d in d200 + d1000):
         return "no data"
     same200 = all(d > 0 for d in d200) or all(d < 0 for d in d200)
+    every = {1: "in the one seed so far", 2: "in both seeds"}.get(len(d200), f"in all {len(d200)} seeds")
     if not same200:
         return "the seeds disagree at 200 steps"
     if all((a > 0) == (b > 0) and b != 0 for a, b in zip(d200, d1000)):
-        return "holds at 1000 in both seeds"
+        return f"holds at 1000 {every}"
     if all((a > 0) != (b > 0) and b != 0 for a, b in zip(d200, d1000)):
-        return "reverses at 1000 in both seeds"
-    return "holds in one seed at 1000, not the other"
+        return f"reverses at 1000 {every}"
+    return "holds at 1000 in some seeds, not in others"
 
 
 def order_lines(horizon, world: str) -> list[str]:

@@ -386,8 +386,9 @@ def leak_findings(rows: dict, checks: dict, channels: dict, start: dict) -> list
                         for b in batches] for lab in influence[batches[0]]["methods"]}
         other = [100 * influence[b]["methods"]["OPD"]["role: borrow digit, other"]
                  / abs(influence[b]["methods"]["OPD"]["total"]) for b in batches]
-        biggest = all(max(influence[b]["methods"]["OPD"], key=lambda r: -abs(influence[b]["methods"]["OPD"][r])
-                          if r.startswith("role: ") else 0) == "role: borrow digit, other" for b in batches)
+        opd_roles = [{r: abs(v) for r, v in influence[b]["methods"]["OPD"].items() if r.startswith("role: ")}
+                     for b in batches]
+        biggest = all(max(x, key=x.get) == "role: borrow digit, other" for x in opd_roles)
         gates = [g for g in ("OPDVR's gate", "step gate", "step gate, prefix", "first-error gate") if g in scaled]
         lines.append("* To first order, " + ("the largest single push on the borrow, for OPD, is" if biggest else
                                              "a large push on the borrow, for OPD, is")
