@@ -67,3 +67,10 @@ def test_the_local_oracle_knows_each_result_digit_its_own_operands_fix():
     assert {t: c for t, c in known(local).items() if t > 5} == {13: "4", 14: "1", 15: "\n"}
     with pytest.raises(ValueError, match="reach"):
         correct_next_tokens(tok, "23-7+5", ids, reach="everywhere")
+
+
+def test_a_borrow_whose_right_answer_prefixes_the_forgotten_one_is_decided_at_the_newline():
+    right = borrow_digits("20-19+5", "20-19=1\n1+5=6\n\\boxed{6}")           # 1 against the forgotten 11
+    forgot = borrow_digits("20-19+5", "20-19=11\n11+5=16\n\\boxed{16}")
+    assert [(p["offset"], p["kind"]) for p in right] == [(7, "right")]
+    assert [(p["offset"], p["kind"]) for p in forgot] == [(7, "forgot")]

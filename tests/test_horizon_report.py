@@ -61,6 +61,6 @@ def test_why_none_falls_names_the_kind_of_line_that_grew():
     kinds = {"n": 8, "students": {"hold start": prof(0.67, 0.84, 0.1), "hold-grpo-s0 at 1000": prof(0.5, 0.7, 0.3),
                                   "hold-opd-s0 at 1000": prof(0.55, 0.75, 0.25)}}
     text = "\n".join(horizon_section(horizon, main, roles, START, kinds))
-    assert "in 2 of 2 final students measured, GRPO's among them" in text
+    assert "in 2 of 2 final students measured, GRPO's among them: GRPO never reads the teacher" in text
     assert "Greedy accuracy on `none` falls too in 2 of 2" in text
     assert "are *other result* (10.0% of lines at the start, 27.5% after)" in text

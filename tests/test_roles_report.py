@@ -68,7 +68,7 @@ def test_a_gate_that_removed_the_pushes_and_lost_the_skill_anyway_is_named():
     for s in roles.cells[("a2c", "step_gate")].values():
         s["evidence"]["push_step_harm_zeroed"] = 1.0
     text = "\n".join(roles_section(roles, main, START)).split("### What kept the borrow")[1]
-    assert "**step gate** removed 100%" in text and "where the error still came in" in text
+    assert "**step gate** removed 100%" in text and "Its line verdicts do not see every harmful push" in text
     assert "**first-error gate** removed" not in text            # it removed none (planted 0)
 
 
@@ -104,7 +104,7 @@ def test_the_leak_section_says_what_a_gate_lets_through_and_what_moves_the_borro
     assert "**step gate** lets through 5.0% of OPD's push" in leak and "line wrong elsewhere" in leak
     assert "| OPD | -100 / -100 |" in leak                       # the influence, scaled to OPD's total
     assert "the largest single push on the borrow, for OPD, is" in leak and "(-90 / -90 of OPD's -100)" in leak
-    assert "step gate -90 / -90" in leak and "GRPO reads -1 / -1" in leak
+    assert "Every update of step gate (-90 / -90) still points toward" in leak and "GRPO's reads -1 / -1" in leak
 
 
 def test_each_check_is_compared_with_the_arm_it_refines_in_one_holm_family():

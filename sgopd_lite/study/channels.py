@@ -84,11 +84,13 @@ def borrow_digits(question: str, response: str) -> list[dict]:
         line = response[step.start:step.end].rstrip("\n")
         m = STEP_LINE.fullmatch(line)
         if m and step.needs == "borrow":
-            a, b, written = int(m[1]), int(m[3]), m[5]
-            right, forgot = str(a - b), str(a - b + 10)
-            k = next(i for i, (x, y) in enumerate(zip(right + " ", forgot + " ")) if x != y)
+            a, b = int(m[1]), int(m[3])
+            # each answer with the newline that ends it, so that 1 against 11 is decided at the second
+            # character: the newline (right) or a 1 (forgotten)
+            written, right, forgot = response[step.start + m.start(5):step.end], f"{a - b}\n", f"{a - b + 10}\n"
+            k = next(i for i, (x, y) in enumerate(zip(right, forgot)) if x != y)
             if len(written) > k and written[:k] == right[:k]:
-                kind = "right" if written[k] == right[k:k + 1] else "forgot" if written[k] == forgot[k] else "other"
+                kind = "right" if written[k] == right[k] else "forgot" if written[k] == forgot[k] else "other"
                 out.append({"offset": step.start + m.start(5) + k, "kind": kind, "line_right": step.verdict == 1,
                             "earlier_wrong": earlier_wrong})
         earlier_wrong = earlier_wrong or step.verdict == -1
@@ -209,9 +211,9 @@ def token_roles(question: str, response: str) -> dict[int, str]:
             roles[c] = ROLES[4]
         if step.needs == "carry":
             a, b = int(m[1]), int(m[3])
-            right, forgot = str(a + b), str(a + b - 10)
-            k = next(i for i, (x, y) in enumerate(zip(right + " ", forgot + " ")) if x != y)
-            if len(m[5]) > k and m[5][:k] == right[:k]:
+            written, right, forgot = response[step.start + m.start(5):step.end], f"{a + b}\n", f"{a + b - 10}\n"
+            k = next(i for i, (x, y) in enumerate(zip(right, forgot)) if x != y)
+            if len(written) > k and written[:k] == right[:k]:
                 roles[step.start + m.start(5) + k] = ROLES[3]
     for d in borrow_digits(question, response):
         roles[d["offset"]] = ROLES[("right", "forgot", "other").index(d["kind"])]
@@ -252,7 +254,7 @@ def borrow_logodds(student, world, problems) -> torch.Tensor:
             t = token_at(tok, ids, d["offset"])
             a_step = sol[:d["offset"]].rsplit("\n", 1)[-1]                # "23-7=1" -> the line so far
             m = re.match(r"(-?\d+)-(\d+)=", a_step)
-            right, forgot = str(int(m[1]) - int(m[2])), str(int(m[1]) - int(m[2]) + 10)
+            right, forgot = f"{int(m[1]) - int(m[2])}\n", f"{int(m[1]) - int(m[2]) + 10}\n"
             k = d["offset"] - (len(sol[:d["offset"]]) - len(a_step)) - m.end()
             r_id = tok(right[k], add_special_tokens=False)["input_ids"][0]
             f_id = tok(forgot[k], add_special_tokens=False)["input_ids"][0]

@@ -43,7 +43,7 @@ def _seeds_cell(values: list[float]) -> str:
     if not vals:
         return "-"
     mean = sum(vals) / len(vals)
-    return f"{100 * mean:.1f} (" + " / ".join(f"{100 * v:.1f}" for v in values) + ")" if len(vals) > 1 else f"{100 * mean:.1f}"
+    return f"{100 * mean:.1f} (" + " / ".join(f"{100 * v:.1f}" if v == v else "-" for v in values) + ")"
 
 
 def consistency(horizon, worlds_main, roles) -> tuple[int, int]:
@@ -55,7 +55,7 @@ def consistency(horizon, worlds_main, roles) -> tuple[int, int]:
         source = roles if method in ("teacher_probe",) else worlds_main
         for seed, summary in seeds.items():
             other = source.seeds(world, method).get(seed)
-            if other is not None:
+            if other is not None and 200 in evals(summary):
                 compared += 1
                 equal += abs(value(summary, 200, "eval_avg@8") - other["avg"]) < 1e-9
     return equal, compared
@@ -114,6 +114,8 @@ def _said_order(d200: list[float], d1000: list[float]) -> str:
     """Whether the sign of a per-seed difference at 200 steps is the sign at 1000, in every seed."""
     if not d200 or any(d != d for d in d200 + d1000):
         return "no data"
+    if 0.0 in d200 or 0.0 in d1000:
+        return "a tie in some seed"
     same200 = all(d > 0 for d in d200) or all(d < 0 for d in d200)
     every = {1: "in the one seed so far", 2: "in both seeds"}.get(len(d200), f"in all {len(d200)} seeds")
     if not same200:
@@ -150,9 +152,9 @@ def none_lines(horizon, kinds: dict) -> list[str]:
     students = {k: v for k, v in kinds.get("students", {}).items() if k.startswith("hold") and "none" in v}
     if not students:
         return []
-    kinds_shown = [k for k in KINDS if k not in ("forgot carry", "forgot borrow")]     # none needs neither
+    kinds_shown = list(KINDS)      # a line after a wrong one may need a carry or borrow even on `none`
     lines = ["### Why `none` falls under a teacher that is right on it", "",
-             f"Each line of {kinds['n']} sampled solutions (temperature 1) of the 64 held-out `none` problems, sorted "
+             f"Each line of {kinds['n']} sampled solutions (temperature 1) of every held-out `none` problem, sorted "
              "by what went wrong in it (`python -m sgopd_lite.study.error_kinds`; a phantom carry is an addition "
              "that needs no carry written 10 too large, a phantom borrow the same for a subtraction), beside the "
              "greedy solution's accuracy. Shares of the lines, in %.", "",
@@ -169,16 +171,17 @@ def none_lines(horizon, kinds: dict) -> list[str]:
     if first and finals:
         fell = [k for k, v in finals.items() if v["avg"] < first["avg"]]
         lines.append(f"* `none` ends below its start ({100 * first['avg']:.1f}) in {len(fell)} of {len(finals)} final "
-                     "students measured" + (", GRPO's among them: GRPO never reads the teacher, so the teacher's "
-                                            "tokens are not what lowers it" if any("-grpo-" in k for k in fell) and grpo
-                                            else "") + ".")
+                     "students measured" + (", GRPO's among them: GRPO never reads the teacher, so the fall does not "
+                                            "need the teacher" if any("-grpo-" in k for k in fell) and grpo else "") + ".")
         greedy_fell = [k for k, v in finals.items() if v["greedy"] < first["greedy"]]
-        lines.append(f"* Greedy accuracy on `none` falls too in {len(greedy_fell)} of {len(finals)} "
-                     f"(start {100 * first['greedy']:.1f}): not only sampling noise at temperature 1.")
+        if greedy_fell:
+            lines.append(f"* Greedy accuracy on `none` falls too in {len(greedy_fell)} of {len(finals)} "
+                         f"(start {100 * first['greedy']:.1f}): not only sampling noise at temperature 1.")
         grew = {k: sum(v[k] for v in finals.values()) / len(finals) - first[k] for k in kinds_shown if k != "right"}
         top = max(grew, key=grew.get)
-        lines.append(f"* The wrong lines that grow most, on average over those students, are *{top}* "
-                     f"({100 * first[top]:.1f}% of lines at the start, {100 * (first[top] + grew[top]):.1f}% after); "
-                     + ", ".join(f"{k} {100 * first[k]:.1f}% -> {100 * (first[k] + grew[k]):.1f}%"
-                                 for k in grew if k != top) + ".")
+        if grew[top] > 0:
+            lines.append(f"* The wrong lines that grow most, on average over those students, are *{top}* "
+                         f"({100 * first[top]:.1f}% of lines at the start, {100 * (first[top] + grew[top]):.1f}% after); "
+                         + ", ".join(f"{k} {100 * first[k]:.1f}% -> {100 * (first[k] + grew[k]):.1f}%"
+                                     for k in grew if k != top) + ".")
     return lines + [""]

@@ -110,8 +110,9 @@ def roles_section(roles, worlds_main, start: dict, prefix=None, channels: dict |
         rows = _rows(roles, worlds_main, world)
         lines += _world_tables(world, wname, rows, start[world])
     if not roles.missing:
-        lines += findings(roles, worlds_main, start)
-        if channels or (prefix is not None and prefix.planned):
+        leak_next = bool(channels) or (prefix is not None and prefix.planned > 0)
+        lines += findings(roles, worlds_main, start, leak_next)
+        if leak_next:
             lines += leak_section(roles, worlds_main, start, prefix, channels or {})
     return lines
 
@@ -178,7 +179,7 @@ def _evidence_table(rows: dict) -> list[str]:
     return lines + [""]
 
 
-def findings(roles, worlds_main, start: dict) -> list[str]:
+def findings(roles, worlds_main, start: dict, leak_next: bool = False) -> list[str]:
     """What kept the skill the teacher gets wrong (A2 complementary error: the borrow), at what
     cost, and where a gate that removed the teacher's pushes lost it anyway; from the Holm
     verdicts and the evidence columns, never from a mean alone."""
@@ -214,12 +215,13 @@ def findings(roles, worlds_main, start: dict) -> list[str]:
     for a in real:
         zeroed = mean(a, "push_step_harm_zeroed")
         lost = vs_opd.get((a, "borrow"), ("", ""))[1] != "higher" and mean(a, "borrow") < b0
-        if zeroed >= 0.9 and lost:
+        if zeroed >= 0.9 and lost and mean(a, "slip_borrow") > slip0:
             lines.append(f"* **{ARMS[a][0]}** removed {100 * zeroed:.0f}% of the pushes its line verdicts call harmful "
                          f"(down on a right line's tokens, up on a wrong line's), yet the borrow fell from "
                          f"{100 * b0:.1f} to {100 * mean(a, 'borrow'):.1f} and the share of forgotten borrows rose from "
                          f"{100 * slip0:.1f}% to {100 * mean(a, 'slip_borrow'):.1f}%. Its line verdicts do not see "
-                         "every harmful push: the next subsection measures where the error still came in.")
+                         "every harmful push" + (": the next subsection measures where the error still came in."
+                                                 if leak_next else "."))
     if rows.get("teacher_probe_drop"):
         lines.append(f"* A control for that: **teacher probe, drop** trains no prompt the teacher fails (in this world "
                      f"the borrow prompts), so the student learns from the teacher only where it is right. It ends at "
@@ -279,7 +281,7 @@ def leak_section(roles, worlds_main, start: dict, prefix, channels: dict) -> lis
                   "error on a right digit are split by where its line stands.", "",
                   "| method | toward the forgotten borrow | away from it | share of OPD's toward | on a right digit: "
                   "line right | line wrong elsewhere | after a wrong line |", "|---|---|---|---|---|---|---|"]
-        opd = push["OPD"]["toward"]
+        opd = push["OPD"]["toward"] or float("nan")
         for label in LEAK_ROWS:
             if label in push:
                 r = push[label]
@@ -292,7 +294,8 @@ def leak_section(roles, worlds_main, start: dict, prefix, channels: dict) -> lis
     checks = {k: v for k, v in checks.items() if v}
     if checks:
         lines += ["**The checks** (configs/studies/step_prefix.yaml; the same seeds and protocol as the study, written "
-                  "after it, each to test what a measurement above points at):", "",
+                  "after it" + (", each to test what a measurement above points at" if first or channels.get("influence")
+                                else "") + "):", "",
                   "* `step_unit=prefix`: the step gate's checker points at a wrong line's first wrong character (the "
                   "tiny world knows it), so the characters before it count as right and the teacher's push down on a "
                   "right borrow digit is zeroed even when the line goes wrong later;",
@@ -374,36 +377,40 @@ def leak_findings(rows: dict, checks: dict, channels: dict, start: dict) -> list
             lines.append(f"* At the borrow digit the teacher's push never points away from its error ({', '.join(never_away)}: "
                          "0.0 away). A gate only removes pushes, so what it lets through is unopposed there.")
         for k in ("step gate", "first-error gate", "oracle gate (a bound)"):
-            if k in push and push[k]["toward"] > 0:
+            if k in push and push[k]["toward"] > 0 and opd > 0:
                 by = push[k]["toward_by_place"]
                 where = max(by, key=by.get)
+                share = by[where] / push[k]["toward"]
                 lines.append(f"* **{k}** lets through {100 * push[k]['toward'] / opd:.1f}% of OPD's push toward the "
-                             f"forgotten borrow at that digit, most of it on a right digit {where}.")
+                             f"forgotten borrow at that digit, {'most' if share > 0.5 else f'{100 * share:.0f}%'} of it "
+                             f"on a right digit {where}.")
     influence = channels.get("influence", {})
-    if influence:
+    if influence and all(influence[b]["methods"]["OPD"]["total"] < 0 for b in influence):
         batches = sorted(influence)
-        scaled = {lab: [100 * influence[b]["methods"][lab]["total"] / abs(influence[b]["methods"]["OPD"]["total"])
-                        for b in batches] for lab in influence[batches[0]]["methods"]}
-        other = [100 * influence[b]["methods"]["OPD"]["role: borrow digit, other"]
-                 / abs(influence[b]["methods"]["OPD"]["total"]) for b in batches]
+        scale = {b: 100 / abs(influence[b]["methods"]["OPD"]["total"]) for b in batches}
+        scaled = {lab: [scale[b] * influence[b]["methods"][lab]["total"] for b in batches]
+                  for lab in influence[batches[0]]["methods"]}
+        other = [scale[b] * influence[b]["methods"]["OPD"]["role: borrow digit, other"] for b in batches]
         opd_roles = [{r: abs(v) for r, v in influence[b]["methods"]["OPD"].items() if r.startswith("role: ")}
                      for b in batches]
-        biggest = all(max(x, key=x.get) == "role: borrow digit, other" for x in opd_roles)
+        if all(max(x, key=x.get) == "role: borrow digit, other" for x in opd_roles) and all(v < 0 for v in other):
+            lines.append("* To first order, the largest single push on the borrow, for OPD, is the teacher's push at "
+                         "borrow digits the student wrote neither right nor forgotten ("
+                         + " / ".join(f"{v:+.0f}" for v in other) + " of OPD's -100): a wrong digit pushed down, a "
+                         "push that every verdict-reading gate calls helpful and keeps.")
         gates = [g for g in ("OPDVR's gate", "step gate", "step gate, prefix", "first-error gate") if g in scaled]
-        lines.append("* To first order, " + ("the largest single push on the borrow, for OPD, is" if biggest else
-                                             "a large push on the borrow, for OPD, is")
-                     + " the teacher's push at borrow digits the student wrote neither right nor forgotten ("
-                     + " / ".join(f"{v:+.0f}" for v in other) + " of OPD's -100): a wrong digit pushed down, a push "
-                     "every verdict-reading gate calls helpful and keeps. With it, "
-                     + ", ".join(f"{g} {' / '.join(f'{v:+.0f}' for v in scaled[g])}" for g in gates)
-                     + " stay toward the forgotten borrow, while GRPO reads "
-                     + " / ".join(f"{v:+.0f}" for v in scaled.get("GRPO", [])) + ".")
+        toward = [g for g in gates if all(v < 0 for v in scaled[g])]
+        if toward:
+            lines.append("* Every update of " + ", ".join(f"{g} ({' / '.join(f'{v:+.0f}' for v in scaled[g])})"
+                                                        for g in toward)
+                         + " still points toward the forgotten borrow, to first order; GRPO's reads "
+                         + " / ".join(f"{v:+.0f}" for v in scaled.get("GRPO", [])) + ".")
     for arm, runs in checks.items():
         fam = check_verdicts(rows, checks)
         parent = CHECK_ARMS[arm][1]
         b, vs_opd, vs_grpo = fam[(arm, parent, "borrow")], fam[(arm, "opd", "borrow")], fam[(arm, "grpo", "borrow")]
-        said = {"higher": "kept more of the borrow than", "lower": "kept less of the borrow than"}.get(
-            b[1], "did not clearly change the borrow from")
+        said = {"higher": "kept more of the borrow than", "lower": "kept less of the borrow than",
+                "no clear difference": "did not clearly change the borrow from"}.get(b[1], f"({b[1]}) against")
         lines.append(f"* **{CHECK_ARMS[arm][0]}** {said} {_ref_label(parent)}: borrow {b[0]}; minus OPD {vs_opd[0]}; "
                      f"minus GRPO {vs_grpo[0]}; forgotten-borrow share minus {_ref_label(parent)} "
                      f"{fam[(arm, parent, 'slip_borrow')][0]}.")
