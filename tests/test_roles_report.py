@@ -102,9 +102,9 @@ def test_the_leak_section_says_what_a_gate_lets_through_and_what_moves_the_borro
     text = "\n".join(roles_section(roles, main, START, None, _channels()))
     leak = text.split("### Why the step gates lost the borrow")[1]
     assert "**step gate** lets through 5.0% of OPD's push" in leak and "line wrong elsewhere" in leak
-    assert "| OPD | -100 / -100 |" in leak                       # the influence, scaled to OPD's total
-    assert "the largest single push on the borrow, for OPD, is" in leak and "(-90 / -90 of OPD's -100)" in leak
-    assert "Every update of step gate (-90 / -90) still points toward" in leak and "GRPO's reads -1 / -1" in leak
+    assert "| OPD | -100.0 / -100.0 |" in leak                       # the influence, scaled to OPD's total
+    assert "the largest single push on the borrow, for OPD, is" in leak and "(-90.0 / -90.0 of OPD's -100)" in leak
+    assert "Every update of step gate (-90.0 / -90.0) still points toward" in leak and "GRPO's reads -1.0 / -1.0" in leak
 
 
 def test_each_check_is_compared_with_the_arm_it_refines_in_one_holm_family():
@@ -120,3 +120,17 @@ def test_each_check_is_compared_with_the_arm_it_refines_in_one_holm_family():
     assert fam[("oracle_local", "oracle_gate", "borrow")][1] == "higher"
     assert fam[("step_gate_prefix", "step_gate", "borrow")][1] == "no clear difference"
     assert set(CHECK_ARMS) == set(checks)
+
+
+def test_the_conclusion_of_the_checks_is_drawn_only_when_their_verdicts_support_it():
+    from sgopd_lite.study.roles_report import leak_findings
+
+    roles, main = _runs()
+    rows = {**{k: main.seeds("a2c", k) for k in BASELINES}, **{k: roles.seeds("a2c", k) for k in ARMS}}
+    rng = random.Random(2)
+    kept = {"oracle_local": {s: _summary(rng, 0.25) for s in range(5)}}       # fewer forgotten, more borrow
+    said = "\n".join(leak_findings(rows, kept, {}, START))
+    assert "**What this says.**" in said and "ended below its start (30.0 to" in said
+    assert "GRPO ends at" in said
+    same = {"oracle_local": {s: _summary(rng, 0.05) for s in range(5)}}        # no change: no conclusion
+    assert "What this says" not in "\n".join(leak_findings(rows, same, {}, START))

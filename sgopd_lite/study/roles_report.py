@@ -237,6 +237,8 @@ def findings(roles, worlds_main, start: dict, leak_next: bool = False) -> list[s
 # that closes the leak (configs/studies/step_prefix.yaml)
 # --------------------------------------------------------------------------------------------
 
+PLACE_WORDS = {"line right": "in a right line", "line wrong elsewhere": "in a line wrong elsewhere",
+               "after a wrong line": "after a wrong line"}
 # the step_prefix study's arms: key -> (label, the verifier_roles arm it refines)
 CHECK_ARMS = {"step_gate_prefix": ("step gate, prefix", "step_gate"),
               "oracle_local": ("oracle gate, local (a bound)", "oracle_gate")}
@@ -359,7 +361,7 @@ def _influence_table(influence: dict) -> list[str]:
         for key in ("total", *(f"role: {r}" for r in INFLUENCE_ROLES)):
             vals = [100 * influence[b]["methods"][label][key] / abs(influence[b]["methods"]["OPD"]["total"])
                     for b in batches]
-            cells.append(" / ".join(f"{v:+.0f}" for v in vals))
+            cells.append(" / ".join(f"{v:+.1f}" for v in vals))
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return lines + [""]
 
@@ -383,7 +385,7 @@ def leak_findings(rows: dict, checks: dict, channels: dict, start: dict) -> list
                 share = by[where] / push[k]["toward"]
                 lines.append(f"* **{k}** lets through {100 * push[k]['toward'] / opd:.1f}% of OPD's push toward the "
                              f"forgotten borrow at that digit, {'most' if share > 0.5 else f'{100 * share:.0f}%'} of it "
-                             f"on a right digit {where}.")
+                             f"on a right digit {PLACE_WORDS[where]}.")
     influence = channels.get("influence", {})
     if influence and all(influence[b]["methods"]["OPD"]["total"] < 0 for b in influence):
         batches = sorted(influence)
@@ -396,15 +398,15 @@ def leak_findings(rows: dict, checks: dict, channels: dict, start: dict) -> list
         if all(max(x, key=x.get) == "role: borrow digit, other" for x in opd_roles) and all(v < 0 for v in other):
             lines.append("* To first order, the largest single push on the borrow, for OPD, is the teacher's push at "
                          "borrow digits the student wrote neither right nor forgotten ("
-                         + " / ".join(f"{v:+.0f}" for v in other) + " of OPD's -100): a wrong digit pushed down, a "
+                         + " / ".join(f"{v:+.1f}" for v in other) + " of OPD's -100): a wrong digit pushed down, a "
                          "push that every verdict-reading gate calls helpful and keeps.")
         gates = [g for g in ("OPDVR's gate", "step gate", "step gate, prefix", "first-error gate") if g in scaled]
         toward = [g for g in gates if all(v < 0 for v in scaled[g])]
         if toward:
-            lines.append("* Every update of " + ", ".join(f"{g} ({' / '.join(f'{v:+.0f}' for v in scaled[g])})"
+            lines.append("* Every update of " + ", ".join(f"{g} ({' / '.join(f'{v:+.1f}' for v in scaled[g])})"
                                                         for g in toward)
                          + " still points toward the forgotten borrow, to first order; GRPO's reads "
-                         + " / ".join(f"{v:+.0f}" for v in scaled.get("GRPO", [])) + ".")
+                         + " / ".join(f"{v:+.1f}" for v in scaled.get("GRPO", [])) + ".")
     for arm, runs in checks.items():
         fam = check_verdicts(rows, checks)
         parent = CHECK_ARMS[arm][1]
@@ -414,4 +416,36 @@ def leak_findings(rows: dict, checks: dict, channels: dict, start: dict) -> list
         lines.append(f"* **{CHECK_ARMS[arm][0]}** {said} {_ref_label(parent)}: borrow {b[0]}; minus OPD {vs_opd[0]}; "
                      f"minus GRPO {vs_grpo[0]}; forgotten-borrow share minus {_ref_label(parent)} "
                      f"{fam[(arm, parent, 'slip_borrow')][0]}.")
+    lines += _what_it_says(rows, checks, start)
     return lines + [""] if lines else []
+
+
+def _what_it_says(rows: dict, checks: dict, start: dict) -> list[str]:
+    """The conclusion of the checks, said only when the local oracle's verdicts support it: the
+    pushes at the borrow digits carried the error, and without a reward the borrow still fell."""
+    local = checks.get("oracle_local")
+    if not local or not rows.get("oracle_gate") or not rows.get("opd"):
+        return []
+    fam = check_verdicts(rows, checks)
+    if not (fam[("oracle_local", "oracle_gate", "slip_borrow")][1] == "lower"
+            and fam[("oracle_local", "opd", "borrow")][1] == "higher"):
+        return []
+
+    def mean(runs, key):
+        vals = [_value(x, key) for x in runs.values()]
+        return 100 * sum(vals) / len(vals)
+    b0 = 100 * start["a2c"]["student"]["per_skill"]["borrow"]
+    out = [f"* **What this says.** Dropping the teacher's push at every borrow digit where its choice is wrong, "
+           f"after a rollout's first mistake too, cut the adoption of its error (forgotten borrows "
+           f"{mean(rows['oracle_gate'], 'slip_borrow'):.1f}% with the first-mistake oracle, {mean(local, 'slip_borrow'):.1f}% "
+           f"with the local one) and kept more of the borrow than OPD: the error came in through the pushes at those "
+           f"digits, most of them where no line verdict and no first-mistake oracle can judge. Yet the borrow still "
+           f"ended below its start ({b0:.1f} to {mean(local, 'borrow'):.1f})"]
+    if rows.get("teacher_probe_drop"):
+        out[0] += (f", like the control that never trains a borrow prompt (teacher probe, drop: "
+                   f"{mean(rows['teacher_probe_drop'], 'borrow'):.1f})")
+    out[0] += (": removing the teacher's wrong pushes leaves nothing that pushes toward the right digit, and "
+               "learning the other skills wears the borrow down. What pushes toward it is the reward: GRPO ends at "
+               f"{mean(rows['grpo'], 'borrow'):.1f}" + (f", the teacher probe at {mean(rows['teacher_probe'], 'borrow'):.1f}"
+                                                       if rows.get("teacher_probe") else "") + ".")
+    return out
