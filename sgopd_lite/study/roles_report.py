@@ -438,8 +438,10 @@ def _what_it_says(rows: dict, checks: dict, start: dict) -> list[str]:
     out = [f"* **What this says.** Dropping the teacher's push at every borrow digit where its choice is wrong, "
            f"after a rollout's first mistake too, cut the adoption of its error (forgotten borrows "
            f"{mean(rows['oracle_gate'], 'slip_borrow'):.1f}% with the first-mistake oracle, {mean(local, 'slip_borrow'):.1f}% "
-           f"with the local one) and kept more of the borrow than OPD: the error came in through the pushes at those "
-           f"digits, most of them where no line verdict and no first-mistake oracle can judge. Yet the borrow still "
+           f"with the local one) and kept more of the borrow than OPD: the error came in through the teacher's pushes "
+           f"at those digits, including those a verdict-reading gate keeps on purpose (a wrong digit pushed down: the "
+           f"largest term of the first-order reading) and those the first-mistake oracle cannot judge (after a "
+           f"rollout's first mistake). Yet the borrow still "
            f"ended below its start ({b0:.1f} to {mean(local, 'borrow'):.1f})"]
     if rows.get("teacher_probe_drop"):
         out[0] += (f", like the control that never trains a borrow prompt (teacher probe, drop: "
