@@ -276,3 +276,20 @@ def test_smoke_overrides_apply_to_every_study_and_keep_its_own_seeds():
     assert R._study_overrides("a2c_confirm", None, 2) == ["seed=100:102"]   # its fresh seeds, not 0-1
     sw = R.study("a2c_confirm", overrides=R._study_overrides("a2c_confirm", 2, 1))
     assert {cfg.seed for _, cfg in sw.plan()} == {100} and {cfg.steps for _, cfg in sw.plan()} == {2}
+
+
+def test_reproduce_measures_the_saved_students_only_where_a_measurement_is_missing(tmp_path, monkeypatch):
+    from sgopd_lite.study import channels, error_kinds
+
+    called = {}
+    monkeypatch.setattr(channels, "main", lambda argv: called.setdefault("channels", argv))
+    monkeypatch.setattr(error_kinds, "main", lambda argv: called.setdefault("error_kinds", argv))
+    (tmp_path / "verifier_roles").mkdir()
+    (tmp_path / "verifier_roles" / "channels.json").write_text("{}")             # already measured
+    for run in ("hold-opd-s0", "hold-grpo-s0", "a2c-opd-s0"):
+        (tmp_path / "work" / "horizon" / run).mkdir(parents=True)
+    R.measure_saved_students(tmp_path, tmp_path / "work")
+    assert "channels" not in called
+    argv = called["error_kinds"]
+    assert [p.split("/")[-1] for p in argv[:-2]] == ["hold-grpo-s0", "hold-opd-s0"]          # the hold runs only
+    assert argv[-2:] == ["--out", str(tmp_path / "horizon" / "error_kinds.json")]

@@ -343,4 +343,33 @@ def reproduce(jobs: int = 1, limit: int | None = None, results_dir: Path = RESUL
         extra = _study_overrides(name, steps, n_seeds, overrides)
         work = None if work_dir is None else Path(work_dir) / name
         done += _run_study(name, 1 if name in ONE_PROCESS else jobs, left, Path(results_dir), work, extra)
+    if limit is None or done < limit:
+        measure_saved_students(results_dir, work_dir, [n for n in MEASUREMENTS if n in studies])
     return done
+
+
+# the measurements on saved students that docs/results.md reads: the study whose run folders they
+# read -> (its module under study/, the JSON it writes, relative to the results folder)
+MEASUREMENTS = {"step_prefix": ("channels", "verifier_roles/channels.json"),
+                "horizon": ("error_kinds", "horizon/error_kinds.json")}
+
+
+def measure_saved_students(results_dir: Path = RESULTS_DIR, work_dir: Path | None = None, names=tuple(MEASUREMENTS)):
+    """The measurements of MEASUREMENTS whose JSON is missing, from the final students in the run
+    folders of their studies (study/channels.py: the pushes at the borrow digit and their
+    first-order influence; study/error_kinds.py: the kinds of mistake per skill)."""
+    import importlib
+
+    for name in names:
+        module, rel = MEASUREMENTS[name]
+        out = Path(results_dir) / rel
+        if out.is_file():
+            continue
+        runs = {n: study(n, results_dir, None if work_dir is None else Path(work_dir) / n).work
+                for n in ("verifier_roles", name)}
+        if module == "channels":
+            argv = ["--runs", str(runs["verifier_roles"]), "--prefix-runs", str(runs[name]), "--out", str(out)]
+        else:
+            argv = [str(p) for p in sorted(runs[name].glob("hold-*"))] + ["--out", str(out)]
+        print(f"[reproduce] measuring {rel} from {runs[name]}", flush=True)
+        importlib.import_module(f"sgopd_lite.study.{module}").main(argv)
