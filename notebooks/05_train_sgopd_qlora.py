@@ -333,8 +333,12 @@ measured.show(measured.roles_rows(st, "a2c"))   # where the verifier acts: the r
 # first-error gate), adding the reward beside the teacher (hybrid) and even the oracle gate end
 # with the borrow about where OPD does (read the *borrow - OPD* column), and their students
 # forget a large share of their borrows: they adopted the teacher's error. The step gates remove
-# nearly all of the teacher's harmful pushes on checkable steps (docs/results.md, its evidence
-# table), so those pushes were not the only way the error reached the student. The teacher probe
+# nearly all of what their line verdicts call harmful, yet at the digit that decides a borrow
+# every push of this teacher points toward its error, and a gate can only remove pushes: the ones
+# it keeps on purpose (a wrong digit pushed down) still move the borrow toward the forgotten one.
+# An oracle that drops every push at a borrow digit where the teacher is wrong cut the adoption,
+# but the borrow still fell: nothing except the reward pushes toward the right digit
+# (docs/results.md, "Why the step gates lost the borrow"). The teacher probe
 # is the one place that keeps the borrow: clearly above OPD on the borrow and overall after
 # Holm's correction, with the fewest forgotten borrows of any method. The teacher fails its probe
 # on the prompts that need a borrow (see its borrow at the start), so those are trained by the
