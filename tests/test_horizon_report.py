@@ -42,6 +42,7 @@ def test_an_order_at_200_steps_is_said_to_hold_or_reverse_only_when_both_seeds_a
     assert _said_order([0.05, 0.02], [-0.03, -0.01]) == "reverses at 1000 in both seeds"
     assert _said_order([0.05, 0.02], [0.03, -0.01]) == "holds at 1000 in some seeds, not in others"
     assert _said_order([0.05], [0.03]) == "holds at 1000 in the one seed so far"
+    assert _said_order([-0.0004, 0.02], [0.05, 0.03]) == "within 0.5 points in some seed: no order"
     assert _said_order([0.05, -0.02], [0.03, 0.01]) == "the seeds disagree at 200 steps"
 
 

@@ -26,6 +26,7 @@ WORLD_MEASURES = {"a2c": {"forgot borrow": "eval_slip_borrow"}, "hold": {}}
 # the pairs whose order at 200 steps is checked at 1000, and on which measures
 PAIRS = (("teacher_probe", "opd"), ("teacher_probe", "grpo"), ("grpo", "opd"))
 PAIR_MEASURES = {"a2c": ("avg@8", "borrow"), "hold": ("avg@8", "none")}
+TIE = 0.005             # a difference under half a point (1 of 256 x 8 samples is 0.05) orders nothing
 
 
 def evals(summary: dict) -> dict[int, dict]:
@@ -114,8 +115,8 @@ def _said_order(d200: list[float], d1000: list[float]) -> str:
     """Whether the sign of a per-seed difference at 200 steps is the sign at 1000, in every seed."""
     if not d200 or any(d != d for d in d200 + d1000):
         return "no data"
-    if 0.0 in d200 or 0.0 in d1000:
-        return "a tie in some seed"
+    if any(abs(d) < TIE for d in d200 + d1000):
+        return f"within {100 * TIE:.1f} points in some seed: no order"
     same200 = all(d > 0 for d in d200) or all(d < 0 for d in d200)
     every = {1: "in the one seed so far", 2: "in both seeds"}.get(len(d200), f"in all {len(d200)} seeds")
     if not same200:
