@@ -290,6 +290,17 @@ def leak_section(roles, worlds_main, start: dict, prefix, channels: dict) -> lis
                 lines.append(f"| {label} | {r['toward']:.1f} | {r['away']:.1f} | {100 * r['toward'] / opd:.1f}% | "
                              + " | ".join(f"{v:.1f}" for v in r["toward_by_place"].values()) + " |")
         lines.append("")
+        finals = {k: v for k, v in channels["students"].items() if k != "start"}
+        if finals:
+            lines += ["What the final students of the seed-0 runs write at the borrow digit, sampling the same prompts "
+                      "(reward: the share of their rollouts the verifier accepts):", "",
+                      "| student | reward | right | forgotten | other |", "|---|---|---|---|---|"]
+            for name, v in {"start": first, **finals}.items():
+                k = v["borrow_digits"]
+                n = sum(k.values()) or 1
+                lines.append(f"| {name} | {100 * v['reward_mean']:.1f} | {100 * k['right'] / n:.1f}% | "
+                             f"{100 * k['forgot'] / n:.1f}% | {100 * k['other'] / n:.1f}% |")
+            lines.append("")
     lines += _influence_table(channels.get("influence", {}))
     rows = _rows(roles, worlds_main, "a2c")
     checks = {arm: prefix.seeds("a2c", arm) for arm in CHECK_ARMS} if prefix is not None else {}
