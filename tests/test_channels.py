@@ -41,7 +41,8 @@ def test_line_kinds_sort_each_line_by_what_went_wrong_in_it():
     assert line_kinds("23-7+9", "23-7=16\n16+9=25\n\\boxed{25}") == ["right", "right"]
     assert line_kinds("23-7+9", "23-7=26\n26+9=25\n\\boxed{25}") == ["forgot borrow", "forgot carry"]
     assert line_kinds("24-3+2", "24-3=11\n11+2=23\n\\boxed{23}") == ["phantom borrow", "phantom carry"]
-    assert line_kinds("24-3+2", "24-3=22\n21+2=23\n\\boxed{23}") == ["other result", "wrong operands"]
+    assert line_kinds("24-3+2", "24-3=22\n21+2=23\n\\boxed{23}") == ["off by one", "wrong operands"]
+    assert line_kinds("24-3+2", "24-3=25\n25+2=27\n\\boxed{27}") == ["other result", "right"]
     assert line_kinds("24-3+2", "24-3=21\n21+2=") == ["right"]                  # a cut-off line is not counted
 
 

@@ -8,6 +8,7 @@ A line `a op b = c` is judged on its own operands (as `data.check_steps` does) a
 * forgot borrow:  the line needs a borrow and c is 10 too large;
 * phantom carry:  an addition that needs no carry, c 10 too large (a carry where there is none);
 * phantom borrow: a subtraction that needs no borrow, c 10 too small;
+* off by one:     c is a op b plus or minus 1 (a units-digit slip);
 * other result:   the operands are right and c is wrong some other way;
 * wrong operands: a, op or b is not what the question asks for next (or the line should not be
                   there); the boxed line and cut-off lines are not counted.
@@ -33,7 +34,7 @@ from pathlib import Path
 import torch
 
 RESULT = Path("results/runs/horizon/error_kinds.json")
-KINDS = ("right", "forgot carry", "forgot borrow", "phantom carry", "phantom borrow", "other result",
+KINDS = ("right", "forgot carry", "forgot borrow", "phantom carry", "phantom borrow", "off by one", "other result",
          "wrong operands")
 WORLDS = {"hold": {"style_gap": 0.0, "teacher_noise": 0.0, "eval_data": "eval_skills"},
           "a2c": {"style_gap": 0.0, "teacher_noise": 1.0, "teacher_slip_kind": "borrow",
@@ -60,6 +61,8 @@ def line_kinds(question: str, response: str) -> list[str]:
             out.append("phantom carry")
         elif op == "-" and not has_borrow(a, op, b) and c == _apply(a, op, b) - 10:
             out.append("phantom borrow")
+        elif abs(c - _apply(a, op, b)) == 1:
+            out.append("off by one")
         else:
             out.append("other result")
     return out
