@@ -199,7 +199,7 @@ def test_every_number_the_readme_quotes_from_the_worlds_study_is_in_docs_results
     readme = REPO_DIR / "README.md"
     if not readme.is_file():
         pytest.skip("no README here (an installed package)")
-    section = readme.read_text().split("## What it found")[1].split("**Running now**")[0]
+    section = readme.read_text().split("## What it found")[1].split("**The first study**")[0]
     results = (DOCS_DIR / "results.md").read_text()
     quoted = re.findall(r"[+-]?\d+\.\d ± \d+\.\d|Holm p [\d.]+\d", section)
     assert len(quoted) > 15, quoted
