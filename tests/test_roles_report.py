@@ -136,3 +136,23 @@ def test_the_conclusion_of_the_checks_is_drawn_only_when_their_verdicts_support_
     assert "GRPO ends at" in said
     same = {"oracle_local": {s: _summary(rng, 0.05) for s in range(5)}}        # no change: no conclusion
     assert "What this says" not in "\n".join(leak_findings(rows, same, {}, START))
+
+
+def test_a_re_run_lends_its_adoption_and_evidence_only_where_it_reproduces_the_run():
+    from sgopd_lite.study.roles_report import with_evidence
+
+    roles, main = _runs()
+    again = Runs("worlds_main_a2c_evidence")
+    exact = {s: {**x, "final": {"eval_slip_borrow": 0.42}, "evidence": {"push_step_harm_share": 0.2}}
+             for s, x in main.seeds("a2c", "opd").items()}
+    exact[4] = {**exact[4], "avg": exact[4]["avg"] + 1e-6}                    # one that does not reproduce
+    again.cells[("a2c", "opd")] = exact
+    merged, used, compared = with_evidence(main, again)
+    assert (used, compared) == (4, 5)
+    assert [merged.seeds("a2c", "opd")[s]["final"]["eval_slip_borrow"] for s in range(4)] == [0.42] * 4
+    assert "eval_slip_borrow" not in merged.seeds("a2c", "opd")[4]["final"] or \
+        merged.seeds("a2c", "opd")[4]["final"]["eval_slip_borrow"] != 0.42
+    assert "eval_slip_borrow" not in main.seeds("a2c", "opd")[0].get("final", {}) or \
+        main.seeds("a2c", "opd")[0]["final"]["eval_slip_borrow"] != 0.42      # the original is untouched
+    text = "\n".join(roles_section(roles, main, START, evidence=again))
+    assert "4 of 5 re-runs reproduced" in text

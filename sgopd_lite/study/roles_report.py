@@ -73,9 +73,38 @@ def family_verdicts(rows: dict, ref: str, arms=tuple(ARMS)) -> dict:
     return {k: (said_corrected(d, adjusted[k]), corrected_verdict(d, adjusted[k])) for k, d in diffs.items()}
 
 
-def roles_section(roles, worlds_main, start: dict, prefix=None, channels: dict | None = None) -> list[str]:
+EVIDENCE_STUDY = "worlds_main_a2c_evidence"   # the worlds study's A2c baselines re-run with today's logging
+
+
+def with_evidence(worlds_main, evidence) -> tuple[object, int, int]:
+    """worlds_main with the error adoption (final eval_slip_*) and push evidence of its exact
+    re-runs (`evidence`: the EVIDENCE_STUDY Runs) merged into the summaries they reproduce: the
+    same cell and seed, the same final avg@8 and the same accuracy on every skill, to the last
+    digit. Returns (the merged Runs, re-runs used, re-runs compared); worlds_main is not changed."""
+    import copy
+
+    merged, used, compared = copy.copy(worlds_main), 0, 0
+    merged.cells = {cell: dict(seeds) for cell, seeds in worlds_main.cells.items()}
+    for cell, seeds in (evidence.cells if evidence is not None else {}).items():
+        for seed, again in seeds.items():
+            first = merged.cells.get(cell, {}).get(seed)
+            if first is None:
+                continue
+            compared += 1
+            if again["avg"] == first["avg"] and again["per_skill"] == first["per_skill"]:
+                used += 1
+                slips = {k: v for k, v in again.get("final", {}).items() if k.startswith("eval_slip_")}
+                merged.cells[cell][seed] = {**first, "final": {**first.get("final", {}), **slips},
+                                            "evidence": {**first.get("evidence", {}), **again.get("evidence", {})}}
+    return merged, used, compared
+
+
+def roles_section(roles, worlds_main, start: dict, prefix=None, channels: dict | None = None,
+                  evidence=None) -> list[str]:
     """The section's lines (roles, worlds_main: worlds_report.Runs; start: the study's start.json;
-    prefix: the step_prefix study's Runs; channels: study/channels.py's measurement)."""
+    prefix: the step_prefix study's Runs; channels: study/channels.py's measurement; evidence:
+    the EVIDENCE_STUDY Runs, exact re-runs of worlds_main's A2c baselines with today's logging)."""
+    worlds_main, used, compared = with_evidence(worlds_main, evidence)
     done = sum(len(v) for v in roles.cells.values())
     lines = ["## Where must the verifier act?", ""]
     if roles.missing:
@@ -101,7 +130,9 @@ def roles_section(roles, worlds_main, start: dict, prefix=None, channels: dict |
         "the same seeds. Error adoption is measured on the same held-out samples as accuracy: of the "
         "sampled steps that need a borrow (a carry), the share whose result is the forgotten-borrow "
         "(forgotten-carry) one. The worlds study's runs predate that measurement and the push evidence "
-        "(shown as -).",
+        "(shown as -)" + (f"; on A2 complementary error both come from its exact re-runs (`{EVIDENCE_STUDY}`): "
+                          f"{used} of {compared} re-runs reproduced the final avg@8 and every per-skill accuracy to the "
+                          "last digit and are used." if compared else "."),
         "",
     ]
     for world, wname in WORLDS.items():

@@ -36,7 +36,7 @@ from pathlib import Path
 from ..data import SKILLS
 from .plan import DOCS_DIR, RESULTS_DIR, study
 from .horizon_report import NAME as HORIZON_STUDY, horizon_section   # the same at 1000 steps
-from .roles_report import NAME as ROLES, PREFIX_STUDY, roles_section   # "Where must the verifier act?"
+from .roles_report import EVIDENCE_STUDY, NAME as ROLES, PREFIX_STUDY, roles_section   # "Where must the verifier act?"
 from .stats import ALPHA, _cell, family_said, family_verdicts, holm_p, mean_ci, paired, said_corrected
 
 STUDIES = ("worlds_main", "a2c_thresholds", "a2c_confirm", "stability", "pts_a1g")
@@ -490,12 +490,14 @@ def write_worlds_report(results_dir: Path = RESULTS_DIR, docs_dir: Path = DOCS_D
     start = json.loads(start_path.read_text()) if start_path.is_file() else worlds_start_points(results_dir)
     roles, roles_start = _load_roles(results_dir)
     prefix, horizon = _load_extra(PREFIX_STUDY, results_dir), _load_extra(HORIZON_STUDY, results_dir)
+    evidence = _load_extra(EVIDENCE_STUDY, results_dir)
     channels, kinds = _read(Path(results_dir) / ROLES / "channels.json"), _read(Path(results_dir) / HORIZON_STUDY / "error_kinds.json")
-    more = {n: r for n, r in ((ROLES, roles), (PREFIX_STUDY, prefix), (HORIZON_STUDY, horizon)) if r.planned}
+    more = {n: r for n, r in ((ROLES, roles), (PREFIX_STUDY, prefix), (HORIZON_STUDY, horizon),
+                              (EVIDENCE_STUDY, evidence)) if r.planned}
     lines = (header_section(st, start, more) + findings_section(st, start) + main_table_section(st)
              + differences_section(st) + evidence_section(st) + thresholds_section(st) + pts_section(st)
              + stability_section(st)
-             + (roles_section(roles, st["worlds_main"], roles_start, prefix, channels) if roles.planned else [])
+             + (roles_section(roles, st["worlds_main"], roles_start, prefix, channels, evidence) if roles.planned else [])
              + (horizon_section(horizon, st["worlds_main"], roles, roles_start, kinds) if horizon.planned else [])
              + paper_section())
     out = Path(docs_dir) / "results.md"
