@@ -142,7 +142,7 @@ def test_a_re_run_lends_its_adoption_and_evidence_only_where_it_reproduces_the_r
     from sgopd_lite.study.roles_report import with_evidence
 
     roles, main = _runs()
-    again = Runs("worlds_main_a2c_evidence")
+    again = Runs("worlds_main_evidence")
     exact = {s: {**x, "final": {"eval_slip_borrow": 0.42}, "evidence": {"push_step_harm_share": 0.2}}
              for s, x in main.seeds("a2c", "opd").items()}
     exact[4] = {**exact[4], "avg": exact[4]["avg"] + 1e-6}                    # one that does not reproduce

@@ -76,7 +76,7 @@ REPRODUCE = (
     "main",            # results_first_study.md: final tables, paired differences, curves (tiny world)
     "grid",            # results_first_study.md: the lambda_e x lambda_i gate ablation
     "worlds_main",     # results.md: the worlds at the start, what was found, main table, differences, evidence
-    "worlds_main_a2c_evidence",  # results.md: error adoption and push evidence of worlds_main's A2c baselines
+    "worlds_main_evidence",  # results.md: error adoption and push evidence of worlds_main's baselines
     "a2c_thresholds",  # results.md: the threshold ablation on A2 complementary error
     "a2c_confirm",     # results.md: the best threshold cell re-run on fresh seeds
     "stability",       # results.md: the stability claim (gate 1.8 / 1.0 vs ExOPD 1.8)

@@ -73,7 +73,7 @@ def family_verdicts(rows: dict, ref: str, arms=tuple(ARMS)) -> dict:
     return {k: (said_corrected(d, adjusted[k]), corrected_verdict(d, adjusted[k])) for k, d in diffs.items()}
 
 
-EVIDENCE_STUDY = "worlds_main_a2c_evidence"   # the worlds study's A2c baselines re-run with today's logging
+EVIDENCE_STUDY = "worlds_main_evidence"   # the worlds study's baselines re-run with today's logging
 
 
 def with_evidence(worlds_main, evidence) -> tuple[object, int, int]:
@@ -103,7 +103,7 @@ def roles_section(roles, worlds_main, start: dict, prefix=None, channels: dict |
                   evidence=None) -> list[str]:
     """The section's lines (roles, worlds_main: worlds_report.Runs; start: the study's start.json;
     prefix: the step_prefix study's Runs; channels: study/channels.py's measurement; evidence:
-    the EVIDENCE_STUDY Runs, exact re-runs of worlds_main's A2c baselines with today's logging)."""
+    the EVIDENCE_STUDY Runs, exact re-runs of worlds_main's baselines with today's logging)."""
     worlds_main, used, compared = with_evidence(worlds_main, evidence)
     done = sum(len(v) for v in roles.cells.values())
     lines = ["## Where must the verifier act?", ""]
@@ -130,9 +130,9 @@ def roles_section(roles, worlds_main, start: dict, prefix=None, channels: dict |
         "the same seeds. Error adoption is measured on the same held-out samples as accuracy: of the "
         "sampled steps that need a borrow (a carry), the share whose result is the forgotten-borrow "
         "(forgotten-carry) one. The worlds study's runs predate that measurement and the push evidence "
-        "(shown as -)" + (f"; on A2 complementary error both come from its exact re-runs (`{EVIDENCE_STUDY}`): "
-                          f"{used} of {compared} re-runs reproduced the final avg@8 and every per-skill accuracy to the "
-                          "last digit and are used." if compared else "."),
+        "(shown as -)" + (f"; both come from its exact re-runs (`{EVIDENCE_STUDY}`): {used} of {compared} re-runs "
+                          "reproduced the final avg@8 and every per-skill accuracy to the last digit and are used."
+                          if compared else "."),
         "",
     ]
     for world, wname in WORLDS.items():
