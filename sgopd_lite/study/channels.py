@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 from pathlib import Path
 
 import torch
@@ -72,27 +71,39 @@ def _all_signals(world, ro, questions, base) -> dict:
             for u in STEP_UNITS for x in oracle}
 
 
-def borrow_digits(question: str, response: str) -> list[dict]:
-    """The borrow digit of every line of `response` that needs a borrow and reaches it: its
-    character offset, what was written there (right / forgot / other), the line's verdict and
-    whether an earlier line was wrong. A line whose result already differs before the borrow
-    digit (another mistake first) is left out: its borrow was never decided."""
+def decisive_character(response: str, step, m) -> dict | None:
+    """Where a line that needs a carry or a borrow (`step.needs`; m: its STEP_LINE match) decides
+    it: the offset of the first character at which the right result and the forgotten one differ,
+    the two characters there, and what was written (right / forgot / other). Each answer is taken
+    with the newline that ends it, so 1 against 11 is decided at the second character. None when
+    the written result departs before that character (another mistake first: never decided)."""
+    a, b = int(m[1]), int(m[3])
+    right, forgot = (f"{a - b}\n", f"{a - b + 10}\n") if step.needs == "borrow" else (f"{a + b}\n", f"{a + b - 10}\n")
+    written = response[step.start + m.start(5):step.end]
+    k = next(i for i, (x, y) in enumerate(zip(right, forgot)) if x != y)
+    if len(written) <= k or written[:k] != right[:k]:
+        return None
+    kind = "right" if written[k] == right[k] else "forgot" if written[k] == forgot[k] else "other"
+    return {"offset": step.start + m.start(5) + k, "kind": kind, "right": right[k], "forgot": forgot[k]}
+
+
+def _step_lines(question: str, response: str):
+    """(Step, STEP_LINE match or None) for each line `data.check_steps` judges."""
     from ..data import STEP_LINE, check_steps
 
-    out, earlier_wrong = [], False
     for step in check_steps(question, response):
-        line = response[step.start:step.end].rstrip("\n")
-        m = STEP_LINE.fullmatch(line)
+        yield step, STEP_LINE.fullmatch(response[step.start:step.end].rstrip("\n"))
+
+
+def borrow_digits(question: str, response: str) -> list[dict]:
+    """The borrow digit of every line of `response` that needs a borrow and reaches it
+    (`decisive_character`), with the line's verdict and whether an earlier line was wrong."""
+    out, earlier_wrong = [], False
+    for step, m in _step_lines(question, response):
         if m and step.needs == "borrow":
-            a, b = int(m[1]), int(m[3])
-            # each answer with the newline that ends it, so that 1 against 11 is decided at the second
-            # character: the newline (right) or a 1 (forgotten)
-            written, right, forgot = response[step.start + m.start(5):step.end], f"{a - b}\n", f"{a - b + 10}\n"
-            k = next(i for i, (x, y) in enumerate(zip(right, forgot)) if x != y)
-            if len(written) > k and written[:k] == right[:k]:
-                kind = "right" if written[k] == right[k] else "forgot" if written[k] == forgot[k] else "other"
-                out.append({"offset": step.start + m.start(5) + k, "kind": kind, "line_right": step.verdict == 1,
-                            "earlier_wrong": earlier_wrong})
+            d = decisive_character(response, step, m)
+            if d is not None:
+                out.append({**d, "line_right": step.verdict == 1, "earlier_wrong": earlier_wrong})
         earlier_wrong = earlier_wrong or step.verdict == -1
     return out
 
@@ -104,15 +115,14 @@ def place(position: dict) -> str:
     return PLACES[0] if position["line_right"] else PLACES[1]
 
 
-def token_at(tokenizer, ids: list[int], offset: int) -> int | None:
-    """The index of the response token whose characters cover `offset` (decoded one by one)."""
-    pos = 0
+def token_of_char(tokenizer, ids: list[int]) -> dict[int, int]:
+    """Character offset -> the index of the response token that covers it (decoded one by one)."""
+    out, pos = {}, 0
     for t, tid in enumerate(ids):
         piece = tokenizer.decode([tid], skip_special_tokens=True)
-        if pos <= offset < pos + len(piece):
-            return t
+        out.update((c, t) for c in range(pos, pos + len(piece)))
         pos += len(piece)
-    return None
+    return out
 
 
 def push_table(advantages: dict, positions: list[tuple[int, int, dict]], rollouts: int) -> dict:
@@ -145,20 +155,18 @@ def push_table(advantages: dict, positions: list[tuple[int, int, dict]], rollout
     return table
 
 
-def measure(world, student, problems: int = 64, group: int = 8, max_new_tokens: int = 40, probe_m: int = 4,
-            seed: int = 0, methods: dict = METHODS) -> dict:
-    """Sample `group` rollouts of `student` on the first `problems` borrow and both training
-    prompts, form every method's advantage on them, and tabulate the pushes at the borrow digits."""
-    from ..advantage import Signals, method_advantage
-    from ..data import format_prompt, skill_of
-    from ..gate import GateConfig
+def scored_batch(world, student, chosen: list, group: int, seed: int, max_new_tokens: int, probe_m: int):
+    """`group` rollouts of `student` on the problems `chosen`, scored as the trainer scores them:
+    (rollouts, each rollout's question, rewards, {(step unit, oracle reach): Signals}, the
+    teacher's probe pass counts per problem)."""
+    from ..advantage import Signals
+    from ..data import format_prompt
     from ..losses import token_logprobs
     from ..rollout import response_logits, sample, sequence_logprobs
     from ..train import teacher_pass_counts
     from ..verifier import rewards as verifier_rewards
 
     tok = world.tokenizer
-    chosen = [p for p in world.train_problems if skill_of(p.question) in ("borrow", "both")][:problems]
     torch.manual_seed(seed)
     prompts = [format_prompt(tok, p.question, world.instruction) for p in chosen]
     ro = sample(student, tok, prompts, group, max_new_tokens=max_new_tokens, temperature=1.0,
@@ -169,20 +177,38 @@ def measure(world, student, problems: int = 64, group: int = 8, max_new_tokens: 
         logits = response_logits(world.teacher, ro, world.vocab_size)
         teacher_logp, top = token_logprobs(logits, ro.response_ids), logits.argmax(-1)
         old_logp = sequence_logprobs(student, ro, world.vocab_size)
-    mask = ro.response_mask
     passes = teacher_pass_counts(world.teacher, tok, prompts, [p.answer for p in chosen], probe_m, max_new_tokens,
                                  vocab_size=world.vocab_size)
-    signals = _all_signals(world, ro, questions, Signals(old_logp, r, ro.group_ids, mask, teacher_logp, teacher_top=top,
-                           prompt_trusted=torch.tensor([passes[int(g)] / probe_m >= 0.5 for g in ro.group_ids])))
-    advantages = {label: method_advantage(m, getattr(GateConfig, gate)(), signals[unit, reach]).advantage
-                  for label, (m, gate, unit, reach) in methods.items()}
+    trusted = torch.tensor([passes[int(g)] / probe_m >= 0.5 for g in ro.group_ids])
+    signals = _all_signals(world, ro, questions, Signals(old_logp, r, ro.group_ids, ro.response_mask, teacher_logp,
+                                                         teacher_top=top, prompt_trusted=trusted))
+    return ro, questions, r, signals, passes
+
+
+def method_advantages(signals: dict, methods: dict) -> dict:
+    """label -> (R, T) advantage of each of `methods` (METHODS' form) on the scored batch."""
+    from ..advantage import method_advantage
+    from ..gate import GateConfig
+
+    return {label: method_advantage(m, getattr(GateConfig, gate)(), signals[unit, reach]).advantage
+            for label, (m, gate, unit, reach) in methods.items()}
+
+
+def measure(world, student, problems: int = 64, group: int = 8, max_new_tokens: int = 40, probe_m: int = 4,
+            seed: int = 0, methods: dict = METHODS) -> dict:
+    """Sample `group` rollouts of `student` on the first `problems` borrow and both training
+    prompts, form every method's advantage on them, and tabulate the pushes at the borrow digits."""
+    from ..data import skill_of
+
+    chosen = [p for p in world.train_problems if skill_of(p.question) in ("borrow", "both")][:problems]
+    ro, questions, r, signals, passes = scored_batch(world, student, chosen, group, seed, max_new_tokens, probe_m)
+    advantages = method_advantages(signals, methods)
     positions, kinds = [], dict.fromkeys(("right", "forgot", "other"), 0)
     for i in range(len(ro)):
-        ids = ro.response_ids[i, :int(mask[i].sum())].tolist()
+        token_at = token_of_char(world.tokenizer, ro.response_ids[i, :int(ro.response_mask[i].sum())].tolist())
         for p in borrow_digits(questions[i], ro.texts[i]):
-            t = token_at(tok, ids, p["offset"])
-            if t is not None:
-                positions.append((i, t, p))
+            if p["offset"] in token_at:
+                positions.append((i, token_at[p["offset"]], p))
                 kinds[p["kind"]] += 1
     return {"rollouts": len(ro), "prompts": len(chosen), "reward_mean": float(r.mean()),
             "borrow_digits": kinds, "teacher_trusted_prompts": sum(x / probe_m >= 0.5 for x in passes),
@@ -200,21 +226,15 @@ ROLES = ("borrow digit, right", "borrow digit, forgotten", "borrow digit, other"
 def token_roles(question: str, response: str) -> dict[int, str]:
     """Character offset -> ROLES for the characters of `response` that are not "everything
     else": each line's decisive borrow or carry digit, and the other characters of its result."""
-    from ..data import STEP_LINE, check_steps
-
     roles = {}
-    for step in check_steps(question, response):
-        m = STEP_LINE.fullmatch(response[step.start:step.end].rstrip("\n"))
+    for step, m in _step_lines(question, response):
         if m is None:
             continue
         for c in range(step.start + m.start(5), step.start + m.end(5)):
             roles[c] = ROLES[4]
-        if step.needs == "carry":
-            a, b = int(m[1]), int(m[3])
-            written, right, forgot = response[step.start + m.start(5):step.end], f"{a + b}\n", f"{a + b - 10}\n"
-            k = next(i for i, (x, y) in enumerate(zip(right, forgot)) if x != y)
-            if len(written) > k and written[:k] == right[:k]:
-                roles[step.start + m.start(5) + k] = ROLES[3]
+        d = decisive_character(response, step, m) if step.needs == "carry" else None
+        if d is not None:
+            roles[d["offset"]] = ROLES[3]
     for d in borrow_digits(question, response):
         roles[d["offset"]] = ROLES[("right", "forgot", "other").index(d["kind"])]
     return roles
@@ -242,23 +262,18 @@ def borrow_logodds(student, world, problems) -> torch.Tensor:
     from ..data import format_prompt, parse_expression, solve
 
     tok = world.tokenizer
+    from ..rollout import response_logits
+
     sols = [solve(*parse_expression(p.question))[0] for p in problems]
     ro = forced_rollouts(tok, [format_prompt(tok, p.question, world.instruction) for p in problems], sols)
-    from ..rollout import response_logits
 
     logp = torch.log_softmax(response_logits(student, ro, world.vocab_size).float(), -1)
     total = logp.new_zeros(())
     for i, (p, sol) in enumerate(zip(problems, sols)):
-        ids = ro.response_ids[i, :int(ro.response_mask[i].sum())].tolist()
+        token_at = token_of_char(tok, ro.response_ids[i, :int(ro.response_mask[i].sum())].tolist())
         for d in borrow_digits(p.question, sol):
-            t = token_at(tok, ids, d["offset"])
-            a_step = sol[:d["offset"]].rsplit("\n", 1)[-1]                # "23-7=1" -> the line so far
-            m = re.match(r"(-?\d+)-(\d+)=", a_step)
-            right, forgot = f"{int(m[1]) - int(m[2])}\n", f"{int(m[1]) - int(m[2]) + 10}\n"
-            k = d["offset"] - (len(sol[:d["offset"]]) - len(a_step)) - m.end()
-            r_id = tok(right[k], add_special_tokens=False)["input_ids"][0]
-            f_id = tok(forgot[k], add_special_tokens=False)["input_ids"][0]
-            total = total + logp[i, t, r_id] - logp[i, t, f_id]
+            r_id, f_id = (tok(d[x], add_special_tokens=False)["input_ids"][0] for x in ("right", "forgot"))
+            total = total + logp[i, token_at[d["offset"]], r_id] - logp[i, token_at[d["offset"]], f_id]
     return total
 
 
@@ -273,13 +288,8 @@ def influence(world, student, methods: dict = METHODS, per_skill: int = 16, grou
     step, not of the optimizer's: a reading of which pushes point where, not a prediction."""
     import copy
 
-    from ..advantage import Signals, method_advantage
-    from ..data import SKILLS, format_prompt, skill_of
-    from ..gate import GateConfig
-    from ..losses import token_logprobs
-    from ..rollout import response_logits, sample, sequence_logprobs
-    from ..train import teacher_pass_counts
-    from ..verifier import rewards as verifier_rewards
+    from ..data import SKILLS, skill_of
+    from ..rollout import sequence_logprobs
 
     tok = world.tokenizer
     model = copy.deepcopy(student).float().train(False)
@@ -290,33 +300,17 @@ def influence(world, student, methods: dict = METHODS, per_skill: int = 16, grou
     g_l = torch.autograd.grad(borrow_logodds(model, world, probe_set), params)
 
     chosen = [p for s in SKILLS for p in [q for q in world.train_problems if skill_of(q.question) == s][:per_skill]]
-    torch.manual_seed(seed)
-    prompts = [format_prompt(tok, p.question, world.instruction) for p in chosen]
-    ro = sample(model, tok, prompts, group, max_new_tokens=max_new_tokens, temperature=1.0, vocab_size=world.vocab_size)
-    questions = [chosen[int(g)].question for g in ro.group_ids]
-    r = torch.tensor(verifier_rewards(ro.texts, [chosen[int(g)].answer for g in ro.group_ids]), dtype=torch.float32)
+    ro, questions, r, signals, passes = scored_batch(world, model, chosen, group, seed, max_new_tokens, probe_m)
     mask = ro.response_mask
-    with torch.no_grad():
-        logits = response_logits(world.teacher, ro, world.vocab_size)
-        teacher_logp, top = token_logprobs(logits, ro.response_ids), logits.argmax(-1)
-        old_logp = sequence_logprobs(model, ro, world.vocab_size)
-    passes = teacher_pass_counts(world.teacher, tok, prompts, [p.answer for p in chosen], probe_m, max_new_tokens,
-                                 vocab_size=world.vocab_size)
-    trusted = torch.tensor([passes[int(g)] / probe_m >= 0.5 for g in ro.group_ids])
-    signals = _all_signals(world, ro, questions, Signals(old_logp, r, ro.group_ids, mask, teacher_logp,
-                                                         teacher_top=top, prompt_trusted=trusted))
-    # the token groups: ROLES by characters, and the skill of the prompt
+    # the token groups: ROLES by characters (a token spanning several takes the first in ROLES order),
+    # and the skill of the prompt
     role_of = torch.full(mask.shape, len(ROLES) - 1, dtype=torch.long)
     for i in range(len(ro)):
-        ids = ro.response_ids[i, :int(mask[i].sum())].tolist()
-        roles = token_roles(questions[i], ro.texts[i])
-        pos = 0
-        for t, tid in enumerate(ids):
-            piece = tok.decode([tid], skip_special_tokens=True)
-            found = [roles[c] for c in range(pos, pos + len(piece)) if c in roles]
-            if found:
-                role_of[i, t] = min(ROLES.index(x) for x in found)
-            pos += len(piece)
+        token_at = token_of_char(tok, ro.response_ids[i, :int(mask[i].sum())].tolist())
+        for c, role in token_roles(questions[i], ro.texts[i]).items():
+            if c in token_at:
+                t = token_at[c]
+                role_of[i, t] = min(int(role_of[i, t]), ROLES.index(role))
     skill_of_rollout = [skill_of(q) for q in questions]
     groups = {**{f"role: {x}": role_of == k for k, x in enumerate(ROLES)},
               **{f"prompts: {s}": torch.tensor([x == s for x in skill_of_rollout])[:, None].expand_as(mask)
@@ -324,8 +318,8 @@ def influence(world, student, methods: dict = METHODS, per_skill: int = 16, grou
     logp = sequence_logprobs(model, ro, world.vocab_size)                       # with the graph
     out = {"rollouts": len(ro), "probes": len(probe_set), "reward_mean": float(r.mean()),
            "teacher_trusted_prompts": int(sum(x / probe_m >= 0.5 for x in passes)), "methods": {}}
-    for label, (m, gate, unit, reach) in methods.items():
-        adv = method_advantage(m, getattr(GateConfig, gate)(), signals[unit, reach]).advantage.detach()
+    for label, adv in method_advantages(signals, methods).items():
+        adv = adv.detach()
         row = {}
         for name, sel in groups.items():
             obj = (adv * mask * sel * logp).sum() / len(ro)

@@ -449,8 +449,8 @@ def leak_findings(rows: dict, checks: dict, channels: dict, start: dict) -> list
                                                         for g in toward)
                          + " still points toward the forgotten borrow, to first order; GRPO's reads "
                          + " / ".join(f"{v:+.1f}" for v in scaled.get("GRPO", [])) + ".")
-    for arm, runs in checks.items():
-        fam = check_verdicts(rows, checks)
+    fam = check_verdicts(rows, checks) if checks else {}
+    for arm in checks:
         parent = CHECK_ARMS[arm][1]
         b, vs_opd, vs_grpo = fam[(arm, parent, "borrow")], fam[(arm, "opd", "borrow")], fam[(arm, "grpo", "borrow")]
         said = {"higher": "kept more of the borrow than", "lower": "kept less of the borrow than",
@@ -458,17 +458,16 @@ def leak_findings(rows: dict, checks: dict, channels: dict, start: dict) -> list
         lines.append(f"* **{CHECK_ARMS[arm][0]}** {said} {_ref_label(parent)}: borrow {b[0]}; minus OPD {vs_opd[0]}; "
                      f"minus GRPO {vs_grpo[0]}; forgotten-borrow share minus {_ref_label(parent)} "
                      f"{fam[(arm, parent, 'slip_borrow')][0]}.")
-    lines += _what_it_says(rows, checks, start)
+    lines += _what_it_says(rows, checks, fam, start)
     return lines + [""] if lines else []
 
 
-def _what_it_says(rows: dict, checks: dict, start: dict) -> list[str]:
+def _what_it_says(rows: dict, checks: dict, fam: dict, start: dict) -> list[str]:
     """The conclusion of the checks, said only when the local oracle's verdicts support it: the
     pushes at the borrow digits carried the error, and without a reward the borrow still fell."""
     local = checks.get("oracle_local")
     if not local or not rows.get("oracle_gate") or not rows.get("opd"):
         return []
-    fam = check_verdicts(rows, checks)
     if not (fam[("oracle_local", "oracle_gate", "slip_borrow")][1] == "lower"
             and fam[("oracle_local", "opd", "borrow")][1] == "higher"):
         return []
