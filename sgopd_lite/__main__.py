@@ -105,9 +105,11 @@ def _cmd_world(args) -> int:
 
 def _cmd_data(args) -> int:
     from .data import regenerate_splits
+    from .worlds.tiny import write_unseen_split
 
     for name, path in regenerate_splits().items():
         print(f"wrote {name} split: {path}")
+    print(f"wrote eval_unseen split: {write_unseen_split()}")   # after the others: it excludes them
     return 0
 
 

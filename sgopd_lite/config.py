@@ -111,6 +111,11 @@ class WorldConfig:
     train_data: str | None = None    # JSONL of training prompts; None = the size's default
     eval_data: str | None = None     # JSONL of held-out problems, or a committed split by name
                                      # ("eval_skills": 64 per skill); None = the size's default
+    eval_unseen: str | None = "auto" # a second held-out set, scored beside eval_data at every
+                                     # evaluation (metrics eval_unseen_*): problems the world's
+                                     # models never saw while they were built. "auto" = the
+                                     # committed split "eval_unseen" for the tiny world, none for
+                                     # the others; a split name or JSONL; null = off
     lora: bool | None = None         # LoRA student; None = the size's default (off for tiny)
     student_quant: str = "none"      # "none" | "4bit" (QLoRA) | "8bit"
     teacher_finetune_steps: int | None = None  # smol: SFT steps of the default teacher's task
@@ -352,7 +357,7 @@ def validate(cfg: TrainConfig) -> None:
         # accelerate silently skips a tracker whose package is missing; say so up front instead
         need(any(importlib.util.find_spec(pkg) for pkg in TRACKERS[tracker]), "report_to",
              f"{tracker!r} needs the {TRACKERS[tracker][0]!r} package: pip install {TRACKERS[tracker][0]}")
-    for name in ("teacher", "student", "train_data", "eval_data"):
+    for name in ("teacher", "student", "train_data", "eval_data", "eval_unseen"):
         v = getattr(cfg.world, name)
         # a local-looking path must exist; anything else may be a hub id (checked at load time)
         if isinstance(v, str) and (v.startswith((".", "/", "~")) or v.endswith(".jsonl")):

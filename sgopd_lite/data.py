@@ -422,8 +422,8 @@ def hub_problems(name: str, limit: int | None = None) -> list[Problem]:
 # The committed tiny-world splits
 # --------------------------------------------------------------------------------------------
 
-SPLIT_SEEDS = {"eval": 1234, "train": 5678, "eval_skills": 4321}
-SPLIT_SIZES = {"eval": 256, "train": 2048, "eval_skills": 256}
+SPLIT_SEEDS = {"eval": 1234, "train": 5678, "eval_skills": 4321, "eval_unseen": 2468}
+SPLIT_SIZES = {"eval": 256, "train": 2048, "eval_skills": 256, "eval_unseen": 256}
 
 
 def skill_balanced_problems(per_skill: int, seed: int, exclude: set[str] | frozenset = frozenset(),
@@ -473,8 +473,16 @@ def regenerate_splits(out_dir=DATA_DIR) -> dict[str, Path]:
 
 
 def arithmetic_split(name: str) -> list[Problem]:
-    """The committed split `eval` (held out, 256 problems, the natural skill mix), `train` (2048
-    prompts) or `eval_skills` (held out, 64 problems of each skill: carry, borrow, both, none)."""
+    """A committed split: `train` (2048 RL training prompts), or one of three evaluation splits,
+    each disjoint from the training prompts:
+
+    eval         256 problems, the natural skill mix
+    eval_skills  64 problems of each skill (carry, borrow, both, none)
+    eval_unseen  up to 64 problems of each skill that no committed tiny model saw in its SFT data
+                 (written by `worlds.tiny.write_unseen_split`; all have three operands)
+
+    The committed tiny models were built when SFT skipped only `eval`: most of `eval_skills` was
+    in their SFT data (`worlds.tiny.sft_seen` says which). Models built since skip all three."""
     if name not in SPLIT_SIZES:
         raise DataError(f"unknown split {name!r}; expected one of {sorted(SPLIT_SIZES)}")
     return load_jsonl(DATA_DIR / f"arith_{name}.jsonl")

@@ -720,23 +720,35 @@ class Trainer:
 
     # -- evaluation, checkpoints, the loop ------------------------------------------------
     def evaluate(self) -> dict:
+        """Score the student on the world's held-out problems (`eval_*` metrics) and, where the
+        world has a second held-out set, on that one too (`eval_unseen_*`), after the first."""
+        out = self._scores(self.world.eval_problems, "eval_")
+        if self.world.unseen_problems:
+            # its own stream, seeded by the run's seed and step: scoring the second set never
+            # moves the training stream, so runs with and without it train alike
+            devices = [self.accelerator.device] if self.accelerator.device.type == "cuda" else []
+            with torch.random.fork_rng(devices=devices):
+                torch.manual_seed(self.cfg.seed + 104729 * self.step)
+                out.update(self._scores(self.world.unseen_problems, "eval_unseen_"))
+        return out
+
+    def _scores(self, problems, prefix: str) -> dict:
         from .evaluate import evaluate
 
-        problems = self.world.eval_problems[:self.cfg.eval_problems]
-        res = evaluate(self.policy, self.tok, problems, n=self.cfg.eval_n,
+        res = evaluate(self.policy, self.tok, problems[:self.cfg.eval_problems], n=self.cfg.eval_n,
                        temperature=self.cfg.eval_temperature, max_new_tokens=self.cfg.max_new_tokens,
                        instruction=self.world.instruction, vocab_size=self.world.vocab_size,
                        step_checker=self.world.step_checker)
         skills = {}
         for kind in ("carry", "borrow"):          # error adoption: forgotten carries / borrows
             if res.steps.get(f"{kind}_steps"):
-                skills[f"eval_slip_{kind}"] = res.slip_rate(kind)
-                skills[f"eval_steps_{kind}"] = res.steps[f"{kind}_steps"]
+                skills[f"{prefix}slip_{kind}"] = res.slip_rate(kind)
+                skills[f"{prefix}steps_{kind}"] = res.steps[f"{kind}_steps"]
         for skill, v in res.per_skill.items():
-            skills[f"eval_avg@{res.n}_{skill}"] = v["avg"]
-            skills[f"eval_problems_{skill}"] = v["problems"]
-        return {f"eval_avg@{res.n}": res.avg_at_n, f"eval_pass@{res.k}": res.pass_at_k,
-                "eval_seconds": res.seconds, **skills}
+            skills[f"{prefix}avg@{res.n}_{skill}"] = v["avg"]
+            skills[f"{prefix}problems_{skill}"] = v["problems"]
+        return {f"{prefix}avg@{res.n}": res.avg_at_n, f"{prefix}pass@{res.k}": res.pass_at_k,
+                f"{prefix}seconds": res.seconds, **skills}
 
     def checkpoint_dir(self) -> Path:
         return self.out / "checkpoint"

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from sgopd_lite.gate import GateConfig, gate_evidence, sign_gate
-from sgopd_lite.worlds.tiny import TinyWorldConfig, correct_next_tokens, role_key, sft_examples
+from sgopd_lite.worlds.tiny import TinyWorldConfig, correct_next_tokens, role_key, sft_draws, sft_examples
 
 
 def test_correct_next_tokens_stop_after_the_first_mistake(char_tokenizer):
@@ -58,7 +58,7 @@ def test_complementary_knobs_shape_the_sft_data_and_keep_old_keys():
     comp = TinyWorldConfig(teacher_noise=1.0, teacher_slip_kind="borrow", student_slip_kind="carry")
     assert role_key(comp, "teacher") != role_key(TinyWorldConfig(teacher_noise=1.0), "teacher")
     # the complementary teacher forgets borrows only: 15-7 is 18, 17+5 stays 22
-    pairs = dict(sft_examples(random.Random(0), 3000, comp, "teacher", set()))
+    pairs = dict(sft_examples(sft_draws(random.Random(0), comp, "teacher", set()), 3000, comp, "teacher"))
     assert pairs.get("15-7", "15-7=18").startswith("15-7=18")
     assert pairs.get("17+5", "17+5=22").startswith("17+5=22")
     from sgopd_lite.data import has_borrow

@@ -47,14 +47,14 @@ def test_student_slip_forgets_carries_and_borrows_in_the_students_data_only():
     import random
 
     from sgopd_lite.data import has_borrow, has_carry, solve
-    from sgopd_lite.worlds.tiny import sft_examples
+    from sgopd_lite.worlds.tiny import sft_draws, sft_examples
 
     assert solve([15, 7], ["-"], borrow_slip=True) == ("15-7=18\n\\boxed{18}", 18)   # borrow forgotten
     assert solve([15, 7], ["+"], slip=True)[1] == 12                                 # carry forgotten
     assert has_borrow(15, "-", 7) and not has_borrow(17, "-", 5) and not has_borrow(5, "-", 7)
     cfg = TinyWorldConfig(student_slip=1.0)
-    student = sft_examples(random.Random(0), 200, cfg, "student", set())
-    teacher = sft_examples(random.Random(0), 200, cfg, "teacher", set())
+    student = sft_examples(sft_draws(random.Random(0), cfg, "student", set()), 200, cfg, "student")
+    teacher = sft_examples(sft_draws(random.Random(0), cfg, "teacher", set()), 200, cfg, "teacher")
 
     def wrong(pairs):
         return sum(f"\\boxed{{{eval(q)}}}" not in sol for q, sol in pairs)

@@ -1,7 +1,7 @@
 """The package's data, shipped inside the wheel, and where a run's outputs go.
 
-    arith_eval.jsonl, arith_train.jsonl   the committed arithmetic splits (`python -m sgopd_lite data`)
-    tiny/                                 the four committed tiny-world models (tiny/README.md)
+    arith_*.jsonl   the committed arithmetic splits: eval, train, eval_skills, eval_unseen (`python -m sgopd_lite data`)
+    tiny/           the seven committed tiny-world models (tiny/README.md)
 
 `asset_dir()` finds this folder through `importlib.resources`, so a built wheel installed
 anywhere finds its data. Outputs never go next to the data: `project_dir()` is the repository

@@ -181,6 +181,11 @@ def summarize(cfg: TrainConfig, history: list[dict], seconds: float, **fields) -
             "eval_problems": cfg.eval_problems, "skipped_steps": sum("skipped" in m for m in history),
             "per_skill": {s: {"avg": final[f"{key_avg}_{s}"], "problems": final[f"eval_problems_{s}"]}
                           for s in SKILLS if f"{key_avg}_{s}" in final},
+            **({"per_skill_unseen": {s: {"avg": final[f"eval_unseen_avg@{cfg.eval_n}_{s}"],
+                                         "problems": final[f"eval_unseen_problems_{s}"]}
+                                     for s in SKILLS if f"eval_unseen_avg@{cfg.eval_n}_{s}" in final},
+                "avg_unseen": final[f"eval_unseen_avg@{cfg.eval_n}"]}
+               if f"eval_unseen_avg@{cfg.eval_n}" in final else {}),
             "final": {k: v for k, v in final.items() if k.startswith("eval_")},
             "curves": curves_of(history), "evidence": evidence_totals(history),
             "evals": evals_of(history, cfg.eval_n), "seconds": round(seconds, 1), "machine": machine(), "finished": time.strftime("%Y-%m-%d %H:%M:%S")}

@@ -47,7 +47,11 @@ def load_world(cfg, verbose: bool = True) -> World:
     Explicit `world.teacher` / `world.student` paths replace the size's default models (smol,
     qwen); the tiny size refuses them (it builds its own pair).
     """
-    return world_module(cfg.world.size).load(cfg, verbose=verbose)
+    from .base import unseen_set
+
+    world = world_module(cfg.world.size).load(cfg, verbose=verbose)
+    world.unseen_problems = unseen_set(cfg.world)
+    return world
 
 
 def load_models(cfg=None, tokenizer=None, verbose: bool = True, **tiny_kwargs):

@@ -13,7 +13,7 @@ May import: data, models (generic loading) and torch. Never a world module, nor 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -21,7 +21,7 @@ from ..data import DEFAULT_INSTRUCTION, Problem, arithmetic_split, format_prompt
 from ..models import ModelConfig
 
 
-HELD_OUT_SPLITS = ("eval", "eval_skills")   # committed splits a run may evaluate on, by name
+HELD_OUT_SPLITS = ("eval", "eval_skills", "eval_unseen")   # committed splits a run may evaluate on, by name
 
 
 @dataclass
@@ -43,6 +43,8 @@ class World:
                                       # (question, response text) -> list of data.Step, each line's
                                       # verdict on its own operands; `token_verdicts` spreads it over
                                       # tokens. Needed by method=step_gate / first_error_gate.
+    unseen_problems: list[Problem] = field(default_factory=list)   # a second held-out set scored
+                                      # beside eval_problems (`world.eval_unseen`); empty = none
 
 
 def problem_sets(w) -> tuple[list[Problem], list[Problem]]:
@@ -55,6 +57,20 @@ def problem_sets(w) -> tuple[list[Problem], list[Problem]]:
     else:
         held_out = load_jsonl(w.eval_data) if w.eval_data else arithmetic_split("eval")
     return train, held_out
+
+
+def unseen_set(w) -> list[Problem]:
+    """The second held-out set of a `TrainConfig.world` section (`world.eval_unseen`): "auto" is
+    the committed `eval_unseen` split for the tiny world (problems none of its committed models
+    saw in their SFT data) and nothing for the other sizes; a split name or JSONL path; None = []."""
+    v = w.eval_unseen
+    if v is None or (v == "auto" and w.size != "tiny"):
+        return []
+    if v == "auto":
+        v = "eval_unseen"
+    if v == w.eval_data:
+        return []                          # already the first held-out set
+    return arithmetic_split(v) if v in HELD_OUT_SPLITS else load_jsonl(v)
 
 
 def model_config(w, size: str | None = None) -> ModelConfig:

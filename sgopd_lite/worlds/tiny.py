@@ -31,7 +31,9 @@ rollout, verifier, evaluate. Never another world.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import itertools
 import json
 import os
 import random
@@ -44,8 +46,9 @@ from pathlib import Path
 import torch
 
 from ..assets import asset_path
-from ..data import (STEP_LINE, ArithmeticTask, DataError, _apply, arithmetic_split, check_steps, format_prompt,
-                    parse_expression, sample_expression, expression_text, solve)
+from ..data import (DATA_DIR, SKILLS, STEP_LINE, ArithmeticTask, DataError, Problem, _apply, arithmetic_split,
+                    check_steps, expression_text, format_prompt, parse_expression, sample_expression,
+                    save_jsonl, skill_of, solve)
 from ..losses import masked_mean, token_logprobs
 from ..models import ModelConfig, ModelPair, assemble_pair, enable_checkpointing, resolve_device, resolve_dtype
 from ..models import cache_root as models_cache_root
@@ -169,39 +172,153 @@ def make_model(net: NetConfig, tokenizer, seed: int):
     return model
 
 
-def sft_examples(rng: random.Random, n: int, cfg: TinyWorldConfig, role: str,
-                 exclude: set[str]) -> list[tuple[str, str]]:
-    """(question, solution) pairs for the teacher or the student, with that role's knob applied."""
-    out = []
-    while len(out) < n:
+def sft_draws(rng: random.Random, cfg: TinyWorldConfig, role: str, exclude: set[str]):
+    """The endless stream of one role's SFT draws: (operands, ops, style, slip), questions in
+    `exclude` skipped. Every random number a build uses is drawn here, in this order, so
+    `sft_questions` can replay a build's questions without training anything."""
+    while True:
         operands, ops = sample_expression(rng, cfg.task)
-        question = expression_text(operands, ops)
-        if question in exclude:
+        if expression_text(operands, ops) in exclude:
             continue
         style = "prose" if role == "student" and rng.random() < cfg.style_gap else "chain"
         if role == "teacher":
             slip = rng.random() < cfg.teacher_noise
-            carry = cfg.teacher_slip_kind == "carry"
-            solution = solve(operands, ops, style, slip=slip and carry, borrow_slip=slip and not carry)[0]
         else:   # draws only when the knob is on, so existing students rebuild bit for bit
             slip = cfg.student_slip > 0 and rng.random() < cfg.student_slip
+        yield operands, ops, style, slip
+
+
+def sft_examples(draws, n: int, cfg: TinyWorldConfig, role: str) -> list[tuple[str, str]]:
+    """The next `n` (question, solution) pairs of a role's stream (`sft_draws`), with that
+    role's knob applied to the solution."""
+    out = []
+    for operands, ops, style, slip in itertools.islice(draws, n):
+        if role == "teacher":
+            carry = cfg.teacher_slip_kind == "carry"
+            solution = solve(operands, ops, style, slip=slip and carry, borrow_slip=slip and not carry)[0]
+        else:
             solution = solve(operands, ops, style, slip=slip,
                              borrow_slip=slip and cfg.student_slip_kind == "both")[0]
-        out.append((question, solution))
+        out.append((expression_text(operands, ops), solution))
     return out
+
+
+# --------------------------------------------------------------------------------------------
+# What each model saw while it was built
+# --------------------------------------------------------------------------------------------
+
+# Every committed split a run may be scored on. A model built now never sees any of them in its
+# SFT data. The seven committed models were built earlier, when SFT skipped only `eval`; their
+# recipe (and so their key) stays as it was, because every study ran on them. `sft_seen` tells
+# which evaluation problems they saw, and `eval_unseen` holds problems none of them saw.
+EVALUATION_SPLITS = ("eval", "eval_skills", "eval_unseen")
+EARLY_KEYS = frozenset({"teacher-bb41ca3007", "teacher-eb14091c22", "teacher-cafd8bfebb", "student-89dc05f5b0",
+                        "student-d17cc7f303", "student-4f5ae4379a", "student-5f78d009f4"})
+
+
+def sft_exclusion(cfg: TinyWorldConfig, role: str) -> tuple[str, ...]:
+    """The committed splits whose questions the SFT of `cfg`'s `role` model skips: only `eval`
+    for the committed models (built before the other splits existed), every evaluation split
+    for any other build."""
+    return ("eval",) if _early_key(cfg, role) in EARLY_KEYS else EVALUATION_SPLITS
+
+
+def _excluded_questions(splits) -> set[str]:
+    return {p.question for name in splits for p in arithmetic_split(name)}
+
+
+def sft_questions(cfg: TinyWorldConfig, role: str) -> list[str]:
+    """Every question (with repeats, in order) of the SFT data the `role` model of `cfg` was
+    trained on: the build's random stream replayed, nothing trained (about a second)."""
+    steps = cfg.teacher_steps if role == "teacher" else cfg.student_steps
+    draws = sft_draws(random.Random(f"{cfg.seed}-{role}"), cfg, role,
+                       _excluded_questions(sft_exclusion(cfg, role)))
+    return [expression_text(operands, ops) for operands, ops, _, _ in itertools.islice(draws, steps * cfg.batch_size)]
+
+
+def sft_seen(cfg: TinyWorldConfig, role: str) -> frozenset[str]:
+    """The set of questions the `role` model of `cfg` saw in its SFT data."""
+    return _seen_by_key(role_key(cfg, role), cfg, role)
+
+
+@functools.lru_cache(maxsize=None)
+def _seen_by_key(key: str, cfg: TinyWorldConfig, role: str) -> frozenset[str]:
+    return frozenset(sft_questions(cfg, role))
+
+
+def committed_models() -> dict[str, tuple[TinyWorldConfig, str]]:
+    """{key: (config, role)} of every model committed in assets/tiny/, read from its meta.json
+    (fields a model's meta lacks were added later, at values that keep its key)."""
+    out = {}
+    for meta_path in sorted(COMMITTED_DIR.glob("*/meta.json")):
+        meta = json.loads(meta_path.read_text())
+        raw = dict(meta["config"])
+        raw["task"] = ArithmeticTask(**raw["task"])
+        for net in ("teacher", "student"):
+            raw[net] = NetConfig(**raw[net])
+        cfg = TinyWorldConfig(**raw)
+        if role_key(cfg, meta["role"]) != meta["key"]:
+            raise DataError(f"{meta_path}: its config gives key {role_key(cfg, meta['role'])}, not {meta['key']}")
+        out[meta["key"]] = (cfg, meta["role"])
+    return out
+
+
+def unseen_problems(per_skill: int = 64, seed: int = 2468) -> tuple[list[Problem], dict[str, int]]:
+    """The `eval_unseen` split: up to `per_skill` problems of each skill (SKILLS order, then
+    interleaved) that no committed model saw in its SFT data and that are in no other committed
+    split (so neither RL training prompts nor the other held-out problems), drawn with `seed`
+    from every question of the task. Also returns how many such questions each skill has.
+
+    Every two-operand question was drawn while the committed models were built, so every problem
+    here has three operands; `eval_skills` mixes two and three. Compare like with like."""
+    seen = set().union(*(sft_seen(cfg, role) for cfg, role in committed_models().values()))
+    seen |= _excluded_questions(("eval", "train", "eval_skills"))
+    task = ArithmeticTask()
+    buckets: dict[str, list[str]] = {s: [] for s in SKILLS}
+    for question in all_questions(task):
+        if question not in seen:
+            buckets[skill_of(question)].append(question)
+    rng = random.Random(seed)
+    chosen = {s: rng.sample(qs, min(per_skill, len(qs))) for s, qs in buckets.items()}
+    problems = []
+    for i in range(max(map(len, chosen.values()))):
+        for s in SKILLS:
+            if i < len(chosen[s]):
+                operands, ops = parse_expression(chosen[s][i])
+                solution, value = solve(operands, ops)
+                problems.append(Problem(id=f"arith-unseen-{seed}-{s}-{i}", question=chosen[s][i],
+                                        answer=str(value), solution=solution, source="arithmetic"))
+    return problems, {s: len(qs) for s, qs in buckets.items()}
+
+
+def all_questions(task: ArithmeticTask = ArithmeticTask()):
+    """Every question `sample_expression` can draw from `task`, in a fixed order."""
+    values = range(task.min_operand, task.max_operand + 1)
+    for terms in range(task.min_terms, task.max_terms + 1):
+        for operands in itertools.product(values, repeat=terms):
+            for ops in itertools.product(task.ops, repeat=terms - 1):
+                yield expression_text(list(operands), list(ops))
+
+
+def write_unseen_split(path: Path | None = None) -> Path:
+    """Write `eval_unseen` to the committed assets (`python -m sgopd_lite data`)."""
+    path = Path(path) if path else DATA_DIR / "arith_eval_unseen.jsonl"
+    save_jsonl(unseen_problems()[0], path)
+    return path
 
 
 def sft_train(model, tokenizer, cfg: TinyWorldConfig, role: str, steps: int, log_every: int = 100,
               verbose: bool = True) -> list[float]:
-    """Supervised fine-tuning on freshly drawn worked solutions (held-out questions excluded)."""
-    rng = random.Random(f"{cfg.seed}-{role}")
-    exclude = {p.question for p in arithmetic_split("eval")}
+    """Supervised fine-tuning on freshly drawn worked solutions (the questions of the evaluation
+    splits of `sft_exclusion` skipped)."""
+    draws = sft_draws(random.Random(f"{cfg.seed}-{role}"), cfg, role,
+                       _excluded_questions(sft_exclusion(cfg, role)))
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=steps, pct_start=0.1)
     model.train()
     losses = []
     for step in range(steps):
-        pairs = sft_examples(rng, cfg.batch_size, cfg, role, exclude)
+        pairs = sft_examples(draws, cfg.batch_size, cfg, role)
         ids, attn, loss_mask = sft_batch(tokenizer, pairs, cfg.instruction)
         logits = model(input_ids=ids, attention_mask=attn).logits[:, :-1]          # (B, L-1, V)
         logp = token_logprobs(logits, ids[:, 1:])                                   # (B, L-1)
@@ -227,9 +344,8 @@ def cache_root() -> Path:
 COMMITTED_DIR = asset_path("tiny")    # the committed models, package data (assets/tiny/README.md)
 
 
-def role_key(cfg: TinyWorldConfig, role: str) -> str:
-    """Cache key of one model: only the fields that shape it, so that a `style_gap` variant
-    reuses the default teacher and a `teacher_noise` variant reuses the default student."""
+def _recipe(cfg: TinyWorldConfig, role: str) -> tuple[dict, dict]:
+    """(the fields of `role`'s own, the fields both roles share) that shape a model."""
     shared = {"task": asdict(cfg.task), "instruction": cfg.instruction, "lr": cfg.lr,
               "batch_size": cfg.batch_size, "seed": cfg.seed}
     if role == "teacher":
@@ -244,8 +360,29 @@ def role_key(cfg: TinyWorldConfig, role: str) -> str:
             own["student_slip_kind"] = cfg.student_slip_kind
     else:
         raise ValueError(f"role must be 'teacher' or 'student', got {role!r}")
-    blob = json.dumps({"role": role, **shared, **own}, sort_keys=True)
+    return own, shared
+
+
+def _hash_key(role: str, recipe: dict) -> str:
+    blob = json.dumps({"role": role, **recipe}, sort_keys=True)
     return f"{role}-{hashlib.sha1(blob.encode()).hexdigest()[:10]}"
+
+
+def _early_key(cfg: TinyWorldConfig, role: str) -> str:
+    """The key of `cfg`'s `role` model under the recipe of the committed models (SFT skipping `eval` only)."""
+    own, shared = _recipe(cfg, role)
+    return _hash_key(role, {**shared, **own})
+
+
+def role_key(cfg: TinyWorldConfig, role: str) -> str:
+    """Cache key of one model: only the fields that shape it, so that a `style_gap` variant
+    reuses the default teacher and a `teacher_noise` variant reuses the default student. A model
+    outside EARLY_KEYS skips every evaluation split in its SFT data, and its key says so."""
+    key = _early_key(cfg, role)
+    if key in EARLY_KEYS:
+        return key
+    own, shared = _recipe(cfg, role)
+    return _hash_key(role, {**shared, **own, "sft_exclude": list(EVALUATION_SPLITS)})
 
 
 def model_dir(cfg: TinyWorldConfig, role: str) -> Path:
