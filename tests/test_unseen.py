@@ -161,3 +161,27 @@ def test_committed_start_measurement_covers_the_four_worlds():
             assert m["role"] == role and m["seen_in_eval_skills"] == {"teacher": 211, "student": 163}[role]
             for s in SKILLS:
                 assert m["skills"][s]["eval_skills"]["problems"] == m["skills"][s]["eval_unseen"]["problems"] == 64
+
+
+def test_report_section_says_whether_a_planted_skill_moves_on_unseen_problems():
+    from sgopd_lite.study import unseen
+
+    def parts(a, b):
+        c = lambda m: {"mean": m, "half": 0.02, "problems": 64}
+        return {"eval_skills": c(a), "seen": c(a), "unseen part": c(a), "3 operands": c(a), "eval_unseen": c(b),
+                "unseen minus eval_skills": {"mean": b - a, "half": 0.03},
+                "unseen minus 3 operands": {"mean": b - a, "half": 0.03}}
+
+    def result(student_borrow_unseen):
+        skills = {s: parts(0.5, 0.5) for s in SKILLS}
+        student = dict(skills, borrow=parts(0.55, student_borrow_unseen))
+        return {"n": 8, "seed": 0, "eval_unseen_problems": {s: 64 for s in SKILLS},
+                "worlds": {"A2 complementary": {"teacher": "t", "student": "s"}},
+                "models": {"t": {"role": "teacher", "seen_in_eval_skills": 211, "skills": skills},
+                           "s": {"role": "student", "seen_in_eval_skills": 163, "skills": student}}}
+
+    same = "\n".join(unseen.report_section(result(0.54)))
+    assert "none of the 8 model-skill cells" in same and "read the same" in same
+    moved = "\n".join(unseen.report_section(result(0.30)))
+    assert "1 of 8 model-skill cells" in moved and "A planted skill differs" in moved and "student borrow" in moved
+    assert unseen.report_section({}) == []

@@ -133,6 +133,80 @@ def table(result: dict) -> str:
     return "\n".join(lines)
 
 
+# The skills each A2 world plants on purpose (worlds/tiny.py SETTINGS): whose, and which.
+PLANTED = {"A2 shared": (("teacher", "carry"), ("student", "carry")),
+           "A2 complementary": (("teacher", "borrow"), ("student", "borrow"), ("student", "carry"))}
+
+
+def report_section(result: dict) -> list[str]:
+    """docs/results.md's section on seen and unseen problems, from `measure`'s result; [] without it."""
+    if not result:
+        return []
+    models, worlds = result["models"], result["worlds"]
+    where: dict[str, list[str]] = {}
+    for world, roles in worlds.items():
+        for role, key in roles.items():
+            where.setdefault(key, []).append(world)
+    seen = {role: next(m["seen_in_eval_skills"] for m in models.values() if m["role"] == role)
+            for role in ("teacher", "student")}
+
+    def pts(c):
+        half = "" if c["problems"] < 2 else f" ± {100 * c['half']:.1f}"
+        return f"{100 * c['mean']:.1f}{half} ({c['problems']})" if c["problems"] else "-"
+
+    lines = ["## Seen and unseen problems (the starting models)", "",
+             "The committed models were built by supervised fine-tuning on freshly drawn problems that skipped "
+             "only the natural-mix split `eval`. The skill-balanced split every run here reports, `eval_skills`, "
+             "is held out from the RL training prompts, not from that SFT data: replaying each build's draws "
+             f"(`worlds.tiny.sft_seen`), {seen['teacher']} of its 256 problems were in every teacher's SFT data "
+             f"and {seen['student']} in every student's. `eval_unseen` holds "
+             f"{min(result['eval_unseen_problems'].values())} problems of each skill that no committed model saw "
+             "and that no other split holds; every two-operand question was drawn during the builds, so all of "
+             "them have three operands, and the column '3 operands' is the like-for-like part of `eval_skills`. "
+             "Models built from now on skip every evaluation split, and every run also scores `eval_unseen` "
+             "(`world.eval_unseen`); the committed study runs predate it.", "",
+             f"avg@{result['n']} in points ± the 95% interval over problems (problems in brackets), seed "
+             f"{result['seed']}; the last column is eval_unseen minus eval_skills with the interval of a "
+             "difference of two independent means, uncorrected.", "",
+             "| model | world(s) | skill | eval_skills | seen | 3 operands | eval_unseen | unseen minus eval_skills |",
+             "|---|---|---|---|---|---|---|---|"]
+    cells = 0
+    for key, m in models.items():
+        for s, parts in m["skills"].items():
+            d = parts["unseen minus eval_skills"]
+            cells += 1
+            lines.append(f"| {m['role']} `{key}` | {', '.join(where[key])} | {s} | {pts(parts['eval_skills'])} "
+                         f"| {pts(parts['seen'])} | {pts(parts['3 operands'])} | {pts(parts['eval_unseen'])} "
+                         f"| {100 * d['mean']:+.1f} ± {100 * d['half']:.1f} |")
+    off = [(key, s) for key in models for s in flagged(models, key)]
+    planted = {(worlds[w][role], s): (w, role) for w, pairs in PLANTED.items() if w in worlds for role, s in pairs}
+    lines.append("")
+    if off:
+        said = "; ".join(f"{models[k]['role']} of {', '.join(where[k])} on {s}, "
+                         f"{100 * models[k]['skills'][s]['eval_skills']['mean']:.1f} on eval_skills and "
+                         f"{100 * models[k]['skills'][s]['eval_unseen']['mean']:.1f} on eval_unseen" for k, s in off)
+        lines.append(f"* Outside its interval: {len(off)} of {cells} model-skill cells ({said}). With {cells} "
+                     f"uncorrected 95% intervals, about {0.05 * cells:.1f} fall outside by chance alone.")
+    else:
+        lines.append(f"* Outside its interval: none of the {cells} model-skill cells.")
+    hit = [planted[c] + (c[1],) for c in off if c in planted]
+    planted_said = "; ".join(
+        f"{w}'s {role} on {s}: {100 * models[worlds[w][role]]['skills'][s]['eval_skills']['mean']:.1f} on "
+        f"eval_skills, {100 * models[worlds[w][role]]['skills'][s]['eval_unseen']['mean']:.1f} on eval_unseen"
+        for w, pairs in PLANTED.items() if w in worlds for role, s in pairs)
+    if hit:
+        lines.append(f"* A planted skill differs on problems the models never saw ({', '.join(' '.join(h) for h in hit)}): "
+                     f"the studies' numbers on that skill partly measure recall of SFT problems. {planted_said}.")
+    else:
+        lines.append(f"* The planted skills read the same on problems no model saw, within their intervals ({planted_said}): "
+                     "at the start, the worlds are what they were built to be on problems no model saw too. "
+                     + ("The cells outside their interval are on skills no world plants. " if off else "")
+                     + "This measures the starting models only: the committed runs' trained students were scored "
+                     "on eval_skills alone, and whether their differences hold on unseen problems is for runs "
+                     "that score both splits.")
+    return lines + [""]
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m sgopd_lite.study.unseen", description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default=str(RESULT), help="where the JSON goes")

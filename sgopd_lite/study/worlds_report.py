@@ -38,6 +38,7 @@ from .plan import DOCS_DIR, RESULTS_DIR, study
 from .horizon_report import NAME as HORIZON_STUDY, horizon_section   # the same at 1000 steps
 from .roles_report import EVIDENCE_STUDY, NAME as ROLES, PREFIX_STUDY, roles_section   # "Where must the verifier act?"
 from .stats import ALPHA, _cell, family_said, family_verdicts, holm_p, mean_ci, paired, said_corrected
+from .unseen import report_section as unseen_section   # seen and unseen problems of the starting models
 
 STUDIES = ("worlds_main", "a2c_thresholds", "a2c_confirm", "stability", "pts_a1g")
 WORLDS = {"hold": "both hold", "a1g": "A1 graded", "a2s": "A2 shared error", "a2c": "A2 complementary error"}
@@ -130,7 +131,8 @@ def header_section(st: dict, start: dict, more: dict | None = None) -> list[str]
         "* Studies: " + "; ".join(f"`{n}` {sum(len(c) for c in r.cells.values())} of {r.planned} runs"
                                   for n, r in every.items() if r.planned) + ".",
         "* Each run: 200 steps x 16 prompts x 8 rollouts, sampled loss, lr 0.0003, then the skill-balanced "
-        "held-out split (`eval_skills`: 64 problems each of carry, borrow, both, none), n = 8 samples at "
+        "evaluation split (`eval_skills`: 64 problems each of carry, borrow, both, none; held out from the RL "
+        "training prompts, not from the models' SFT data: next section), n = 8 samples at "
         "temperature 1" + (f"; `{HORIZON_STUDY}`: 1000 steps, that evaluation every 200." if HORIZON_STUDY in every
                            else "."),
         f"* Machine(s): {', '.join(sorted({s['machine'] for s in summaries}))}. Compute: "
@@ -494,7 +496,8 @@ def write_worlds_report(results_dir: Path = RESULTS_DIR, docs_dir: Path = DOCS_D
     channels, kinds = _read(Path(results_dir) / ROLES / "channels.json"), _read(Path(results_dir) / HORIZON_STUDY / "error_kinds.json")
     more = {n: r for n, r in ((ROLES, roles), (PREFIX_STUDY, prefix), (HORIZON_STUDY, horizon),
                               (EVIDENCE_STUDY, evidence)) if r.planned}
-    lines = (header_section(st, start, more) + findings_section(st, start) + main_table_section(st)
+    lines = (header_section(st, start, more) + unseen_section(_read(Path(results_dir) / "unseen" / "start.json"))
+             + findings_section(st, start) + main_table_section(st)
              + differences_section(st) + evidence_section(st) + thresholds_section(st) + pts_section(st)
              + stability_section(st)
              + (roles_section(roles, st["worlds_main"], roles_start, prefix, channels, evidence) if roles.planned else [])
