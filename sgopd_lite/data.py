@@ -456,7 +456,9 @@ def regenerate_splits(out_dir=DATA_DIR) -> dict[str, Path]:
     """Rebuild `sgopd_lite/assets/arith_{eval,train,eval_skills}.jsonl` (`python -m sgopd_lite data`).
 
     The held-out split is drawn first; the training prompts exclude its questions; the
-    skill-balanced held-out split (64 problems of each skill, for the study) excludes both.
+    skill-balanced split (64 problems of each skill, for the study) excludes both. `eval_unseen`
+    depends on the committed models, so the command writes it after these
+    (`worlds.tiny.write_unseen_split`).
     """
     out_dir = Path(out_dir)
     held_out = arithmetic_problems(SPLIT_SIZES["eval"], SPLIT_SEEDS["eval"])

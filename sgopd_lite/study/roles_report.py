@@ -7,7 +7,7 @@ forget a borrow / a carry), paired differences to OPD and to GRPO with Holm-corr
 and the per-token evidence by push direction; then a paragraph written from those numbers. While
 the study is still running the section says how many of its runs it holds, and calls nothing.
 
-May import: study.stats, data. Imported by study/worlds_report.py, which loads the runs
+May import: study.stats, study.horizon_report (inside a function), data, config. Imported by study/worlds_report.py, which loads the runs
 (`worlds_report.Runs`) and passes them in.
 """
 
@@ -17,6 +17,7 @@ import math
 from pathlib import Path
 
 from ..data import SKILLS
+from ..config import ProbeConfig
 from .stats import ALPHA, _cell, corrected_verdict, holm_p, said_corrected
 
 NAME = "verifier_roles"
@@ -100,10 +101,11 @@ def with_evidence(worlds_main, evidence) -> tuple[object, int, int]:
 
 
 def roles_section(roles, worlds_main, start: dict, prefix=None, channels: dict | None = None,
-                  evidence=None) -> list[str]:
+                  evidence=None, horizon=None) -> list[str]:
     """The section's lines (roles, worlds_main: worlds_report.Runs; start: the study's start.json;
     prefix: the step_prefix study's Runs; channels: study/channels.py's measurement; evidence:
-    the EVIDENCE_STUDY Runs, exact re-runs of worlds_main's baselines with today's logging)."""
+    the EVIDENCE_STUDY Runs, exact re-runs of worlds_main's baselines with today's logging;
+    horizon: the 1000-step check's Runs, whose per-seed finals the findings quote)."""
     worlds_main, used, compared = with_evidence(worlds_main, evidence)
     done = sum(len(v) for v in roles.cells.values())
     lines = ["## Where must the verifier act?", ""]
@@ -115,14 +117,15 @@ def roles_section(roles, worlds_main, start: dict, prefix=None, channels: dict |
         "The sign gate reads one verdict per rollout, so it cannot say which step was wrong. This study "
         "moves the verifier elsewhere (`sgopd_lite/advantage.py` has every method side by side):",
         "",
-        "* **teacher probe**: 4 verified teacher samples per training prompt; where the teacher passes at "
-        "least half, OPD; where it fails, GRPO (or nothing: *drop*, a control).",
+        f"* **teacher probe**: {PROBE.m} verified teacher samples per training prompt; where at least "
+        f"{math.ceil(PROBE.threshold * PROBE.m)} of them are right, OPD; where fewer are, GRPO (or nothing: *drop*, "
+        "a control).",
         "* **step gate**: OPDVR's cells (correct & pushed down, wrong & pushed up: 0) with each token's "
         "verdict taken from its own line, checked on its own operands.",
         "* **first-error gate**: the same cells, everything before the first wrong line trusted as correct "
         "and everything from it on as wrong.",
         "* **hybrid**: OPD's advantage plus c times GRPO's; c = 1 and c = 4 (the rule that fixed 4 before "
-        "any run is in the study file).",
+        "any run is in the study file). " + HYBRID_CAVEAT,
         "* **oracle gate**: OPD without the teacher's push wherever its top token is not the known correct "
         "one. No real task has this oracle: it is a bound, not a method.",
         "",
@@ -142,7 +145,7 @@ def roles_section(roles, worlds_main, start: dict, prefix=None, channels: dict |
         lines += _world_tables(world, wname, rows, start[world])
     if not roles.missing:
         leak_next = bool(channels) or (prefix is not None and prefix.planned > 0)
-        lines += findings(roles, worlds_main, start, leak_next)
+        lines += findings(roles, worlds_main, start, leak_next, horizon)
         if leak_next:
             lines += leak_section(roles, worlds_main, start, prefix, channels or {})
     return lines
@@ -210,10 +213,43 @@ def _evidence_table(rows: dict) -> list[str]:
     return lines + [""]
 
 
-def findings(roles, worlds_main, start: dict, leak_next: bool = False) -> list[str]:
+PROBE = ProbeConfig()     # the study's probe: its defaults (configs/studies/verifier_roles.yaml sets none)
+
+# The hybrid's c was chosen so that the two terms' mean |A| per token matched. What a mixed update
+# does depends on each term's share of the gradient, which that rule does not measure: its rows
+# test those two coefficients, and no sentence here draws a finding about mixing from them.
+HYBRID_CAVEAT = ("Its c was set by the two terms' mean |A| per token, not by their shares of the gradient, which "
+                 "that rule does not measure: its rows test these two coefficients, not mixing the two signals, and "
+                 "no finding here rests on them until a run at a measured gradient balance.")
+
+
+def limits(arm: str, roles, worlds_main, horizon=None) -> list[str]:
+    """Where an arm's A2 complementary finding does not hold: its Holm verdicts against GRPO on A2
+    shared error (overall and on the carry, the skill that world's teacher gets wrong) and, from the
+    1000-step check (2 seeds, no verdict), where GRPO's borrow ends above the arm's in every seed."""
+    out = []
+    rows = _rows(roles, worlds_main, "a2s")
+    if rows.get(arm) and rows.get("grpo"):
+        vs = family_verdicts(rows, "grpo")
+        overall, carry = vs[(arm, "avg")], vs[(arm, "carry")]
+        word = {"lower": "ends below GRPO", "higher": "ends above GRPO"}.get(overall[1], "is not distinguishable from GRPO")
+        out.append(f"on A2 shared error it {word}: overall {overall[0]}, carry {carry[0]}")
+    if horizon is not None and horizon.cells.get(("a2c", arm)) and horizon.cells.get(("a2c", "grpo")):
+        from .horizon_report import value
+        mine, grpo = horizon.cells[("a2c", arm)], horizon.cells[("a2c", "grpo")]
+        seeds = sorted(set(mine) & set(grpo))
+        b = {who: [value(runs[s], 1000, "eval_avg@8_borrow") for s in seeds] for who, runs in (("arm", mine), ("grpo", grpo))}
+        if seeds and all(g > a for g, a in zip(b["grpo"], b["arm"])):
+            out.append(f"at 1000 steps (seeds {', '.join(map(str, seeds))}, no verdict) GRPO's borrow ends above its in "
+                       f"every seed: " + " / ".join(f"{100 * g:.1f}" for g in b["grpo"]) + " against "
+                       + " / ".join(f"{100 * a:.1f}" for a in b["arm"]))
+    return out
+
+
+def findings(roles, worlds_main, start: dict, leak_next: bool = False, horizon=None) -> list[str]:
     """What kept the skill the teacher gets wrong (A2 complementary error: the borrow), at what
-    cost, and where a gate that removed the teacher's pushes lost it anyway; from the Holm
-    verdicts and the evidence columns, never from a mean alone."""
+    cost, where that does not hold (`limits`), and where a gate that removed the teacher's pushes
+    lost it anyway; from the Holm verdicts and the evidence columns, never from a mean alone."""
     rows = _rows(roles, worlds_main, "a2c")
     vs_opd, vs_grpo = family_verdicts(rows, "opd"), family_verdicts(rows, "grpo")
     real = [a for a in ARMS if a != "oracle_gate" and rows.get(a)]
@@ -235,7 +271,8 @@ def findings(roles, worlds_main, start: dict, leak_next: bool = False) -> list[s
         lines.append(f"* **{ARMS[a][0]}** ends with more of the borrow than OPD: {_pct([_value(x, 'borrow') for x in rows[a].values()])} "
                      f"(minus OPD {vs_opd[(a, 'borrow')][0]}; minus GRPO {vs_grpo[(a, 'borrow')][0]}); it forgets "
                      f"{100 * mean(a, 'slip_borrow'):.1f}% of its borrows; "
-                     + (f"it ends below OPD on {', '.join(costs)}." if costs else "no skill ends below OPD."))
+                     + (f"it ends below OPD on {', '.join(costs)}." if costs else "no skill ends below OPD.")
+                     + ("".join(f" Where this does not hold: {'; '.join(lim)}." for lim in [limits(a, roles, worlds_main, horizon)] if lim)))
     if not kept:
         lines.append("* No method without the oracle ends with more of the borrow than OPD.")
     ahead = [a for a in real if vs_grpo.get((a, "avg"), ("", ""))[1] == "higher"]

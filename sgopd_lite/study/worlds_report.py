@@ -500,7 +500,8 @@ def write_worlds_report(results_dir: Path = RESULTS_DIR, docs_dir: Path = DOCS_D
              + findings_section(st, start) + main_table_section(st)
              + differences_section(st) + evidence_section(st) + thresholds_section(st) + pts_section(st)
              + stability_section(st)
-             + (roles_section(roles, st["worlds_main"], roles_start, prefix, channels, evidence) if roles.planned else [])
+             + (roles_section(roles, st["worlds_main"], roles_start, prefix, channels, evidence, horizon)
+                if roles.planned else [])
              + (horizon_section(horizon, st["worlds_main"], roles, roles_start, kinds) if horizon.planned else [])
              + paper_section())
     out = Path(docs_dir) / "results.md"
