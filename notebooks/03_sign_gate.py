@@ -434,7 +434,8 @@ measured.show(measured.threshold_rows(st, evidence=True))
 # advantage in one place (`method_advantage`):
 #
 # * **on the teacher** (`teacher_probe`): before trusting the teacher on a prompt, sample it 4
-#   times and verify; where it fails, train that prompt with GRPO's advantage instead;
+#   times and verify; where fewer than 2 answers are right, train that prompt with GRPO's
+#   advantage instead;
 # * **on each step** (`step_gate`, `first_error_gate`): the tiny world checks every line
 #   `a op b = c` on its own operands (`data.check_steps`), so each token can carry its own
 #   step's verdict, or "correct" up to the first wrong step and "wrong" after it;
@@ -460,8 +461,9 @@ viz.plot_gate_change(pair, roles=True);
 # wrong. The rollout's verdict lets the teacher's pushes against the right borrow digit through
 # (OPDVR's gate: "wrong rollout, pushed down" is consensus). The step checker knows that line is
 # right, so the step and first-error gates drop those pushes and keep the one against the wrong
-# digit of the second line. The teacher probe never lets this teacher near the prompt: it fails
-# its own probe on a borrow, so the whole group gets GRPO's advantage. The hybrid keeps every
-# teacher push and adds the reward's credit on top. Which of these keeps the student's borrow
-# through training is the verifier-roles study's question (docs/results.md, "Where must the
-# verifier act?").
+# digit of the second line. The teacher probe never lets this teacher near the prompt: it gets
+# fewer than 2 of 4 samples right on a borrow, so the whole group gets GRPO's advantage. The
+# hybrid keeps every teacher push and adds the reward's credit on top. Which of these keeps the
+# student's borrow through training is the verifier-roles study's question (docs/results.md,
+# "Where must the verifier act?"): on this world at 200 steps only the probe does, clearly above
+# OPD; on A2 shared error it ends below GRPO, and at 1000 steps GRPO's borrow passes it.
