@@ -14,10 +14,11 @@ May import: data, models (generic loading) and torch. Never a world module, nor 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
-from ..data import DEFAULT_INSTRUCTION, Problem, arithmetic_split, format_prompt, load_jsonl
+from ..data import DATA_DIR, DEFAULT_INSTRUCTION, Problem, format_prompt, load_jsonl
 from ..models import ModelConfig
 
 
@@ -45,16 +46,26 @@ class World:
                                       # tokens. Needed by method=step_gate / first_error_gate.
 
 
+def data_files(w) -> dict[str, Path]:
+    """{"train": path, "eval": path}: the JSONL files `problem_sets` reads for a `TrainConfig.world`
+    section, so that a checkpoint can record what they held (train.run_fingerprint)."""
+    def committed(name: str) -> Path:      # the file behind data.arithmetic_split(name)
+        return DATA_DIR / f"arith_{name}.jsonl"
+
+    train = Path(w.train_data) if w.train_data else committed("train")
+    if w.eval_data in HELD_OUT_SPLITS:     # a committed held-out split by name
+        held_out = committed(w.eval_data)
+    else:
+        held_out = Path(w.eval_data) if w.eval_data else committed("eval")
+    return {"train": train, "eval": held_out}
+
+
 def problem_sets(w) -> tuple[list[Problem], list[Problem]]:
     """(train, held-out) problems of a `TrainConfig.world` section: its JSONL files when set
     (eval_data may also name a committed split: "eval" or "eval_skills", the skill-balanced one),
-    else the committed arithmetic splits."""
-    train = load_jsonl(w.train_data) if w.train_data else arithmetic_split("train")
-    if w.eval_data in HELD_OUT_SPLITS:     # a committed held-out split by name
-        held_out = arithmetic_split(w.eval_data)
-    else:
-        held_out = load_jsonl(w.eval_data) if w.eval_data else arithmetic_split("eval")
-    return train, held_out
+    else the committed arithmetic splits. The files are `data_files(w)`."""
+    files = data_files(w)
+    return load_jsonl(files["train"]), load_jsonl(files["eval"])
 
 
 def model_config(w, size: str | None = None) -> ModelConfig:
