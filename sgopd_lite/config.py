@@ -86,6 +86,7 @@ PRESET_DEFINES = {
     "oracle_gate": ("pts.enabled",),
 }
 LOSS_TYPES = ("sampled", "dense")
+EVAL_RNG = ("isolated", "shared")   # where evaluation draws its random numbers (TrainConfig.eval_rng)
 SIZES = ("tiny", "smol", "qwen")
 # Experiment trackers (through accelerate) and the package each one needs.
 TRACKERS = {"tensorboard": ("tensorboard", "tensorboardX"), "wandb": ("wandb",)}
@@ -209,6 +210,11 @@ class TrainConfig:
     eval_every: int = 100              # held-out evaluation period in steps (0 = only at the end)
     eval_problems: int = 256           # held-out problems used (the first ones of the split)
     eval_n: int = 8                    # samples per problem: avg@n and pass@k with k = n
+    eval_rng: str = "isolated"         # "isolated": evaluation samples from a copy of the training
+                                       # random state, so training never depends on when or how it
+                                       # evaluates; "shared": it draws from the training stream itself,
+                                       # the rule before this knob, kept only so runs that evaluated
+                                       # mid-run (the horizon study) can be re-run exactly
     log_rollouts: int = 2              # rollouts saved per step with per-token gate details
     save_every: int = 50               # checkpoint period in steps (0 = only at the end)
     seed: int = 0                      # seeds data order, sampling and initialisation
@@ -296,6 +302,7 @@ def validate(cfg: TrainConfig) -> None:
          "gradient off-policy (set eval_temperature to evaluate at another temperature)")
     need(isinstance(cfg.eval_temperature, (int, float)) and cfg.eval_temperature >= 0, "eval_temperature",
          f"must be >= 0 (0 = greedy), got {cfg.eval_temperature!r}")
+    need(cfg.eval_rng in EVAL_RNG, "eval_rng", f"must be one of {EVAL_RNG}, got {cfg.eval_rng!r}")
     need(not (cfg.method == "grpo" and cfg.loss_type == "dense"), "loss_type",
          "method=grpo has no teacher, and the dense loss is a distillation loss towards the teacher "
          "(it would silently train dense OPD); use loss_type=sampled")

@@ -16,7 +16,8 @@ Choices this project makes:
   Under several processes, DDP *averages* gradients, so each process's loss is multiplied by
   the number of processes to turn that average back into the sum the normaliser expects.
 * Each process samples its own prompts (groups never cross processes); evaluation runs on the
-  main process.
+  main process, and by default (eval_rng="isolated") on a copy of the training random state, so
+  that when and how a run evaluates never changes what it trains.
 * Old-policy log-probs are recomputed with the training model, never taken from the sampler.
 * A step whose teacher, old-policy or reference log-probs, loss or gradient norm are not
   finite is skipped (logged, no update), so one bad batch cannot corrupt the weights. The
@@ -28,10 +29,15 @@ Choices this project makes:
 * Step metrics are averaged over processes (each process sees its own prompts); the gate's
   activity `frac_gated` (tokens whose lambda_t is not the base lambda_n) is watched: a gating run that keeps it
   under 1% for 20 steps gets one warning naming the likely cause.
-* A checkpoint (trainable weights, optimizer, scheduler, RNG states, step) is written
-  atomically every `save_every` steps; `train()` resumes from it and continues exactly, but
-  only when the run asks for the configuration that wrote it (`check_resumable`): a run never
-  silently continues another one. `restart=True` (`train --restart`) deletes it and starts over.
+* A checkpoint (trainable weights, optimizer, scheduler, step, each process's own random
+  states, and a run fingerprint) is written atomically every `save_every` steps and at the end;
+  `train()` resumes from it and continues exactly: a resumed run, and a finished run extended
+  to more `steps`, take the same steps as one uninterrupted run. So a resume is refused
+  (`check_resumable`, one-line ConfigError) unless the config that wrote it is this one (steps
+  and the output fields aside) and its fingerprint, what the config cannot see, matches: the
+  process count, the device, and the sha256 of each data file the run read (committed splits
+  included). Other package versions (sgopd_lite, torch, transformers) only warn. A run never
+  silently continues another one; `restart=True` (`train --restart`) deletes it and starts over.
 
 May import: config, data, gate, losses, models, rollout, engines, evaluate, scheduler,
 verifier, worlds (for World and load_world); never study/.
@@ -65,7 +71,7 @@ from .rollout import Rollouts, response_logits, sample, sequence_logprobs
 from .scheduler import pts_weight, teacher_prompt_count
 from .verifier import rewards as verifier_rewards
 from .worlds import World, load_world   # what a run trains on (kept importable from here)
-from .worlds.base import token_verdicts
+from .worlds.base import data_files, token_verdicts
 
 
 # --------------------------------------------------------------------------------------------
@@ -201,21 +207,76 @@ def _trainable_state(model) -> dict:
     return {n: p.detach().cpu().clone() for n, p in model.named_parameters() if p.requires_grad}
 
 
-def save_checkpoint(path: Path, step: int, model, optimizer, scheduler) -> None:
-    """Trainable weights, optimizer, scheduler, RNG states and step, written atomically."""
+def rng_state(device: torch.device) -> dict:
+    """This process's random states: torch CPU, torch CUDA of its own device (where it samples;
+    the other visible devices are other processes' business), numpy, python."""
+    return {"torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+            "numpy": np.random.get_state(), "python": random.getstate()}
+
+
+def set_rng_state(state: dict, device: torch.device) -> None:
+    """Restore what `rng_state` returned, the CUDA state onto this process's own device (the run
+    fingerprint has already checked that the device type is the same)."""
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] is not None and device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda"], device)
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+
+
+@contextlib.contextmanager
+def isolated_rng(device: torch.device):
+    """Run the body on a copy of the random states and put the originals back afterwards: the body
+    draws what the next training step would have drawn, but training never sees that it ran."""
+    numpy_state, python_state = np.random.get_state(), random.getstate()
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        try:
+            yield
+        finally:
+            np.random.set_state(numpy_state)
+            random.setstate(python_state)
+
+
+def _rank_file(rank: int) -> str:
+    return f"rng_rank{rank}.pt"
+
+
+def save_checkpoint(path: Path, step: int, model, optimizer, scheduler, fingerprint: dict,
+                    accelerator=None, evaluated: bool = False) -> None:
+    """Trainable weights, optimizer, scheduler and step (state.pt), the run fingerprint (run.json)
+    and each process's own random states (rng_rank{r}.pt), written atomically.
+
+    Every process calls it. Processes draw from different random streams (each is seeded with its
+    rank), so each one saves its own; the weights and optimizer state are the same on all of
+    them and are saved once, by the main process, which then moves the finished folder into place.
+    evaluated: an evaluation ran at this step (under eval_rng="shared" it drew from the states saved).
+    """
+    rank = 0 if accelerator is None else accelerator.process_index
+    device = torch.device("cpu") if accelerator is None else accelerator.device
+    main = accelerator is None or accelerator.is_main_process
+    wait = (lambda: None) if accelerator is None else accelerator.wait_for_everyone
     tmp = path.with_name(path.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    torch.save({"step": step, "model": _trainable_state(model), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state(),
-                "numpy_rng": np.random.get_state(), "python_rng": random.getstate()},
-               tmp / "state.pt")
-    shutil.rmtree(path, ignore_errors=True)
-    tmp.rename(path)
+    if main:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    wait()                                   # the folder exists before anyone writes into it
+    torch.save(rng_state(device), tmp / _rank_file(rank))
+    wait()                                   # every rank's file is in before the folder moves
+    if main:
+        torch.save({"step": step, "model": _trainable_state(model), "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(), "evaluated": evaluated}, tmp / "state.pt")
+        (tmp / FINGERPRINT_FILE).write_text(json.dumps(fingerprint, indent=2))
+        shutil.rmtree(path, ignore_errors=True)
+        tmp.rename(path)
+    wait()                                   # nobody goes on (or reads it) before it is in place
 
 
-def load_checkpoint(path: Path, model, optimizer, scheduler) -> int:
-    """Restore a checkpoint written by `save_checkpoint`; returns the step to continue from."""
+def load_checkpoint(path: Path, model, optimizer, scheduler, accelerator=None) -> dict:
+    """Restore a checkpoint written by `save_checkpoint` (this process's random states from its own
+    rank's file); returns what state.pt holds besides the tensors: {"step", "evaluated"}."""
+    rank = 0 if accelerator is None else accelerator.process_index
+    device = torch.device("cpu") if accelerator is None else accelerator.device
     state = torch.load(path / "state.pt", weights_only=False)
     missing = set(_trainable_state(model)) - set(state["model"])
     if missing:
@@ -226,10 +287,69 @@ def load_checkpoint(path: Path, model, optimizer, scheduler) -> int:
             params[name].copy_(value)
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
-    torch.set_rng_state(state["torch_rng"])
-    np.random.set_state(state["numpy_rng"])
-    random.setstate(state["python_rng"])
-    return int(state["step"])
+    set_rng_state(torch.load(path / _rank_file(rank), weights_only=False), device)
+    return {"step": int(state["step"]), "evaluated": bool(state.get("evaluated", False))}
+
+
+# --------------------------------------------------------------------------------------------
+# What a checkpoint records besides the config: the run fingerprint
+# --------------------------------------------------------------------------------------------
+
+FINGERPRINT_FILE = "run.json"      # in the checkpoint folder, written with every checkpoint
+
+
+def package_versions() -> dict[str, str]:
+    """The versions of the packages whose code computes a step."""
+    import transformers
+
+    from . import __version__
+    return {"sgopd_lite": __version__, "torch": torch.__version__, "transformers": transformers.__version__}
+
+
+def data_hashes(cfg: TrainConfig) -> dict[str, dict]:
+    """{"train" / "eval": {"path", "sha256"}} of the data files the config names (worlds.base.
+    data_files: the committed splits when none is set). A file that does not exist gets no hash
+    (loading the world reports it)."""
+    out = {}
+    for role, path in data_files(cfg.world).items():
+        digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+        out[role] = {"path": str(path), "sha256": digest}
+    return out
+
+
+def run_fingerprint(cfg: TrainConfig, processes: int = 1, device: torch.device | str = "cpu") -> dict:
+    """What a run depends on that its config cannot see: how many processes train it (each has its
+    own prompts and random stream), on what device type (cpu / cuda / mps: the same seed draws
+    other numbers on another), the content of its data files, and the package versions."""
+    return {"processes": int(processes), "device": torch.device(device).type, "data": data_hashes(cfg),
+            "versions": package_versions()}
+
+
+def _short_hash(entry: dict) -> str:
+    return (entry.get("sha256") or "no file")[:12]
+
+
+def fingerprint_differences(saved: dict, now: dict) -> tuple[list[str], list[str]]:
+    """(what refuses a resume, what only warns), each as short phrases naming the entry, the value
+    there (in the checkpoint) and now. A changed process count, device type or data file would
+    make the resumed run drift from the uninterrupted one, so it refuses; other package versions
+    only warn (a patch release usually changes nothing, and refusing would strand every
+    checkpoint at each upgrade)."""
+    refuse, warn = [], []
+    for key in ("processes", "device"):
+        if saved.get(key) != now[key]:
+            refuse.append(f"{key} ({saved.get(key)!r} there, {now[key]!r} now)")
+    then_data = saved.get("data") or {}
+    for role in sorted(set(then_data) | set(now["data"])):
+        a, b = then_data.get(role) or {}, now["data"].get(role) or {}
+        if a.get("sha256") != b.get("sha256"):
+            refuse.append(f"{role} data file {b.get('path') or a.get('path')} (sha256 {_short_hash(a)} there, "
+                          f"{_short_hash(b)} now)")
+    then_versions = saved.get("versions") or {}
+    for name, version in now["versions"].items():
+        if then_versions.get(name) != version:
+            warn.append(f"{name} {then_versions.get(name)} there, {version} now")
+    return refuse, warn
 
 
 # --------------------------------------------------------------------------------------------
@@ -238,8 +358,9 @@ def load_checkpoint(path: Path, model, optimizer, scheduler) -> int:
 
 # Fields that decide where a run writes and how often it saves, never what it trains (saving a
 # checkpoint or logging rollouts draws no random numbers), and `steps`, so that a finished run
-# can be extended. Every other field must be equal for a checkpoint to be resumed: evaluation
-# samples from the same random stream as training, so even the eval_* fields change the run.
+# can be extended. Every other field must be equal for a checkpoint to be resumed; the eval_*
+# fields too: they decide what the log's evaluations measure (and under eval_rng="shared",
+# evaluation draws from the training stream, so they change the training itself).
 RESUME_IGNORES = ("steps", "out_dir", "save_every", "log_rollouts", "report_to", "vllm.adapter_dir")
 
 
@@ -258,14 +379,17 @@ def config_differences(saved: dict, cfg: TrainConfig) -> dict[str, tuple]:
             if k not in RESUME_IGNORES and then.get(k, default.get(k)) != v}
 
 
-def check_resumable(cfg: TrainConfig, restart: bool = False, main_process: bool = True) -> None:
+def check_resumable(cfg: TrainConfig, fingerprint: dict, restart: bool = False, main_process: bool = True) -> None:
     """Make sure `cfg.out_dir` holds no checkpoint of another run; called before any model loads.
 
     The rule: a checkpoint is resumed only when its run's config.json equals `cfg` in every field
     but RESUME_IGNORES (`steps`, `out_dir`, `save_every`, `log_rollouts`, `report_to`,
-    `vllm.adapter_dir`). Otherwise ConfigError, one line naming the fields that differ and the
-    two ways on: another out_dir, or `restart`. restart=True deletes the old checkpoint and final
-    model (on the main process) so the run starts from step 0; run() then replaces the logs.
+    `vllm.adapter_dir`), and its run fingerprint (`run_fingerprint`, checkpoint/run.json) has the
+    same process count, device and data file contents as `fingerprint`, this run's. Otherwise
+    ConfigError, one line naming what differs and the two ways on: another out_dir, or `restart`.
+    Other package versions only warn (on the main process). restart=True deletes the old
+    checkpoint and final model (on the main process) so the run starts from step 0; run() then
+    replaces the logs.
     """
     out = Path(cfg.out_dir)
     if not (out / "checkpoint" / "state.pt").is_file():
@@ -286,6 +410,18 @@ def check_resumable(cfg: TrainConfig, restart: bool = False, main_process: bool 
         more = f" and {len(diffs) - 6} more" if len(diffs) > 6 else ""
         raise ConfigError(f"out_dir: {out} holds the checkpoint of a run with another configuration, "
                           f"differing in {said}{more}: {how}")
+    recorded = out / "checkpoint" / FINGERPRINT_FILE
+    if not recorded.is_file():
+        raise ConfigError(f"out_dir: {out} holds a checkpoint that does not record its process count, device, "
+                          f"data files and package versions (an older sgopd_lite wrote it), so nothing says "
+                          f"it would continue exactly; {how}")
+    refuse, warn = fingerprint_differences(json.loads(recorded.read_text()), fingerprint)
+    if refuse:
+        raise ConfigError(f"out_dir: {out} holds the checkpoint of a run trained under other conditions, "
+                          f"differing in {', '.join(refuse)}: {how}")
+    if warn and main_process:
+        warnings.warn(f"resuming {out} with other package versions ({'; '.join(warn)}): the steps from here "
+                      "may differ slightly from those the old versions would have taken", UserWarning, stacklevel=3)
 
 
 # --------------------------------------------------------------------------------------------
@@ -321,7 +457,9 @@ class Trainer:
         self.accelerator = accelerator or Accelerator(cpu=not torch.cuda.is_available(),
                                                       log_with=cfg.report_to or None, project_dir=cfg.out_dir)
         acc = self.accelerator
-        check_resumable(cfg, restart, acc.is_main_process)   # another run's checkpoint: refused here
+        # what the config cannot see (processes, device, data files, versions), saved with every checkpoint
+        self.fingerprint = run_fingerprint(cfg, acc.num_processes, acc.device)
+        check_resumable(cfg, self.fingerprint, restart, acc.is_main_process)   # another run's checkpoint: refused here
         if restart:
             acc.wait_for_everyone()      # no process may find the checkpoint the main one deletes
         self.out = Path(cfg.out_dir)
@@ -753,6 +891,10 @@ class Trainer:
     def checkpoint_dir(self) -> Path:
         return self.out / "checkpoint"
 
+    def _evaluates_at(self, step: int) -> bool:
+        """Whether the run evaluates after `step` steps: every eval_every steps, and at the end."""
+        return bool(self.cfg.eval_every and step % self.cfg.eval_every == 0) or step == self.cfg.steps
+
     def run(self, stop_after: int | None = None) -> list[dict]:
         """Train to cfg.steps (resuming from the checkpoint if there is one: `Trainer` has
         checked that it was written with this configuration, `check_resumable`).
@@ -764,10 +906,16 @@ class Trainer:
         metrics_path = self.out / "metrics.jsonl"
         resumed = (self.checkpoint_dir() / "state.pt").is_file()
         if resumed:
-            self.step = load_checkpoint(self.checkpoint_dir(), self.policy, self.optimizer, self.scheduler)
+            saved = load_checkpoint(self.checkpoint_dir(), self.policy, self.optimizer, self.scheduler, acc)
+            self.step = saved["step"]
             if self.step > cfg.steps:
                 raise ConfigError(f"steps: the checkpoint in {self.checkpoint_dir()} is at step {self.step}, past "
                                   f"steps={cfg.steps}; ask for at least {self.step} steps, or restart")
+            if cfg.eval_rng == "shared" and saved["evaluated"] and not self._evaluates_at(self.step):
+                warnings.warn(f"eval_rng='shared': the evaluation at step {self.step} drew from the training "
+                              f"random stream before the checkpoint, and a run of steps={cfg.steps} would not "
+                              "evaluate there, so the steps from here differ from that run's; eval_rng='isolated' "
+                              "(the default) has no such drift", UserWarning, stacklevel=2)
             self.log(f"resumed from {self.checkpoint_dir()} at step {self.step}")
             _truncate_jsonl(metrics_path, self.step)
             _truncate_jsonl(self.out / "rollouts.jsonl", self.step)
@@ -800,8 +948,13 @@ class Trainer:
         for k in bar:
             m = self.train_step(k)
             self.step = k + 1
-            if acc.is_main_process and ((cfg.eval_every and self.step % cfg.eval_every == 0) or self.step == cfg.steps):
-                m.update(self.evaluate())
+            evaluated = acc.is_main_process and self._evaluates_at(self.step)
+            if evaluated:
+                # isolated: from a copy of the training random state, so the next step draws what
+                # it would have drawn without this evaluation (and so does a resume from here)
+                rng = isolated_rng(acc.device) if cfg.eval_rng == "isolated" else contextlib.nullcontext()
+                with rng:
+                    m.update(self.evaluate())
             if acc.is_main_process:
                 with metrics_path.open("a") as f:
                     f.write(json.dumps(m) + "\n")
@@ -812,8 +965,8 @@ class Trainer:
             history.append(m)
             if (cfg.save_every and self.step % cfg.save_every == 0) or self.step == end:
                 acc.wait_for_everyone()
-                if acc.is_main_process:
-                    save_checkpoint(self.checkpoint_dir(), self.step, self.policy, self.optimizer, self.scheduler)
+                save_checkpoint(self.checkpoint_dir(), self.step, self.policy, self.optimizer, self.scheduler,
+                                self.fingerprint, acc, evaluated=evaluated)
         if self.step >= cfg.steps and acc.is_main_process:
             self.policy.save_pretrained(self.out / "final")
             self.tok.save_pretrained(self.out / "final")

@@ -1,8 +1,11 @@
-"""Which checkpoint a run resumes (train.check_resumable): only its own.
+"""Which checkpoint a run resumes (train.check_resumable): only its own, and then exactly.
 
 A checkpoint in out_dir is resumed when the configuration that wrote it (out_dir/config.json)
-equals the new one, `steps` and the output fields of train.RESUME_IGNORES aside; anything else
-stops before a model loads, unless the run asks to start over (`restart=True`, `train --restart`).
+equals the new one, `steps` and the output fields of train.RESUME_IGNORES aside, and its run
+fingerprint (process count, device, data file contents) equals this run's; anything else stops
+before a model loads, unless the run asks to start over (`restart=True`, `train --restart`).
+Other package versions only warn. A resumed or extended run equals an uninterrupted one, also
+with two processes (each restores its own random states).
 """
 
 import json
@@ -27,6 +30,18 @@ SMALL = dict(steps=2, prompts_per_step=3, group_size=4, max_new_tokens=12, eval_
 
 def _cfg(out, **kw):
     return TrainConfig(**{**SMALL, "out_dir": str(out), **kw})
+
+
+def _weights(out):
+    from safetensors.torch import load_file
+
+    return load_file(out / "final" / "model.safetensors")
+
+
+def _same_weights(a, b):
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
 
 
 def _old_run(out, **kw) -> TrainConfig:
@@ -117,6 +132,97 @@ def test_more_steps_continue_a_finished_run_and_fewer_are_refused(tmp_path, char
         T.train(_cfg(out, steps=2), world=make_tiny_world(char_tokenizer), verbose=False)
 
 
+def _steps(out):
+    """metrics.jsonl without the wall-clock numbers."""
+    drop = ("time_", "eval_seconds", "eval_unseen_seconds")
+    return [{k: v for k, v in json.loads(line).items() if not k.startswith(drop)}
+            for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def _training(record):
+    return {k: v for k, v in record.items() if not k.startswith("eval_")}
+
+
+def test_extending_a_finished_run_equals_one_uninterrupted_run(tmp_path, char_tokenizer):
+    straight, extended = tmp_path / "straight", tmp_path / "extended"
+    T.train(_cfg(straight, steps=3), world=make_tiny_world(char_tokenizer), verbose=False)
+    T.train(_cfg(extended, steps=2), world=make_tiny_world(char_tokenizer), verbose=False)   # evaluates at 2
+    T.train(_cfg(extended, steps=3), world=make_tiny_world(char_tokenizer), verbose=False)
+    _same_weights(_weights(straight), _weights(extended))
+    a, b = _steps(straight), _steps(extended)
+    assert [m["step"] for m in b] == [0, 1, 2]
+    assert a[0] == b[0] and a[2] == b[2]               # the final evaluation too
+    # step 1 closed the first run: its record keeps that run's evaluation, and nothing else differs
+    assert "eval_avg@2" in b[1] and "eval_avg@2" not in a[1] and _training(b[1]) == a[1]
+
+
+def test_evaluation_draws_from_a_copy_of_the_training_random_state(tmp_path, char_tokenizer):
+    def run(name, **kw):
+        T.train(_cfg(tmp_path / name, **kw), world=make_tiny_world(char_tokenizer), verbose=False)
+        return _steps(tmp_path / name)
+
+    final_only = run("final_only")
+    every_step = run("every_step", eval_every=1)
+    # evaluating after every step changes no training step, and the final evaluation is the same
+    assert [_training(m) for m in every_step] == [_training(m) for m in final_only]
+    assert every_step[-1] == final_only[-1] and "eval_avg@2" in every_step[0]
+    # the old rule, kept for runs that must re-run exactly: with the final evaluation only, it
+    # logs the same numbers (so runs that evaluated only at the end are unchanged by the new rule)
+    assert run("shared", eval_rng="shared") == final_only
+
+
+def test_a_changed_data_file_behind_the_same_path_is_refused(tmp_path, char_tokenizer, no_model_loads):
+    from sgopd_lite.data import arithmetic_split, load_jsonl, save_jsonl
+
+    data, out = tmp_path / "train.jsonl", tmp_path / "run"
+    save_jsonl(arithmetic_split("train")[:32], data)
+    world = make_tiny_world(char_tokenizer)
+    world.train_problems = load_jsonl(data)
+    T.train(_cfg(out, steps=1, world={"train_data": str(data)}), world=world, verbose=False)
+    fingerprint = json.loads((out / "checkpoint" / "run.json").read_text())
+    assert fingerprint["processes"] == 1 and fingerprint["device"] == "cpu"
+    assert set(fingerprint["data"]) == {"train", "eval", "unseen"}   # the committed held-out splits included
+
+    save_jsonl(arithmetic_split("train")[1:33], data)            # same path, other content
+    with pytest.raises(ConfigError) as err:
+        T.train(_cfg(out, steps=2, world={"train_data": str(data)}), verbose=False)
+    msg = str(err.value)
+    assert "\n" not in msg and f"train data file {data} (sha256 " in msg and "--restart" in msg
+
+
+def test_other_package_versions_only_warn(tmp_path, char_tokenizer, monkeypatch):
+    import sgopd_lite
+
+    out = tmp_path / "run"
+    T.train(_cfg(out, steps=1), world=make_tiny_world(char_tokenizer), verbose=False)
+    monkeypatch.setattr(sgopd_lite, "__version__", "9.9.9")
+    with pytest.warns(UserWarning, match=r"other package versions \(sgopd_lite .* there, 9\.9\.9 now\)"):
+        more = T.train(_cfg(out, steps=2), world=make_tiny_world(char_tokenizer), verbose=False)
+    assert [m["step"] for m in more] == [1]
+
+
+def test_two_processes_resume_each_its_own_random_states(tmp_path, no_model_loads):
+    """Two CPU processes (torchrun, gloo): stopped after 2 steps and resumed, the run takes the
+    same third step as the uninterrupted one; then one process may not resume it."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29518",
+           str(ROOT / "tests" / "dist_resume_worker.py"), str(tmp_path)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)   # a hang fails
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    results = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+    assert results[0]["saved_torch_rng"] != results[1]["saved_torch_rng"]   # each saved its own
+    for r in results:
+        assert r["world_size"] == 2
+        assert r["weights_max_abs_diff"] == 0.0, r
+        assert r["resumed"] == r["straight"] and r["resumed"][0]["step"] == 2
+
+    from sgopd_lite.config import config_from_dict
+
+    saved = json.loads((tmp_path / "resumed" / "config.json").read_text())
+    with pytest.raises(ConfigError, match=r"processes \(2 there, 1 now\)"):
+        T.train(config_from_dict({**saved, "steps": 4}), verbose=False)
+
+
 # A process killed with SIGKILL in the middle of a step (after sampling its rollouts, before the
 # update), on the committed tiny world, through the command line.
 _KILLER = """
@@ -145,7 +251,7 @@ def _train(out, *extra, quiet=True, script=None):
 
 
 def _log(out):
-    drop = ("time_", "eval_seconds")
+    drop = ("time_", "eval_seconds", "eval_unseen_seconds")
     return [{k: v for k, v in json.loads(line).items() if not k.startswith(drop)}
             for line in (out / "metrics.jsonl").read_text().splitlines()]
 

@@ -14,10 +14,11 @@ May import: data, models (generic loading) and torch. Never a world module, nor 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 
-from ..data import DEFAULT_INSTRUCTION, Problem, arithmetic_split, format_prompt, load_jsonl
+from ..data import DATA_DIR, DEFAULT_INSTRUCTION, Problem, format_prompt, load_jsonl
 from ..models import ModelConfig
 
 
@@ -47,30 +48,52 @@ class World:
                                       # beside eval_problems (`world.eval_unseen`); empty = none
 
 
+def _committed(name: str) -> Path:
+    """The file behind data.arithmetic_split(name)."""
+    return DATA_DIR / f"arith_{name}.jsonl"
+
+
+def data_files(w) -> dict[str, Path]:
+    """{"train": path, "eval": path[, "unseen": path]}: the JSONL files `problem_sets` and
+    `unseen_set` read for a `TrainConfig.world` section, so that a checkpoint can record what they
+    held (train.run_fingerprint)."""
+    train = Path(w.train_data) if w.train_data else _committed("train")
+    if w.eval_data in HELD_OUT_SPLITS:     # a committed held-out split by name
+        held_out = _committed(w.eval_data)
+    else:
+        held_out = Path(w.eval_data) if w.eval_data else _committed("eval")
+    out = {"train": train, "eval": held_out}
+    unseen = _unseen_file(w)
+    if unseen is not None:
+        out["unseen"] = unseen
+    return out
+
+
 def problem_sets(w) -> tuple[list[Problem], list[Problem]]:
     """(train, held-out) problems of a `TrainConfig.world` section: its JSONL files when set
     (eval_data may also name a committed split: "eval" or "eval_skills", the skill-balanced one),
-    else the committed arithmetic splits."""
-    train = load_jsonl(w.train_data) if w.train_data else arithmetic_split("train")
-    if w.eval_data in HELD_OUT_SPLITS:     # a committed held-out split by name
-        held_out = arithmetic_split(w.eval_data)
-    else:
-        held_out = load_jsonl(w.eval_data) if w.eval_data else arithmetic_split("eval")
-    return train, held_out
+    else the committed arithmetic splits. The files are `data_files(w)`."""
+    files = data_files(w)
+    return load_jsonl(files["train"]), load_jsonl(files["eval"])
+
+
+def _unseen_file(w) -> Path | None:
+    v = w.eval_unseen
+    if v is None or (v == "auto" and w.size != "tiny"):
+        return None
+    if v == "auto":
+        v = "eval_unseen"
+    if v == w.eval_data:
+        return None                        # already the first held-out set
+    return _committed(v) if v in HELD_OUT_SPLITS else Path(v)
 
 
 def unseen_set(w) -> list[Problem]:
     """The second held-out set of a `TrainConfig.world` section (`world.eval_unseen`): "auto" is
     the committed `eval_unseen` split for the tiny world (problems none of its committed models
     saw in their SFT data) and nothing for the other sizes; a split name or JSONL path; None = []."""
-    v = w.eval_unseen
-    if v is None or (v == "auto" and w.size != "tiny"):
-        return []
-    if v == "auto":
-        v = "eval_unseen"
-    if v == w.eval_data:
-        return []                          # already the first held-out set
-    return arithmetic_split(v) if v in HELD_OUT_SPLITS else load_jsonl(v)
+    path = _unseen_file(w)
+    return load_jsonl(path) if path is not None else []
 
 
 def model_config(w, size: str | None = None) -> ModelConfig:
