@@ -293,7 +293,7 @@ def findings_section(st: Study) -> list[str]:
     return lines + [
         f"* SG-OPD is clearly ahead of OPD (per sample) in: {_where(st, 'sgopd', 'opd', 'higher')}; "
         f"clearly behind in: {_where(st, 'sgopd', 'opd', 'lower')}; elsewhere the intervals include zero.", "",
-        "For comparison (METHOD.md §10): the paper reports SG-OPD over OPD by +1.98 per-sample and +7.50 "
+        "For comparison (docs/method.md §10): the paper reports SG-OPD over OPD by +1.98 per-sample and +7.50 "
         "per-question points on average; an independent reproduction found 47.8 -> 47.5 (same-size Qwen3-4B) "
         "and 20.9 -> 21.5 (Qwen3-1.7B from a 4B teacher) avg@16. This tiny world is a teaching model with a "
         "deliberately planted failure of each assumption, not a replication of those benchmarks.", "",
