@@ -43,9 +43,6 @@ tests/test_imports.py reads every import statement and fails on any circle.
                      (resumable, --jobs workers, --shard i/n); run summaries
     study/sweep_report.py  `sweep-report`: a sweep's table with intervals and a heatmap
 
-    tiny_world.py, smol_world.py, reproduce.py: compatibility shims that re-export the modules
-    above under their old names.
-
 Submodules are imported on use (`from sgopd_lite.gate import sign_gate`), so importing the
 package itself stays cheap.
 """

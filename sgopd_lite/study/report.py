@@ -220,7 +220,7 @@ def smol_section(st: Study) -> list[str]:
     lines = ["", "## A pretrained pair: SmolLM2 on the CPU", "",
              f"`python -m sgopd_lite reproduce --smol` ({SMOL_CONFIG.relative_to(REPO_DIR)}): teacher = "
              "SmolLM2-135M-Instruct after its cached fine-tune on clean solutions, student = SmolLM2-135M-Instruct "
-             "after its own cached fine-tune on sloppy ones (90% forget every carry and borrow; smol_world.py), "
+             "after its own cached fine-tune on sloppy ones (90% forget every carry and borrow; worlds/smol.py), "
              f"LoRA r = 16; {cfg.steps} steps x "
              f"{cfg.prompts_per_step} prompts x {cfg.group_size} rollouts, {cfg.loss_type} loss, "
              f"lr {cfg.lr:g}, phased teacher sampling k1 = {cfg.pts.k1}, k2 = {cfg.pts.k2} for SG-OPD; "
