@@ -6,8 +6,8 @@
 Builds the default teacher and student (worlds.tiny.TinyWorldConfig()) into a temporary folder,
 never into the cache or sgopd_lite/assets/tiny, and prints the wall time of the whole build, each model's
 own SFT time and thread count (from its meta.json), and both models' held-out avg@8 / pass@8
-next to the committed pair's. Run it on a quiet machine: the target (issue 3) is at most three
-minutes on 2 cores.
+next to the committed pair's. Run it on a quiet machine: the target set for the build is at
+most three minutes on 2 cores.
 """
 
 from __future__ import annotations

@@ -6,10 +6,10 @@ tests/test_imports.py reads every import statement and fails on any circle.
 
     ground floor: the math, pure functions
     losses.py      log-probs of sampled tokens, KL estimators, policy-gradient / PPO / CE losses,
-                   full-vocabulary divergences                                        (§3, §5)
-    gate.py        the sign-consistency gate: a1, a2, token classes, lambda_t, advantage (§3-5)
-    scheduler.py   phased teacher sampling: the weight w(k) and teacher-prompt counts     (§6)
-    verifier.py    answer extraction, math-verify grading with a hard time bound, rewards  (§2)
+                   full-vocabulary divergences (method.md §3, §5)
+    gate.py        the sign-consistency gate: a1, a2, token classes, lambda_t, advantage (method.md §3-5)
+    scheduler.py   phased teacher sampling: the weight w(k) and teacher-prompt counts (method.md §6)
+    verifier.py    answer extraction, math-verify grading with a hard time bound, rewards (method.md §2)
 
     first floor: data, models, sampling
     data.py        problem sets (the arithmetic task, reasoning-gym, JSONL, hub) and the prompt
@@ -19,7 +19,7 @@ tests/test_imports.py reads every import statement and fails on any circle.
                    compatibility checks, the reference policy (imports no world)
     rollout.py     sampling with HF generate, the position-based response mask, log-probs
     engines.py     rollout engines behind one interface: HF generate (default) and vLLM
-    evaluate.py    avg@n and unbiased pass@k                                                (§9)
+    evaluate.py    avg@n and unbiased pass@k (method.md §9)
     config.py      the training config dataclasses, presets, YAML and key=value overrides
     knobs.py       the table of every config knob (docs/usage.md), read from those dataclasses
 
@@ -42,9 +42,6 @@ tests/test_imports.py reads every import statement and fails on any circle.
     study/sweep.py   `sweep`: a grid of runs from key=value lists / ranges or a study file
                      (resumable, --jobs workers, --shard i/n); run summaries
     study/sweep_report.py  `sweep-report`: a sweep's table with intervals and a heatmap
-
-    tiny_world.py, smol_world.py, reproduce.py: compatibility shims that re-export the modules
-    above under their old names.
 
 Submodules are imported on use (`from sgopd_lite.gate import sign_gate`), so importing the
 package itself stays cheap.

@@ -120,9 +120,9 @@ class WorldConfig:
     lora: bool | None = None         # LoRA student; None = the size's default (off for tiny)
     student_quant: str = "none"      # "none" | "4bit" (QLoRA) | "8bit"
     teacher_finetune_steps: int | None = None  # smol: SFT steps of the default teacher's task
-                                     # fine-tune (smol_world.py); None = its default, 0 = as shipped
+                                     # fine-tune (worlds/smol.py); None = its default, 0 = as shipped
     student_finetune_steps: int | None = None  # smol: SFT steps of the default student on sloppy
-                                     # solutions (smol_world.py); None = its default, 0 = as shipped
+                                     # solutions (worlds/smol.py); None = its default, 0 = as shipped
     gradient_checkpointing: bool = False  # student: recompute activations in backward (less GPU
                                      # memory for long responses, about a third more time)
     lora_dropout: float = 0.0        # LoRA students: dropout on the adapter's input. Must stay 0

@@ -10,7 +10,7 @@ What lives here, all pure functions of tensors:
 * `policy_gradient_loss` (the paper's REINFORCE form, docs/method.md §5) and `ppo_clip_loss`, both
   normalised by an explicit token count N so the gradient does not depend on how a batch is
   split into micro-batches or processes;
-* `aux_ce_loss`: the token-mean cross-entropy on verifier-endorsed teacher rollouts (§6);
+* `aux_ce_loss`: the token-mean cross-entropy on verifier-endorsed teacher rollouts (docs/method.md §6);
 * full-vocabulary divergences for the classroom comparison and the `dense` loss:
   `token_divergence`, `generalized_jsd`, `forward_kl`, `reverse_kl`, `dense_distill_loss`.
 

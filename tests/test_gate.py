@@ -1,4 +1,4 @@
-"""The sign-consistency gate: special cases, hand-made groups, and properties (METHOD §3-5)."""
+"""The sign-consistency gate: special cases, hand-made groups, and properties (docs/method.md §3-5)."""
 
 import pytest
 import torch

@@ -1,5 +1,5 @@
-"""The tokens a run learns from come from the distribution its loss assumes (issue: on-policy in
-every configuration): temperature, refused combinations, skips every process agrees on, the
+"""The tokens a run learns from come from the distribution its loss assumes (the rule: on-policy
+in every configuration): temperature, refused combinations, skips every process agrees on, the
 gate's visible activity, and the verdict of truncated rollouts. The sampler itself is tested in
 test_rollout.py, the two-process skip in test_distributed.py."""
 
@@ -46,7 +46,7 @@ def test_evaluation_samples_at_eval_temperature(tmp_path, char_tokenizer, monkey
                       verbose=False)
     trainer.evaluate()
     assert seen == [0.6]
-    assert TrainConfig().eval_temperature == 1.0          # METHOD §9: avg@n at temperature 1
+    assert TrainConfig().eval_temperature == 1.0          # docs/method.md §9: avg@n at temperature 1
 
 
 # -- impossible combinations, refused before any model loads -------------------------------------

@@ -1,4 +1,4 @@
-"""Phased teacher sampling schedule (METHOD §6)."""
+"""Phased teacher sampling schedule (docs/method.md §6)."""
 
 import math
 

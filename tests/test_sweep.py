@@ -283,6 +283,7 @@ def test_sweep_2x2_with_two_jobs_then_a_no_op_then_the_table(tmp_path, capsys):
     s = json.loads((out / "gate.lambda_i=1,gate.a1_mode=sign-s1.json").read_text())
     assert s["steps"] == 2 and s["n"] == 2 and 0.0 <= s["avg"] <= s["pass"] <= 1.0 and s["per_skill"]
     assert s["curves"]["reward_mean"][0][0] == 0 and "machine" in s and "eval_avg@2" in s["final"]
+    assert s["curves"]["grad_norm"][0][0] == 0 and s["curves"]["grad_norm"][0][1] > 0   # a real run logs it
     assert (out / "work" / "gate.lambda_i=1,gate.a1_mode=sign-s1" / "checkpoint" / "state.pt").is_file()
     capsys.readouterr()
     t = time.perf_counter()
@@ -351,6 +352,18 @@ def test_two_shards_of_one_command_make_the_whole_sweep(tmp_path, monkeypatch, c
     assert main(["sweep", "--out", str(out), "--shard", "1/2", *GRID]) == 0
     assert len(list(out.glob("*-s*.json"))) == 12
     assert main(["sweep", "--out", str(out), *GRID]) == 0 and "0 of 12 runs to go" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------- curves in summaries
+
+def test_curves_keep_the_gradient_norm_and_the_probe_fallback_when_a_run_logged_them():
+    history = [{"step": k, "reward_mean": 0.1 * k, "grad_norm": 1.0 + k, "probe_frac_fallback": 0.25,
+                "loss_pg": 0.3} for k in range(11)]
+    curves = S.curves_of(history)
+    assert curves["grad_norm"] == [[0, 1.0], [5, 6.0], [10, 11.0]]                  # every CURVE_EVERY steps
+    assert curves["probe_frac_fallback"] == [[0, 0.25], [5, 0.25], [10, 0.25]]
+    assert "loss_pg" not in curves                                                # only CURVE_KEYS
+    assert set(S.curves_of([{"step": k, "reward_mean": 0.0} for k in range(6)])) == {"reward_mean"}
 
 
 # ---------------------------------------------------------------- per-token evidence in summaries

@@ -220,7 +220,7 @@ def smol_section(st: Study) -> list[str]:
     lines = ["", "## A pretrained pair: SmolLM2 on the CPU", "",
              f"`python -m sgopd_lite reproduce --smol` ({SMOL_CONFIG.relative_to(REPO_DIR)}): teacher = "
              "SmolLM2-135M-Instruct after its cached fine-tune on clean solutions, student = SmolLM2-135M-Instruct "
-             "after its own cached fine-tune on sloppy ones (90% forget every carry and borrow; smol_world.py), "
+             "after its own cached fine-tune on sloppy ones (90% forget every carry and borrow; worlds/smol.py), "
              f"LoRA r = 16; {cfg.steps} steps x "
              f"{cfg.prompts_per_step} prompts x {cfg.group_size} rollouts, {cfg.loss_type} loss, "
              f"lr {cfg.lr:g}, phased teacher sampling k1 = {cfg.pts.k1}, k2 = {cfg.pts.k2} for SG-OPD; "
@@ -293,7 +293,7 @@ def findings_section(st: Study) -> list[str]:
     return lines + [
         f"* SG-OPD is clearly ahead of OPD (per sample) in: {_where(st, 'sgopd', 'opd', 'higher')}; "
         f"clearly behind in: {_where(st, 'sgopd', 'opd', 'lower')}; elsewhere the intervals include zero.", "",
-        "For comparison (METHOD.md §10): the paper reports SG-OPD over OPD by +1.98 per-sample and +7.50 "
+        "For comparison (docs/method.md §10): the paper reports SG-OPD over OPD by +1.98 per-sample and +7.50 "
         "per-question points on average; an independent reproduction found 47.8 -> 47.5 (same-size Qwen3-4B) "
         "and 20.9 -> 21.5 (Qwen3-1.7B from a 4B teacher) avg@16. This tiny world is a teaching model with a "
         "deliberately planted failure of each assumption, not a replication of those benchmarks.", "",

@@ -60,10 +60,14 @@ from ..config import ConfigError, TrainConfig, _coerce, is_axis, load_config, sp
 from ..data import SKILLS
 
 CURVE_EVERY = 5         # keep every 5th step's training metrics in a summary
+# The training metrics a summary keeps as curves. grad_norm shows whether a run stayed stable;
+# probe_frac_fallback is the share of a teacher_probe batch's rollouts whose prompt fell back
+# (advantage.py), beside probe_fallback, the share of the batch's prompts (train.py).
 CURVE_KEYS = ("reward_mean", "kl_k1", "a2_mean", "entropy", "frac_consensus", "frac_conflict_i",
               "frac_conflict_ii", "frac_neutral", "pts_w", "frac_gated", "frac_rollouts_no_evidence",
               "frac_zero_push", "probe_fallback", "probe_fallback_carry", "probe_fallback_borrow",
-              "probe_fallback_both", "probe_fallback_none", "adv_abs_mean")
+              "probe_fallback_both", "probe_fallback_none", "probe_frac_fallback", "adv_abs_mean",
+              "grad_norm")
 EFFECTS = ("zeroed", "shrunk", "unchanged", "amplified", "flipped")   # gate.gate_evidence's names
 SEED = "seed"           # the replicate axis
 

@@ -258,7 +258,8 @@ def thresholds_section(st: dict) -> list[str]:
     minus_opd = family_said({cell: diff(runs, opd) for cell, runs in cells})
     minus_grpo = family_said({cell: diff(runs, grpo) for cell, runs in cells})
     lines = ["## Thresholds where the gate acts (A2 complementary error, gate only)", "",
-             "lambda_e x lambda_i x a1_mode, seeds 0-1 (the issue's first cut: 2 seeds, decided before running). "
+             "lambda_e x lambda_i x a1_mode, seeds 0-1 (2 seeds, a cut that "
+             "configs/studies/a2c_thresholds.yaml fixed before the study ran). "
              "Differences are paired by seed with the main table's OPD and GRPO on the same world and seeds "
              "(lambda_e = lambda_i = 1 is OPD itself, run again here: identical runs, so no verdict). "
              "Family: one column of differences (the 12 cells against OPD, or against GRPO). With 2 seeds "
@@ -303,8 +304,8 @@ def pts_section(st: dict) -> list[str]:
     opd = m.seeds("a1g", "opd")
     said = family_said({name: diff(runs, opd) for (name,), runs in p.cells.items()})
     lines = ["## Phased teacher sampling where it acts (A1 graded, PTS only)", "",
-             "3 settings x seeds 0-2 (the issue's second cut: 3 settings, decided before running); OPD is the "
-             "main table's, paired by seed. Family: the 3 settings minus OPD.", "",
+             "3 settings x seeds 0-2 (3 settings, a cut that configs/studies/pts_a1g.yaml fixed before "
+             "the study ran); OPD is the main table's, paired by seed. Family: the 3 settings minus OPD.", "",
              "| setting | seeds | avg@8 | " + " | ".join(SKILLS) + " | - OPD |", "|---|---|---|" + "---|" * len(SKILLS) + "---|"]
     lines.append(f"| OPD | {len(opd)} | {_pct(m.values('a1g', 'opd'))} | "
                  + " | ".join(_pct(m.values("a1g", "opd", key=s)) for s in SKILLS) + " | - |")
@@ -383,7 +384,7 @@ def paper_section() -> list[str]:
             "| SG-OPD paper (arXiv 2606.09304), mean over benchmarks | - | - | +1.98 per sample, +7.50 per question over OPD | - |",
             "| OPDVR (arXiv 2608.24696), avg@16 | Qwen3-4B | 47.8 | 47.5 | 49.1 |",
             "| OPDVR (arXiv 2608.24696), avg@16 | Qwen3-1.7B (4B teacher) | 20.9 | 21.5 | 22.8 |", "",
-            "The OPDVR numbers come from a reading note of that paper (METHOD.md §10), not checked against "
+            "The OPDVR numbers come from a reading note of that paper (docs/method.md §10), not checked against "
             "its PDF. The tiny world is a teaching model with planted failures, not a replication of those "
             "benchmarks: it can show *when* a per-rollout verdict can protect a student, not by how much on MATH.", ""]
 
