@@ -8,13 +8,15 @@ log pi_theta. Methods differ only here, so a reader finds all of them side by si
     grpo              as the only reward                     g_i = (r_i - mean_G r) / std_G r
     opd, gate_only,   on the whole rollout, as a gate        sign_gate: lambda_t a2_{i,t}
     opdvr, sgopd ...  (docs/method.md, "The gate")
-    teacher_probe     on the teacher, per prompt             trusted prompt: the gate's A;
-                                                             untrusted: g_i (fallback grpo) or 0 (drop)
+    teacher_probe     on the teacher, per prompt             trusted prompt: the gate's A (+ c g_i
+                                                             with probe.reward_c = c); untrusted:
+                                                             g_i (fallback grpo) or 0 (drop)
     step_gate         on each step (a step checker)          OPDVR's cells with the verdict of the
                                                              token's own step instead of the rollout's
     first_error_gate  on the first wrong step                the same cells; "correct" before the
                                                              rollout's first wrong step, "wrong" after
     hybrid            as a reward beside the teacher         the gate's A + c g_i
+    staged            in time: teacher first, then reward    opd's A before the switch step, g_i after
     oracle_gate       nowhere real (a bound, tiny world)     the gate's A, 0 where the teacher's top
                                                              token is not the known correct one
 
@@ -32,6 +34,17 @@ What each reproduces, and where the reading is this project's:
 * hybrid is the additive form of slime / prime-rl / AReaL (teacher term + c x GRPO advantage)
   and, with the OPD teacher term, close to KDRL's joint KD + RL (arXiv 2506.02208), which also
   switches the KD term off on correct rollouts; we keep it on.
+* staged follows "Sequential beats joint" (arXiv 2609.04108): OPD, then GRPO, one signal at a
+  time; the switch is a fixed fraction of the run (`staged_switch`), our rule.
+* probe.reward_c (the reward on trusted prompts too) is the hybrid restricted to the prompts the
+  teacher passes: teacher term + c g_i there, g_i where it fails.
+
+Two routes. A method that mixes the teacher's push with the reward's (teacher_probe with the grpo
+fallback, hybrid) returns its advantage split in two, `Advantage.routes` = {"teacher": ...,
+"reward": ...}, which sum to A. The trainer measures each route's gradient and can balance them
+(`MixConfig`, docs/method.md §14): one loss and one clip let the route whose pushes are large on
+a few tokens (the teacher's) take most of the update, whatever the share of prompts it owns.
+
 * oracle_gate is not a method: it uses the tiny world's knowledge of the correct next token
   (up to a rollout's first mistake) to drop exactly the teacher's pushes at positions where the
   teacher's top token is wrong. It bounds what a per-position gate with perfect knowledge of
@@ -87,6 +100,10 @@ class Advantage:
     metrics: dict = field(default_factory=dict)
     teacher_term: torch.Tensor | None = None  # (R, T) the part of A that comes from the teacher's
                                               # push (what the evidence compares with a2); None under grpo
+    routes: dict | None = None           # mixed methods: {"teacher": (R, T), "reward": (R, T)}, summing
+                                         # to A; None for a method with one signal
+    route_rows: dict | None = None       # {"teacher": (R,) bool, "reward": (R,) bool}: the rollouts each
+                                         # route owns (its token count under mix.normalise="route")
 
 
 def grpo_advantage(rewards: torch.Tensor, group_ids: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
@@ -118,16 +135,21 @@ def oracle_wrong_positions(teacher_top: torch.Tensor, correct_next: torch.Tensor
 
 
 def method_advantage(method: str, gate: GateConfig, s: Signals, *, hybrid_c: float = 1.0,
-                     fallback: str = "grpo") -> Advantage:
+                     fallback: str = "grpo", reward_c: float = 0.0) -> Advantage:
     """The per-token advantage A (R, T) of `method` (the table of the module docstring).
 
     gate: the run's gate config; it is the teacher term of every teacher method (OPD under
     teacher_probe, hybrid and oracle_gate by default, OPDVR's cells under the step methods).
     hybrid_c: the GRPO coefficient c of `hybrid`. fallback: what an untrusted prompt gets
-    under `teacher_probe` ("grpo" or "drop").
+    under `teacher_probe` ("grpo" or "drop"); reward_c: the GRPO coefficient on its trusted
+    prompts (0: the teacher alone there). `staged` is not formed here: the trainer asks for
+    "opd" or "grpo" by the step (`staged_method`).
     """
     mask = s.mask.bool()
     zero = torch.zeros((), device=s.old_logp.device)
+    if method == "staged":
+        raise ValueError("method=staged is OPD before its switch step and GRPO after: ask for "
+                         "staged_method(step, steps, switch) instead")
     if method == "grpo":
         g = grpo_advantage(s.rewards, s.group_ids)
         adv = torch.where(mask, g[:, None].expand_as(s.old_logp), zero)
@@ -136,7 +158,7 @@ def method_advantage(method: str, gate: GateConfig, s: Signals, *, hybrid_c: flo
     if s.teacher_logp is None:
         raise ValueError(f"method={method} needs the teacher's log-probs (Signals.teacher_logp)")
 
-    verdict = None
+    verdict, routes, route_rows = None, None, None
     if method in STEP_METHODS:
         if s.step_verdict is None:
             raise ValueError(f"method={method} needs per-token step verdicts (a world with a step checker)")
@@ -159,16 +181,33 @@ def method_advantage(method: str, gate: GateConfig, s: Signals, *, hybrid_c: flo
         if fallback not in FALLBACKS:
             raise ValueError(f"probe fallback must be one of {FALLBACKS}, got {fallback!r}")
         trusted = s.prompt_trusted.bool().to(adv.device)[:, None]                 # (R, 1)
-        g = grpo_advantage(s.rewards, s.group_ids)[:, None] if fallback == "grpo" else zero
-        teacher_term = torch.where(trusted, adv, zero)                          # no teacher where it failed
-        adv = torch.where(trusted & mask, adv, torch.where(mask, g * torch.ones_like(adv), zero))
+        g_full = grpo_advantage(s.rewards, s.group_ids)[:, None] * torch.ones_like(adv)   # (R, T)
+        g = g_full if fallback == "grpo" else torch.zeros_like(adv)
+        teacher_term = torch.where(trusted & mask, adv, zero)                   # no teacher where it failed
+        reward = torch.where(mask, torch.where(trusted, reward_c * g_full, g), zero)   # (R, T)
+        adv = teacher_term + reward
         lam = torch.where(trusted, lam, zero)
         metrics["probe_frac_fallback"] = 1.0 - s.prompt_trusted.float().mean().item()
+        if fallback == "grpo" or reward_c > 0:
+            routes = {"teacher": teacher_term, "reward": reward}
+            t_rows = s.prompt_trusted.bool().to(adv.device)                       # (R,)
+            r_rows = (~t_rows if fallback == "grpo" else torch.zeros_like(t_rows)) | (t_rows if reward_c > 0
+                                                                                     else torch.zeros_like(t_rows))
+            route_rows = {"teacher": t_rows, "reward": r_rows}
     elif method == "hybrid":
         g = grpo_advantage(s.rewards, s.group_ids)[:, None]                       # (R, 1)
         metrics["teacher_adv_abs_mean"] = masked_mean(adv.abs(), mask).item()
         metrics["grpo_adv_abs_mean"] = masked_mean((g * torch.ones_like(adv)).abs(), mask).item()
+        reward = torch.where(mask, hybrid_c * g * torch.ones_like(adv), zero)   # (R, T)
+        routes = {"teacher": torch.where(mask, adv, zero), "reward": reward}
+        every = torch.ones(adv.shape[0], dtype=torch.bool, device=adv.device)
+        route_rows = {"teacher": every, "reward": every}
         adv = torch.where(mask, adv + hybrid_c * g, zero)
     metrics["adv_abs_mean"] = masked_mean(adv.abs(), mask).item()
     metrics["frac_zero_push"] = masked_mean((lam == 0).float(), mask).item()   # teacher's push dropped
-    return Advantage(adv, lam, out, metrics, teacher_term)
+    return Advantage(adv, lam, out, metrics, teacher_term, routes, route_rows)
+
+
+def staged_method(step: int, steps: int, switch: float) -> str:
+    """`staged`'s method at `step` of a `steps`-step run: "opd" before round(switch x steps), "grpo" from it on."""
+    return "opd" if step < round(switch * steps) else "grpo"

@@ -22,6 +22,7 @@ Where else a verifier can act (advantage.py has them side by side):
     step_gate         OPDVR's cells with each token's verdict from the world's step checker
     first_error_gate  the same cells, "correct" before the first wrong step, "wrong" from it on
     hybrid            A = teacher advantage (OPD, or gate.*) + hybrid_c x the GRPO advantage
+    staged            OPD for the first staged_switch of the steps, then GRPO (one signal at a time)
     oracle_gate       a bound (tiny world only): OPD with the push dropped where the teacher's
                       top token is not the known correct one
 
@@ -55,7 +56,7 @@ from .gate import CELLS, GateConfig
 from .scheduler import PTSConfig
 
 METHODS = ("opd", "exopd", "gate_only", "pts_only", "sgopd", "grpo", "opdvr", "reversed_gate", "soft_gate",
-           "teacher_probe", "step_gate", "first_error_gate", "hybrid", "oracle_gate")
+           "teacher_probe", "step_gate", "first_error_gate", "hybrid", "oracle_gate", "staged")
 VERIFIER_ROLE_METHODS = ("teacher_probe", "step_gate", "first_error_gate", "hybrid", "oracle_gate")
 
 # What defines each preset: the gate.* / pts.* fields whose preset value *is* the method. Changing
@@ -84,6 +85,7 @@ PRESET_DEFINES = {
     "first_error_gate": ("pts.enabled", *_GATE_KIND, "gate.a1_mode"),
     "hybrid": ("pts.enabled",),
     "oracle_gate": ("pts.enabled",),
+    "staged": ("pts.enabled", *_COEFFICIENTS),     # plain OPD, then GRPO
 }
 LOSS_TYPES = ("sampled", "dense")
 EVAL_RNG = ("isolated", "shared")   # where evaluation draws its random numbers (TrainConfig.eval_rng)
@@ -153,6 +155,8 @@ class ProbeConfig:
     threshold: float = 0.5     # a prompt is trusted when the teacher's pass rate is at least this
     fallback: str = "grpo"     # untrusted prompts: "grpo" (the verifier's reward) or "drop" (no update)
     batch_prompts: int = 256   # prompts per teacher `generate` call while probing
+    reward_c: float = 0.0      # the GRPO advantage x reward_c added on trusted prompts too (0: the
+                               # teacher alone there)
 
     def __post_init__(self):
         if not (isinstance(self.m, int) and not isinstance(self.m, bool) and self.m >= 1):
@@ -163,6 +167,43 @@ class ProbeConfig:
             raise ValueError(f"ProbeConfig.fallback must be 'grpo' or 'drop', got {self.fallback!r}")
         if not (isinstance(self.batch_prompts, int) and self.batch_prompts >= 1):
             raise ValueError(f"ProbeConfig.batch_prompts must be an integer >= 1, got {self.batch_prompts!r}")
+        if not (isinstance(self.reward_c, (int, float)) and 0.0 <= self.reward_c < float("inf")):
+            raise ValueError(f"ProbeConfig.reward_c must be a finite number >= 0, got {self.reward_c!r}")
+
+
+MIX_NORMALISE = ("step", "route")
+MIX_BUDGETS = ("none", "share")
+
+
+@dataclass(frozen=True)
+class MixConfig:
+    """How a method that mixes two signals balances them (teacher_probe with the grpo fallback or
+    probe.reward_c > 0, hybrid): its advantage is split into a teacher route and a reward route
+    (advantage.py), and these knobs decide each route's weight in the update (docs/method.md §14).
+    The teacher's own scale is gate.a2_scale ("sign") or gate.adv_clip."""
+
+    normalise: str = "step"          # "step": one loss over every token, divided by the step's token
+                                     # count; "route": a loss term per route, each divided by the
+                                     # token count of its own rollouts, the reward's x reward_weight
+    reward_weight: float = 1.0       # normalise="route": weight of the reward route's term
+    budget: str = "none"             # "none": the summed gradient, one global clip (grad_clip);
+                                     # "share": each route's gradient rescaled to a target share
+                                     # of the total norm, which is capped at grad_clip (no other clip)
+    reward_share: float | None = None  # budget="share": the reward route's share of the gradient
+                                     # norm; None = its share of the rollouts the routes own (a
+                                     # rollout both own counts twice: hybrid gets 0.5, the probe
+                                     # the share of prompts the teacher fails)
+
+    def __post_init__(self):
+        if self.normalise not in MIX_NORMALISE:
+            raise ValueError(f"MixConfig.normalise must be one of {MIX_NORMALISE}, got {self.normalise!r}")
+        if self.budget not in MIX_BUDGETS:
+            raise ValueError(f"MixConfig.budget must be one of {MIX_BUDGETS}, got {self.budget!r}")
+        if not (isinstance(self.reward_weight, (int, float)) and 0.0 <= self.reward_weight < float("inf")):
+            raise ValueError(f"MixConfig.reward_weight must be a finite number >= 0, got {self.reward_weight!r}")
+        if self.reward_share is not None and not (isinstance(self.reward_share, (int, float))
+                                                  and 0.0 <= self.reward_share <= 1.0):
+            raise ValueError(f"MixConfig.reward_share must be in [0, 1] or null, got {self.reward_share!r}")
 
 
 @dataclass
@@ -177,6 +218,9 @@ class TrainConfig:
     exopd_lambda: float = 1.25         # reward scale of the exopd preset
     probe: ProbeConfig = field(default_factory=ProbeConfig)  # method=teacher_probe's knobs
     hybrid_c: float = 1.0              # method=hybrid: A = teacher advantage + hybrid_c x GRPO advantage
+    mix: MixConfig = field(default_factory=MixConfig)  # how a mixed method balances its two routes
+    staged_switch: float = 0.5         # method=staged: the fraction of the steps trained as OPD before
+                                       # GRPO takes over (a fixed rule, written before any run)
     oracle_reach: str = "first_mistake"  # oracle_gate: where the oracle knows the correct token, up to a
                                        # rollout's first mistake, or "local": also every result digit a
                                        # line's own operands fix (a wider bound; the tiny world has it)
@@ -257,10 +301,12 @@ def resolve_preset(cfg: TrainConfig) -> None:
         cfg.vllm = VLLMConfig(**cfg.vllm)
     if isinstance(cfg.probe, dict):
         cfg.probe = ProbeConfig(**cfg.probe)
+    if isinstance(cfg.mix, dict):
+        cfg.mix = MixConfig(**cfg.mix)
 
 
 def _preset_gate(cfg: TrainConfig) -> GateConfig:
-    if cfg.method in ("opd", "pts_only", "grpo", "teacher_probe", "hybrid", "oracle_gate"):
+    if cfg.method in ("opd", "pts_only", "grpo", "teacher_probe", "hybrid", "oracle_gate", "staged"):
         return GateConfig.opd()
     if cfg.method in ("step_gate", "first_error_gate"):
         return GateConfig.opdvr()     # OPDVR's cells, the verdict per step (advantage.py)
@@ -314,7 +360,12 @@ def validate(cfg: TrainConfig) -> None:
     need(cfg.step_unit in ("line", "prefix"), "step_unit", f"must be 'line' or 'prefix', got {cfg.step_unit!r}")
     need(cfg.oracle_reach in ("first_mistake", "local"), "oracle_reach",
          f"must be 'first_mistake' or 'local', got {cfg.oracle_reach!r}")
-    need(not ((cfg.method == "hybrid" or (cfg.method == "teacher_probe" and cfg.probe.fallback == "grpo"))
+    need(not (cfg.mix.budget == "share" and cfg.ppo_epochs > 1), "mix.budget",
+         "'share' rescales the routes of one gradient; with ppo_epochs > 1 only the first epoch's is "
+         "split into routes: use budget='none' or ppo_epochs=1")
+    need(isinstance(cfg.staged_switch, (int, float)) and 0.0 <= cfg.staged_switch <= 1.0, "staged_switch",
+         f"must be in [0, 1], got {cfg.staged_switch!r}")
+    need(not ((cfg.method in ("hybrid", "staged") or (cfg.method == "teacher_probe" and cfg.probe.fallback == "grpo"))
               and cfg.group_size < 2),
          "group_size", f"method={cfg.method} uses the GRPO advantage, which needs group_size >= 2")
     _validate_world_provides(cfg, need)
@@ -468,7 +519,8 @@ def check_engine_installed(cfg: TrainConfig) -> None:
 # YAML and key=value overrides
 # --------------------------------------------------------------------------------------------
 
-_NESTED = {"world": WorldConfig, "gate": GateConfig, "pts": PTSConfig, "vllm": VLLMConfig, "probe": ProbeConfig}
+_NESTED = {"world": WorldConfig, "gate": GateConfig, "pts": PTSConfig, "vllm": VLLMConfig, "probe": ProbeConfig,
+           "mix": MixConfig}
 
 
 class _Loader(yaml.SafeLoader):

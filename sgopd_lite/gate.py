@@ -48,6 +48,11 @@ The factor 2 is this project's choice, so that a token without evidence keeps pl
 weight (a bare sigmoid would halve it); as soft_k grows it tends to the hard gate with
 lambda_e = 2, lambda_i = 0.
 
+`a2_scale="sign"` replaces a2 by its sign in A = lambda_t a2: every push of the teacher has the
+same size, so the few tokens where the student and the teacher disagree by 10-20 nats cannot
+carry most of the update (TV-OPD, arXiv 2609.08341, reports sign(a2) at least as good as a2).
+`adv_clip` is the softer form: A clamped to [-c, c].
+
 Readings this project chose where the paper is not explicit (docs/method.md §11 lists them all):
 * a1 uses only the sign of the verifier's group advantage; "group" mode makes all-correct and
   all-wrong groups neutral (no evidence); "sign" mode treats every verdict as evidence.
@@ -91,6 +96,7 @@ class TokenClass(enum.IntEnum):
 A1_MODES = ("group", "sign")
 REFERENCES = ("old", "initial")
 TRUNCATED_MODES = ("graded", "wrong", "neutral")
+A2_SCALES = ("value", "sign")
 CELLS = ("correct_up", "correct_down", "wrong_up", "wrong_down")
 
 
@@ -105,6 +111,9 @@ class GateConfig:
     a1_mode: str = "group"         # "group": a1 = r - mean_G r; "sign": a1 = 2r - 1
     reference: str = "old"         # pi_ref in the G-OPD advantage: "old" (free) or "initial"
     adv_clip: float | None = None  # clamp A to [-c, c]; None = off
+    a2_scale: str = "value"        # the teacher's push per token: "value" (lambda_t a2) or "sign"
+                                   # (lambda_t sign(a2): every push the same size, so a few tokens
+                                   # with |a2| of 10-20 cannot dominate the update)
     truncated: str = "graded"      # verdict of a rollout cut at max_new_tokens: "graded" (the
                                    # verifier's), "wrong" (r = 0) or "neutral" (a1 = 0, no evidence)
     # The four cells (module docstring); None = lambda_e (consensus cells) / lambda_i (conflict cells)
@@ -145,6 +154,11 @@ class GateConfig:
             raise ValueError(f"GateConfig.truncated must be one of {TRUNCATED_MODES}, got {self.truncated!r}")
         if self.adv_clip is not None and not self.adv_clip > 0:
             raise ValueError(f"GateConfig.adv_clip must be > 0 or None, got {self.adv_clip!r}")
+        if self.a2_scale not in A2_SCALES:
+            raise ValueError(f"GateConfig.a2_scale must be one of {A2_SCALES}, got {self.a2_scale!r}")
+        if self.a2_scale == "sign" and self.reference != "old":
+            raise ValueError("GateConfig.a2_scale='sign' replaces a2 by its sign, which only the reference='old' "
+                             "advantage (lambda_t a2) has; reference='initial' mixes a2 with another log-ratio")
 
     @property
     def gating(self) -> bool:
@@ -388,7 +402,8 @@ def sign_gate(teacher_logp: torch.Tensor, old_logp: torch.Tensor, rewards: torch
             lambda_t[consensus & (s1 < 0)] = cell["wrong_down"]
 
         if cfg.reference == "old":
-            advantage = lambda_t * a2                                             # (B, T)
+            push = torch.sign(a2) if cfg.a2_scale == "sign" else a2               # (B, T)
+            advantage = lambda_t * push                                           # (B, T)
         else:
             reward_vs_ref = teacher_logp - ref_logp.detach().float()              # (B, T)
             advantage = a2 + (lambda_t - 1.0) * reward_vs_ref

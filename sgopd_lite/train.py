@@ -61,9 +61,10 @@ import numpy as np
 import torch
 
 from .config import ConfigError, TrainConfig, config_to_dict, flat_config, flat_dict
-from .advantage import NEEDS_WORLD, Signals, grpo_advantage, method_advantage
+from .advantage import NEEDS_WORLD, Advantage, Signals, grpo_advantage, method_advantage, staged_method
 from .data import Problem, format_prompt, skill_of
 from .gate import gate_evidence, push_evidence
+from .mix import ROUTES, budget, norm, route_scales, route_token_counts
 from .models import _is_peft, frozen_reference_copy, reference_context
 from .losses import (aux_ce_loss, dense_distill_loss, entropy_from_logits, masked_mean,
                      policy_gradient_loss, ppo_clip_loss, token_logprobs)
@@ -158,6 +159,7 @@ def student_dropout(model) -> float:
 # Metrics that each process computes from its own rollouts; the logged value is their mean.
 PER_PROCESS_METRICS = ("reward_mean", "response_len", "truncation_rate", "adv_abs_mean",
                        "teacher_accept_rate")
+MIXED_METHODS = ("teacher_probe", "hybrid")   # methods that may mix two routes (advantage.Advantage.routes)
 GATE_SILENT_FRAC, GATE_SILENT_STEPS = 0.01, 20   # warn when frac_gated stays below this that long
 
 
@@ -182,6 +184,10 @@ def backend_problem(cfg: TrainConfig, distributed_type: str, zero_stage: int = 0
         if cfg.pts.enabled and cfg.method != "grpo":
             return ("pts.enabled: under DeepSpeed every backward call is an optimizer step, and phased teacher "
                     "sampling adds a second one; use a method without it (opd, exopd, gate_only) or pts.enabled=false")
+        if cfg.method in MIXED_METHODS:
+            return (f"method={cfg.method}: its two routes are measured with a second gradient of the same batch "
+                    "(torch.autograd.grad) and summed by hand, which DeepSpeed's engine does not allow; use "
+                    "configs/accelerate/multi_gpu.yaml")
     return None
 
 
@@ -441,6 +447,28 @@ class Batch:
     indices: list[int] | None = None  # the prompts' indices in the world's training problems
 
 
+@dataclass
+class Formed:
+    """What steps 3-4 produce (`Trainer.form_advantage`)."""
+
+    method: str                # the method of this step (under staged: opd or grpo)
+    old_logp: torch.Tensor     # (R, T) log pi_old of the sampled tokens
+    signals: Signals           # what the method read
+    advantage: Advantage       # its advantage, with the routes of a mixed method
+
+
+@dataclass
+class Routes:
+    """A mixed method's two routes as the update uses them (`Trainer._routes`)."""
+
+    advantage: torch.Tensor    # (R, T) the advantage to train on: the routes scaled by mix.normalise
+    reward: torch.Tensor       # (R, T) its reward part (the teacher part is the rest)
+    rollout_share: float       # the reward route's share of the step's rollouts (all processes)
+    token_share: float         # ... and of its response tokens
+    owned_share: float         # the reward route's share of the (rollout, route) pairs: a rollout both
+                               # routes own counts for both (hybrid: 0.5); mix.budget's default target
+
+
 class Trainer:
     """Holds the models, optimizer and logs of one run; `run()` executes docs/method.md §7."""
 
@@ -574,56 +602,17 @@ class Trainer:
         mask = ro.response_mask
 
         # 3-4. teacher / old / reference log-probs; the method's advantage (advantage.py)
-        t = time.perf_counter()
-        teacher_logp = ref_logp = teacher_top = None
-        w = self.world
-        with_top = w.token_oracle is not None        # the evidence and oracle_gate read the teacher's top token
-        self.student.eval()   # dropout off for scoring; identical to training mode without dropout
-        with torch.no_grad():
-            old_logp = self._score(self.student, ro)
-            if cfg.method != "grpo":
-                if with_top:
-                    teacher_logp, teacher_top = self._score(self.teacher, ro, with_top=True)
-                else:
-                    teacher_logp = self._score(self.teacher, ro)
-                if cfg.gate.reference == "initial":
-                    with self.reference_model() as ref:
-                        ref_logp = self._score(ref, ro)
-        self.student.train()
-        bad = non_finite({"old-policy": old_logp, "teacher": teacher_logp, "reference": ref_logp}, mask)
-        if not all_processes_agree(acc, not bad):
-            times["teacher"] = time.perf_counter() - t
-            why = f"non-finite {' and '.join(bad)} log-prob" if bad else "non-finite log-prob on another process"
+        formed = self.form_advantage(k, batch, m, times)
+        if isinstance(formed, str):
             self._advance_schedule()
-            return {**m, "skipped": why, **_time_metrics(times)}
-        questions = [problems[int(g)].question for g in ro.group_ids]          # one per rollout
-        signals = Signals(old_logp, r, ro.group_ids, mask, teacher_logp, ref_logp, ro.truncated,
-                          teacher_top=teacher_top)
-        if cfg.method != "grpo":
-            if w.step_checker is not None:
-                signals.step_verdict = per_token_values(ro, questions, self._step_verdicts)
-            if w.token_oracle is not None:
-                signals.correct_next = per_token_values(ro, questions, w.token_oracle, fill=-1)
-            if cfg.method == "teacher_probe":
-                trusted = self._probe(batch.indices)                             # (B,) per prompt
-                signals.prompt_trusted = torch.tensor([trusted[int(g)] for g in ro.group_ids], device=acc.device)
-                m.update(self._probe_metrics(problems, trusted))
-        gate_signals = signals
-        if cfg.method == "oracle_gate" and cfg.oracle_reach == "local":     # the evidence keeps the first-mistake oracle
-            gate_signals = dataclasses.replace(signals, correct_next=per_token_values(
-                ro, questions, lambda q, ids: w.token_oracle(q, ids, reach="local"), fill=-1))
-        out = method_advantage(cfg.method, cfg.gate, gate_signals, hybrid_c=cfg.hybrid_c, fallback=cfg.probe.fallback)
+            return {**m, "skipped": formed, **_time_metrics(times)}
+        method, old_logp, out = formed.method, formed.old_logp, formed.advantage
         advantage, lambda_t, gate_out = out.advantage, out.lambda_t, out.gate
-        if gate_out is not None:
-            metrics = dict(out.metrics)
-            metrics.update(self._evidence(signals, gate_out, advantage, out.teacher_term, ro))
-            m.update(mean_over_processes(acc, metrics, metrics))
-        times["teacher"] = time.perf_counter() - t
 
         # 5. phased teacher sampling: verifier-endorsed teacher rollouts (no teacher under grpo)
-        w_k = float(pts_weight(k, cfg.pts)) if cfg.method != "grpo" else 0.0
+        w_k = float(pts_weight(k, cfg.pts)) if method != "grpo" else 0.0
         teacher_ro = None
-        if cfg.method != "grpo":
+        if method != "grpo":
             m["pts_w"] = w_k
         if w_k > 0:
             t = time.perf_counter()
@@ -637,9 +626,10 @@ class Trainer:
                 teacher_ro = t_ro.select(accepted).to(acc.device)
             times["teacher_sampling"] = time.perf_counter() - t
 
-        # 6. update
+        # 6. update (a mixed method's two routes measured and, if asked, balanced: mix.py)
         t = time.perf_counter()
-        update = self._update(ro, old_logp, advantage, lambda_t, teacher_ro, w_k)
+        routes = self._routes(out, ro) if out.routes is not None else None
+        update = self._update(ro, old_logp, advantage, lambda_t, teacher_ro, w_k, routes)
         times["update"] = time.perf_counter() - t
         if "skipped" in update:      # nothing learned: say why, without the gate's numbers of this batch
             first = {x: m[x] for x in ("step", "lr", *(batch.metrics or {}))}
@@ -653,10 +643,88 @@ class Trainer:
             m["adv_abs_mean"] = out.metrics["adv_abs_mean"]
         m = mean_over_processes(acc, m, PER_PROCESS_METRICS)
         m.update(_time_metrics(times))
-        self._watch_gate(m)
+        self._watch_gate(m, method)
         if cfg.log_rollouts and acc.is_main_process:
             self._save_rollouts(k, ro, gate_out, r)
         return m
+
+    def step_method(self, k: int) -> str:
+        """The method that forms step k's advantage: cfg.method, except under `staged` (OPD before
+        its switch step, GRPO from it on)."""
+        cfg = self.cfg
+        return staged_method(k, cfg.steps, cfg.staged_switch) if cfg.method == "staged" else cfg.method
+
+    def form_advantage(self, k: int, batch: "Batch", m: dict, times: dict) -> "Formed | str":
+        """Steps 3-4 of one batch: the no-grad log-probs, then the method's advantage; the gate's
+        metrics go into `m`, the time into `times`. A string (the reason) when a log-prob is not
+        finite on some process: the step is then skipped. Also used by study/balance.py."""
+        cfg, acc, w = self.cfg, self.accelerator, self.world
+        problems, ro, r = batch.problems, batch.rollouts, batch.rewards
+        mask, method = ro.response_mask, self.step_method(k)
+        t = time.perf_counter()
+        teacher_logp = ref_logp = teacher_top = None
+        with_top = w.token_oracle is not None        # the evidence and oracle_gate read the teacher's top token
+        self.student.eval()   # dropout off for scoring; identical to training mode without dropout
+        with torch.no_grad():
+            old_logp = self._score(self.student, ro)
+            if method != "grpo":
+                if with_top:
+                    teacher_logp, teacher_top = self._score(self.teacher, ro, with_top=True)
+                else:
+                    teacher_logp = self._score(self.teacher, ro)
+                if cfg.gate.reference == "initial":
+                    with self.reference_model() as ref:
+                        ref_logp = self._score(ref, ro)
+        self.student.train()
+        bad = non_finite({"old-policy": old_logp, "teacher": teacher_logp, "reference": ref_logp}, mask)
+        if not all_processes_agree(acc, not bad):
+            times["teacher"] = time.perf_counter() - t
+            return f"non-finite {' and '.join(bad)} log-prob" if bad else "non-finite log-prob on another process"
+        questions = [problems[int(g)].question for g in ro.group_ids]          # one per rollout
+        signals = Signals(old_logp, r, ro.group_ids, mask, teacher_logp, ref_logp, ro.truncated,
+                          teacher_top=teacher_top)
+        if method != "grpo":
+            if w.step_checker is not None:
+                signals.step_verdict = per_token_values(ro, questions, self._step_verdicts)
+            if w.token_oracle is not None:
+                signals.correct_next = per_token_values(ro, questions, w.token_oracle, fill=-1)
+            if method == "teacher_probe":
+                trusted = self._probe(batch.indices)                             # (B,) per prompt
+                signals.prompt_trusted = torch.tensor([trusted[int(g)] for g in ro.group_ids], device=acc.device)
+                m.update(self._probe_metrics(problems, trusted))
+        gate_signals = signals
+        if method == "oracle_gate" and cfg.oracle_reach == "local":     # the evidence keeps the first-mistake oracle
+            gate_signals = dataclasses.replace(signals, correct_next=per_token_values(
+                ro, questions, lambda q, ids: w.token_oracle(q, ids, reach="local"), fill=-1))
+        out = method_advantage(method, cfg.gate, gate_signals, hybrid_c=cfg.hybrid_c, fallback=cfg.probe.fallback,
+                               reward_c=cfg.probe.reward_c)
+        if out.gate is not None:
+            metrics = dict(out.metrics)
+            metrics.update(self._evidence(signals, out.gate, out.advantage, out.teacher_term, ro))
+            m.update(mean_over_processes(acc, metrics, metrics))
+        if cfg.method == "staged":
+            m["staged_grpo"] = float(method == "grpo")
+        times["teacher"] = time.perf_counter() - t
+        return Formed(method, old_logp, signals, out)
+
+    def _routes(self, out, ro) -> "Routes":
+        """A mixed method's two routes, scaled as mix.normalise asks (mix.route_scales), and the
+        reward route's share of this step's rollouts and tokens (summed over processes)."""
+        cfg, acc = self.cfg, self.accelerator
+        mask = ro.response_mask
+        local = route_token_counts(out.route_rows, mask)
+        counts = {k: global_sum(acc, v) for k, v in local.items()}
+        rollouts = global_sum(acc, float(len(ro)))
+        owned = {name: global_sum(acc, float(out.route_rows[name].sum())) for name in ROUTES}
+        scales = route_scales(out.route_rows, mask, cfg.mix.normalise, cfg.mix.reward_weight, counts)
+        if all(v == 1.0 for v in scales.values()):
+            advantage = out.advantage                  # exactly the method's A (no rounding from a re-sum)
+        else:
+            advantage = sum(scales[name] * out.routes[name] for name in ROUTES)
+        return Routes(advantage=advantage, reward=scales["reward"] * out.routes["reward"],
+                      rollout_share=owned["reward"] / rollouts if rollouts else 0.0,
+                      token_share=counts["reward"] / counts["all"] if counts["all"] else 0.0,
+                      owned_share=owned["reward"] / sum(owned.values()) if sum(owned.values()) else 0.0)
 
     def _step_verdicts(self, question: str, ids: list[int]) -> list[int]:
         return token_verdicts(self.tok, self.world.step_checker, question, ids, unit=self.cfg.step_unit)
@@ -738,10 +806,10 @@ class Trainer:
         out.update({f"probe_fallback_{k}": 1.0 - float(np.mean(v)) for k, v in by_skill.items()})
         return out
 
-    def _watch_gate(self, m: dict) -> None:
+    def _watch_gate(self, m: dict, method: str | None = None) -> None:
         """Warn once when a gating run's gate stays silent (frac_gated < 1%) for 20 steps."""
         g = self.cfg.gate
-        if self.cfg.method == "grpo" or not g.shapes_tokens or "frac_gated" not in m:
+        if (method or self.cfg.method) == "grpo" or not g.shapes_tokens or "frac_gated" not in m:
             return
         self._gate_silent_steps = self._gate_silent_steps + 1 if m["frac_gated"] < GATE_SILENT_FRAC else 0
         if self._gate_silent_steps >= GATE_SILENT_STEPS and not self._gate_warned:
@@ -768,15 +836,29 @@ class Trainer:
                     tops.append(logits.argmax(-1))
         return (torch.cat(logps), torch.cat(tops)) if with_top else torch.cat(logps)
 
-    def _update(self, ro, old_logp, advantage, lambda_t, teacher_ro, w_k) -> dict:
-        """One optimizer step (or ppo_epochs of them) on this batch; returns loss metrics."""
+    def _update(self, ro, old_logp, advantage, lambda_t, teacher_ro, w_k, routes: "Routes | None" = None) -> dict:
+        """One optimizer step (or ppo_epochs of them) on this batch; returns loss metrics.
+
+        routes (a mixed method): train on routes.advantage, measure each route's gradient before
+        any clip (`route_gradients`), and under mix.budget="share" rescale the two instead of the
+        global clip (mix.budget)."""
         cfg, acc = self.cfg, self.accelerator
         out = {}
+        if routes is not None:
+            advantage = routes.advantage
         for epoch in range(cfg.ppo_epochs):
             self.optimizer.zero_grad(set_to_none=True)
-            info = self.backward(ro, old_logp, advantage, lambda_t, teacher_ro, w_k)
-            grad_norm = (acc.clip_grad_norm_(self.student.parameters(), cfg.grad_clip)
-                         if cfg.grad_clip else _grad_norm(self.student))
+            reward_grads = [] if routes is not None and epoch == 0 else None
+            info = self.backward(ro, old_logp, advantage, lambda_t, teacher_ro, w_k,
+                                 reward_adv=routes.reward if reward_grads is not None else None,
+                                 reward_grads=reward_grads)
+            mixed = {}
+            if reward_grads is not None:
+                mixed = self._balance(reward_grads, routes)
+                grad_norm = mixed.pop("_grad_norm")
+            else:
+                grad_norm = (acc.clip_grad_norm_(self.student.parameters(), cfg.grad_clip)
+                             if cfg.grad_clip else _grad_norm(self.student))
             # every process agrees before any of them steps (gradients are already all-reduced)
             finite = math.isfinite(info["loss_pg"]) and math.isfinite(info["loss_ce"]) and math.isfinite(float(grad_norm))
             if not all_processes_agree(acc, finite):
@@ -789,11 +871,46 @@ class Trainer:
                 break
             self.optimizer.step()
             if epoch == 0:
-                out.update(info, grad_norm=float(grad_norm))
+                out.update(info, grad_norm=float(grad_norm), **mixed)
             elif "clip_frac" in info:
                 out["clip_frac"] = info["clip_frac"]
         self.scheduler.step()
         return out
+
+    def _trainable(self) -> list:
+        return [p for p in self.student.parameters() if p.requires_grad]
+
+    def route_gradients(self, reward_grads: list) -> tuple[list, list]:
+        """(teacher route, reward route) gradients of the step, each a list over the trainable
+        parameters: the reward route's was taken on its own during `backward`, the teacher's is
+        the rest of the summed gradient (phased teacher sampling's term included)."""
+        total = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self._trainable()]
+        reward = [g if g is not None else torch.zeros_like(t) for g, t in zip(reward_grads, total)]
+        return [t - r for t, r in zip(total, reward)], reward
+
+    def _balance(self, reward_grads: list, routes: "Routes") -> dict:
+        """Measure both routes' gradients, then clip the sum (mix.budget="none") or rescale each
+        route to its share of the norm (mix.budget="share"); the result is left in p.grad."""
+        cfg = self.cfg
+        g_t, g_r = self.route_gradients(reward_grads)
+        n_t, n_r = norm(g_t), norm(g_r)
+        m = {"grad_norm_teacher": n_t, "grad_norm_reward": n_r,
+             "reward_grad_share": n_r / (n_t + n_r) if n_t + n_r > 0 else 0.0,
+             "route_rollouts_reward": routes.rollout_share, "route_tokens_reward": routes.token_share}
+        if cfg.mix.budget == "share":
+            share = cfg.mix.reward_share if cfg.mix.reward_share is not None else routes.owned_share
+            combined, info = budget(g_t, g_r, share, cfg.grad_clip)
+            with torch.no_grad():
+                for p, g in zip(self._trainable(), combined):
+                    p.grad = g
+            m.update(clip_factor=info["clip_factor"], reward_grad_share_after=info["reward_grad_share"],
+                     _grad_norm=norm(combined))
+        else:                      # the norm as the clip computes it, so the log reads as before
+            grad_norm = float(self.accelerator.clip_grad_norm_(self.student.parameters(), cfg.grad_clip)
+                              if cfg.grad_clip else _grad_norm(self.student))
+            m.update(clip_factor=min(1.0, cfg.grad_clip / (grad_norm + 1e-6)) if cfg.grad_clip else 1.0,
+                     _grad_norm=grad_norm)
+        return m
 
     def _advance_schedule(self) -> None:
         """Move the learning-rate schedule on by one step without an update (a skipped step,
@@ -803,14 +920,24 @@ class Trainer:
             warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)` before")
             self.scheduler.step()
 
-    def backward(self, ro, old_logp, advantage, lambda_t, teacher_ro=None, w_k=0.0) -> dict:
+    def backward(self, ro, old_logp, advantage, lambda_t, teacher_ro=None, w_k=0.0, reward_adv=None,
+                 reward_grads: list | None = None) -> dict:
         """Accumulate the gradient of L = L_SG + w(k) L_CE over micro-batches (no step).
 
         Both parts are normalised by their token counts summed over the whole step and all
         processes (N and N_T), so the gradient is the same however the batch is split.
-        """
+
+        reward_adv (R, T) with reward_grads (an empty list): also take the gradient of the
+        policy-gradient term of `reward_adv` alone (a mixed method's reward route) and leave it in
+        reward_grads, one tensor per trainable parameter. Under several processes every
+        micro-batch then runs without DDP's all-reduce, which happens once at the end, by hand,
+        for both gradients (DDP cannot take torch.autograd.grad)."""
         cfg, acc, vocab = self.cfg, self.accelerator, self.world.vocab_size
         world_size = acc.num_processes
+        split = reward_grads is not None
+        manual_sync = split and world_size > 1
+        params = self._trainable() if split else []
+        route_sum = [torch.zeros_like(p) for p in params]
         N = global_sum(acc, ro.response_mask.sum().item())
         N_T = global_sum(acc, teacher_ro.response_mask.sum().item() if teacher_ro is not None else 0)
         jobs = [("pg", s) for s in micro_batches(len(ro), cfg.micro_batch_size)]
@@ -819,7 +946,8 @@ class Trainer:
         pg_total, ce_total, ent_sum, clip_fracs = 0.0, 0.0, 0.0, []
         for j, (kind, s) in enumerate(jobs):
             # gradients are all-reduced once, on the last micro-batch
-            ctx = contextlib.nullcontext() if j == len(jobs) - 1 else acc.no_sync(self.student)
+            last = j == len(jobs) - 1 and not manual_sync
+            ctx = contextlib.nullcontext() if last else acc.no_sync(self.student)
             with ctx:
                 if kind == "pg":
                     mb = ro.select(s)
@@ -831,6 +959,12 @@ class Trainer:
                                                   beta=cfg.dense_beta)
                     else:
                         logp = token_logprobs(logits, mb.response_ids)                  # (b, T)
+                        if split:       # the reward route alone (at ratio 1 the PPO loss has this gradient too)
+                            part = policy_gradient_loss(logp, reward_adv[s], mb.response_mask, N) * world_size
+                            grads = torch.autograd.grad(part, params, retain_graph=True, allow_unused=True)
+                            for acc_g, g in zip(route_sum, grads):
+                                if g is not None:
+                                    acc_g += g
                         if cfg.ppo_epochs > 1:
                             loss, info = ppo_clip_loss(logp, old_logp[s], advantage[s],
                                                        mb.response_mask, N, cfg.clip_eps)
@@ -845,6 +979,18 @@ class Trainer:
                     loss = w_k * ce
                     ce_total += ce.item()
                 acc.backward(loss * world_size)   # DDP averages; the normaliser wants the sum
+        if manual_sync:                           # what DDP would have done: the mean over processes
+            import torch.distributed as dist
+
+            for p, g in zip(params, route_sum):
+                if p.grad is None:
+                    p.grad = torch.zeros_like(p)
+                dist.all_reduce(p.grad)
+                p.grad /= world_size
+                dist.all_reduce(g)
+                g /= world_size
+        if split:
+            reward_grads.extend(route_sum)
         out = {"loss_pg": pg_total, "loss_ce": ce_total, "entropy": global_sum(acc, ent_sum) / max(N, 1)}
         if clip_fracs:
             out["clip_frac"] = float(np.mean(clip_fracs))
