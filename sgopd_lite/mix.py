@@ -91,11 +91,14 @@ def budget(teacher: list[torch.Tensor], reward: list[torch.Tensor], reward_share
     return combined, {"clip_factor": c / total if total > 0 else 1.0, "reward_grad_share": share}
 
 
-def adam_step_ratio(route: list[torch.Tensor], v_mixed: list[torch.Tensor], v_alone: list[torch.Tensor],
-                    eps: float = 1e-8) -> float:
-    """How large AdamW's step along one route's gradient is under the mixed run's second moment,
-    relative to a run where that route alone made the gradient: ||g / (sqrt(v_mixed) + eps)|| /
-    ||g / (sqrt(v_alone) + eps)||, with v the bias-corrected second-moment estimates."""
-    mixed = norm([g / (v.sqrt() + eps) for g, v in zip(route, v_mixed)])
-    alone = norm([g / (v.sqrt() + eps) for g, v in zip(route, v_alone)])
+def adam_step_ratio(route: list[torch.Tensor], mixed_step: list[torch.Tensor], v_mixed: list[torch.Tensor],
+                    alone_step: list[torch.Tensor], v_alone: list[torch.Tensor], eps: float = 1e-8) -> float:
+    """How far AdamW's step moves one route's own objective in a mixed run, relative to a run where
+    that route alone made the gradient: the first-order decrease of the route's loss,
+    sum g m / (sqrt(v_mixed) + eps) over sum g a / (sqrt(v_alone) + eps), where g is the route's
+    gradient, m the part of it the mixed run sends to the optimizer (after its clip or budget),
+    a what the route alone would send (after its own clip), and v the bias-corrected second
+    moments of each run. Weighting by g keeps coordinates where the route has no gradient out."""
+    mixed = sum(float((g * m / (v.sqrt() + eps)).sum()) for g, m, v in zip(route, mixed_step, v_mixed))
+    alone = sum(float((g * a / (v.sqrt() + eps)).sum()) for g, a, v in zip(route, alone_step, v_alone))
     return mixed / alone if alone > 0 else float("nan")

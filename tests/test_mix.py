@@ -102,10 +102,16 @@ def test_route_scales_and_counts():
     assert route_scales(empty, mask, "route")["reward"] == 0.0
 
 
-def test_adam_step_ratio_reads_the_second_moment():
+def test_adam_step_ratio_reads_the_clip_and_the_second_moment():
     g = [torch.tensor([1.0, 1.0])]
-    assert adam_step_ratio(g, [torch.tensor([4.0, 4.0])], [torch.tensor([1.0, 1.0])]) == pytest.approx(0.5, rel=1e-6)
-    assert adam_step_ratio(g, [torch.tensor([1.0, 1.0])], [torch.tensor([1.0, 1.0])]) == pytest.approx(1.0)
+    ones = [torch.tensor([1.0, 1.0])]
+    assert adam_step_ratio(g, g, [torch.tensor([4.0, 4.0])], g, ones) == pytest.approx(0.5, rel=1e-6)
+    assert adam_step_ratio(g, g, ones, g, ones) == pytest.approx(1.0)
+    half = [0.5 * g[0]]                                   # a clip that halves the route's part
+    assert adam_step_ratio(g, half, ones, g, ones) == pytest.approx(0.5)
+    # a coordinate the route does not touch cannot blow the ratio up, however small its moment
+    g0 = [torch.tensor([1.0, 0.0])]
+    assert adam_step_ratio(g0, g0, [torch.tensor([1.0, 1e-20])], g0, ones) == pytest.approx(1.0)
 
 
 def test_sign_of_a2_bounds_every_push():

@@ -67,7 +67,8 @@ CURVE_KEYS = ("reward_mean", "kl_k1", "a2_mean", "entropy", "frac_consensus", "f
               "frac_conflict_ii", "frac_neutral", "pts_w", "frac_gated", "frac_rollouts_no_evidence",
               "frac_zero_push", "probe_fallback", "probe_fallback_carry", "probe_fallback_borrow",
               "probe_fallback_both", "probe_fallback_none", "probe_frac_fallback", "adv_abs_mean",
-              "grad_norm")
+              "grad_norm", "grad_norm_teacher", "grad_norm_reward", "reward_grad_share", "clip_factor",
+              "route_rollouts_reward", "route_tokens_reward", "staged_grpo")   # the last seven: mixed methods
 EFFECTS = ("zeroed", "shrunk", "unchanged", "amplified", "flipped")   # gate.gate_evidence's names
 SEED = "seed"           # the replicate axis
 

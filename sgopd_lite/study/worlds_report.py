@@ -39,6 +39,7 @@ from .horizon_report import NAME as HORIZON_STUDY, horizon_section   # the same 
 from .roles_report import EVIDENCE_STUDY, NAME as ROLES, PREFIX_STUDY, roles_section   # "Where must the verifier act?"
 from .stats import ALPHA, _cell, family_said, family_verdicts, holm_p, mean_ci, paired, said_corrected
 from .unseen import report_section as unseen_section   # seen and unseen problems of the starting models
+from .mix_report import NAME as MIX_STUDY, PILOT as MIX_PILOT, mix_section   # never worse than OPD and GRPO?
 
 STUDIES = ("worlds_main", "a2c_thresholds", "a2c_confirm", "stability", "pts_a1g")
 WORLDS = {"hold": "both hold", "a1g": "A1 graded", "a2s": "A2 shared error", "a2c": "A2 complementary error"}
@@ -495,8 +496,10 @@ def write_worlds_report(results_dir: Path = RESULTS_DIR, docs_dir: Path = DOCS_D
     prefix, horizon = _load_extra(PREFIX_STUDY, results_dir), _load_extra(HORIZON_STUDY, results_dir)
     evidence = _load_extra(EVIDENCE_STUDY, results_dir)
     channels, kinds = _read(Path(results_dir) / ROLES / "channels.json"), _read(Path(results_dir) / HORIZON_STUDY / "error_kinds.json")
+    mix, mix_pilot = _load_extra(MIX_STUDY, results_dir), _load_extra(MIX_PILOT, results_dir)
+    balance = _read(Path(results_dir) / MIX_STUDY / "balance.json")
     more = {n: r for n, r in ((ROLES, roles), (PREFIX_STUDY, prefix), (HORIZON_STUDY, horizon),
-                              (EVIDENCE_STUDY, evidence)) if r.planned}
+                              (EVIDENCE_STUDY, evidence), (MIX_PILOT, mix_pilot), (MIX_STUDY, mix)) if r.planned}
     lines = (header_section(st, start, more) + unseen_section(_read(Path(results_dir) / "unseen" / "start.json"))
              + findings_section(st, start) + main_table_section(st)
              + differences_section(st) + evidence_section(st) + thresholds_section(st) + pts_section(st)
@@ -504,6 +507,7 @@ def write_worlds_report(results_dir: Path = RESULTS_DIR, docs_dir: Path = DOCS_D
              + (roles_section(roles, st["worlds_main"], roles_start, prefix, channels, evidence, horizon)
                 if roles.planned else [])
              + (horizon_section(horizon, st["worlds_main"], roles, roles_start, kinds) if horizon.planned else [])
+             + (mix_section(mix, mix_pilot, balance) if (mix.planned or mix_pilot.planned or balance) else [])
              + paper_section())
     out = Path(docs_dir) / "results.md"
     out.write_text("\n".join(lines) + "\n")
