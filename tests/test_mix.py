@@ -211,3 +211,23 @@ def test_route_gradients_add_up_and_do_not_depend_on_micro_batches(tmp_path, cha
         found[mb] = (norm(g_t), norm(g_r))
     assert found[None] == pytest.approx(found[4], rel=1e-4)
     assert found[None][1] > 0
+
+
+def test_balance_measures_both_routes_on_the_starting_student(tmp_path):
+    """study/balance.py on two small batches of the committed A2 complementary pair (hybrid: no
+    probe table to build): sane shares, a clip factor of at most 1, and a budget that sends the
+    reward route its target share."""
+    from sgopd_lite.assets import project_dir
+    from sgopd_lite.config import load_config
+    from sgopd_lite.study import balance
+
+    base = ["prompts_per_step=4", "group_size=4", "seed=0", "log_rollouts=0"]
+    config = str(project_dir() / balance.WORLD_CONFIGS["a2c"])
+    plain = balance.measure_arm(load_config(config, ["method=hybrid", f"out_dir={tmp_path}/a", *base]), batches=2)
+    assert plain["teacher"] > 0 and 0 <= plain["reward_share"] <= 1 and plain["rollout_share"] == 1.0
+    assert 0 < plain["clip_factor"] <= 1 and plain["after"] == pytest.approx(plain["reward_share"], abs=1e-6)
+    shared = balance.measure_arm(load_config(config, ["method=hybrid", "mix.budget=share", "mix.reward_share=0.5",
+                                                      f"out_dir={tmp_path}/b", *base]), batches=2)
+    if shared["reward"] > 0:
+        assert shared["after"] == pytest.approx(0.5, abs=1e-6)
+    assert "| A2 complementary error | x |" in balance.table({"worlds": {"a2c": {"x": plain}}})
