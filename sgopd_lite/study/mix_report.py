@@ -156,9 +156,10 @@ def mix_section(runs, pilot=None, balance: dict | None = None) -> list[str]:
         return lines
     done = sum(len(v) for v in runs.cells.values())
     if runs.missing:
-        lines += [f"**Still running: {done} of {runs.planned} runs are in** (configs/studies/mix.yaml). The table "
-                  "below shows the seeds present; no verdict is drawn until every run is in.", ""]
-    for step in HORIZONS:
+        lines += [f"**Still running: {done} of {runs.planned} runs are in** (configs/studies/mix.yaml)"
+                  + (". The tables below show the seeds present" if done else "") + "; no verdict is drawn until "
+                  "every run is in.", ""]
+    for step in HORIZONS if done else ():
         lines += [f"**After {step} steps** (avg@8 in points, mean ± 95% interval over the seeds present)", "",
                   "| world | arm | seeds | " + " | ".join(MEASURES) + " |", "|---|---|---|" + "---|" * len(MEASURES)]
         for w, wname in WORLDS.items():
