@@ -34,7 +34,9 @@
 #   re-colour saved rollouts live (no model runs again);
 # * what the gates did, token by token, in the seeded study's training runs on the world where the
 #   teacher is wrong exactly where the student is right (the last section, from the committed
-#   summaries in `results/runs/`).
+#   summaries in `results/runs/`);
+# * why a method that mixes the teacher's push and the reward is decided by each signal's share of
+#   the gradient, measured on one batch, before and after a gradient budget.
 #
 # **Time:** about 15 seconds on a 2-core laptop CPU (default mode); no GPU.
 
@@ -467,3 +469,40 @@ viz.plot_gate_change(pair, roles=True);
 # student's borrow through training is the verifier-roles study's question (docs/results.md,
 # "Where must the verifier act?"): on this world at 200 steps only the probe does, clearly above
 # OPD; on A2 shared error it ends below GRPO, and at 1000 steps GRPO's borrow passes it.
+
+# %% [markdown]
+# ## 8. Two signals, one update
+#
+# The probe and the hybrid train on the teacher's push and the reward at once, through one loss,
+# one gradient clip and one AdamW. Which one moves the weights is decided by each signal's share
+# of the **gradient**, not by its share of prompts or its mean |A| per token: the teacher's push is
+# large on a few tokens where student and teacher disagree, the reward is spread over every token,
+# most of them nearly certain, where the gradient of log pi is close to 0
+# ([docs/method.md §14](../docs/method.md#14-mixing-two-signals-routes-their-gradients-and-how-to-balance-them)).
+# `study/balance.py` measures both on one batch of the starting student, with no optimizer step:
+# the hybrid at c = 1 as the roles study ran it, then with a gradient budget that gives each
+# signal half of the norm (`mix.budget=share`, `mix.reward_share=0.5`).
+
+# %%
+import tempfile
+
+from sgopd_lite.config import load_config
+from sgopd_lite.study import balance
+
+shares = {}
+with tempfile.TemporaryDirectory() as tmp:
+    for label, extra in {"hybrid c = 1": [], "hybrid c = 1, budget 50 / 50": ["mix.budget=share", "mix.reward_share=0.5"]}.items():
+        cfg = load_config(str(project_dir() / balance.WORLD_CONFIGS["a2c"]),
+                          ["method=hybrid", "hybrid_c=1", f"prompts_per_step={NUM_PROMPTS}", f"group_size={GROUP_SIZE}",
+                           f"out_dir={tmp}/{len(shares)}", "log_rollouts=0", *extra])
+        shares[label] = balance.measure_arm(cfg, batches=1)
+display(Markdown(balance.table({"worlds": {"a2c": shares}})))
+
+# %% [markdown]
+# **Reading it.** *reward share* is the reward's part of the two gradient norms before anything
+# is done to them; *share sent* is its part of what the optimizer receives. At c = 1 the teacher
+# carries most of the gradient though the reward touches every token; the budget rescales the two
+# parts to half each (and caps their sum at the clip). The seeded study that asks whether such a
+# balance makes a mixed method never worse than the better of OPD and GRPO, per world and skill, is
+# docs/results.md, "Never worse than the better of OPD and GRPO?" (still running: read its tables
+# for the seeds in so far).
