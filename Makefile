@@ -26,7 +26,7 @@ help:
 	@echo "make bench     run the benchmarks in benchmarks/"
 	@echo "make notebooks re-pair notebooks/*.py with their .ipynb (outputs stripped)"
 	@echo "make notebooks-html  executed copies of the notebooks in docs/notebooks/ (default sizes, ~7 min)"
-	@echo "make reproduce every study behind docs/results*.md (resumable; JOBS=2 workers; ~11 h), then the reports"
+	@echo "make reproduce every study behind docs/results*.md (resumable; JOBS=2 workers; ~20 h), then the reports"
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -70,7 +70,7 @@ bench: $(VENV)/.deps-ok
 # every study behind docs/results.md and docs/results_first_study.md (study/plan.py's REPRODUCE:
 # study files run by the sweep machinery, each after its start points; a run whose summary exists
 # is skipped, so a checkout with the committed summaries in results/runs/ has nothing to do);
-# then both reports. About 11 hours on 2 cores from nothing.
+# then both reports. About 20 hours on 2 cores from nothing (the mix study alone about 8).
 reproduce: $(VENV)/.deps-ok
 	$(OFFLINE) $(PY) -m sgopd_lite reproduce --jobs $(JOBS)
 	$(OFFLINE) $(PY) -m sgopd_lite report
