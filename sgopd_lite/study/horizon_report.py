@@ -155,7 +155,7 @@ def none_lines(horizon, kinds: dict) -> list[str]:
         return []
     kinds_shown = list(KINDS)      # a line after a wrong one may need a carry or borrow even on `none`
     lines = ["### Why `none` falls under a teacher that is right on it", "",
-             f"Each line of {kinds['n']} sampled solutions (temperature 1) of every held-out `none` problem, sorted "
+             f"Each line of {kinds['n']} sampled solutions (temperature 1) of every `none` problem of eval_skills, sorted "
              "by what went wrong in it (`python -m sgopd_lite.study.error_kinds`; a phantom carry is an addition "
              "that needs no carry written 10 too large, a phantom borrow the same for a subtraction), beside the "
              "greedy solution's accuracy. Shares of the lines, in %.", "",

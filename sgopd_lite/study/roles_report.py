@@ -130,7 +130,7 @@ def roles_section(roles, worlds_main, start: dict, prefix=None, channels: dict |
         "one. No real task has this oracle: it is a bound, not a method.",
         "",
         "OPD, OPDVR's gate, SG-OPD's gate (gate only, 1.8 / 1.0) and GRPO are the worlds study's runs of "
-        "the same seeds. Error adoption is measured on the same held-out samples as accuracy: of the "
+        "the same seeds. Error adoption is measured on the same evaluation samples as accuracy: of the "
         "sampled steps that need a borrow (a carry), the share whose result is the forgotten-borrow "
         "(forgotten-carry) one. The worlds study's runs predate that measurement and the push evidence "
         "(shown as -)" + (f"; both come from its exact re-runs (`{EVIDENCE_STUDY}`): {used} of {compared} re-runs "
