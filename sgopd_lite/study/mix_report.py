@@ -142,6 +142,14 @@ def pilot_table(pilot) -> list[str]:
     return lines + [""]
 
 
+def _points(values) -> str:
+    """'41.2 ± 1.3' over several seeds, '41.2' for one (no interval), '-' for none."""
+    vals = [v for v in values if v == v]
+    if not vals:
+        return "-"
+    return _cell(vals) if len(vals) > 1 else f"{100 * vals[0]:.1f}"
+
+
 def mix_section(runs, pilot=None, balance: dict | None = None) -> list[str]:
     """The section's lines (runs, pilot: worlds_report.Runs of the study and its pilot)."""
     lines = ["## Never worse than the better of OPD and GRPO?", "",
@@ -160,16 +168,14 @@ def mix_section(runs, pilot=None, balance: dict | None = None) -> list[str]:
                   + (". The tables below show the seeds present" if done else "") + "; no verdict is drawn until "
                   "every run is in.", ""]
     for step in HORIZONS if done else ():
-        lines += [f"**After {step} steps** (avg@8 in points, mean ± 95% interval over the seeds present)", "",
+        lines += [f"**After {step} steps** (avg@8 in points; mean ± 95% interval where more than one seed is in)", "",
                   "| world | arm | seeds | " + " | ".join(MEASURES) + " |", "|---|---|---|" + "---|" * len(MEASURES)]
         for w, wname in WORLDS.items():
             for arm, label in {**REFERENCES, **ARMS}.items():
                 seeds = runs.seeds(w, arm)
                 if not seeds:
                     continue
-                vals = [_cell([at(s, step, key) for s in seeds.values() if at(s, step, key) == at(s, step, key)])
-                        if any(at(s, step, key) == at(s, step, key) for s in seeds.values()) else "-"
-                        for key in MEASURES.values()]
+                vals = [_points([at(s, step, key) for s in seeds.values()]) for key in MEASURES.values()]
                 lines.append(f"| {wname} | {label} | {len(seeds)} | " + " | ".join(vals) + " |")
         lines.append("")
     if runs.missing:
