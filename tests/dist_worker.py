@@ -20,6 +20,7 @@ import torch.distributed as dist
 from accelerate import Accelerator
 
 from conftest import make_tiny_world
+from sgopd_lite.advantage import grpo_advantage
 from sgopd_lite.config import TrainConfig
 from sgopd_lite.gate import sign_gate
 from sgopd_lite.losses import policy_gradient_loss
@@ -62,6 +63,23 @@ def main(out_dir: Path):
     policy_gradient_loss(logp, gate.advantage, ro.response_mask, N).backward()
     single_grad = flat_grads(reference)
 
+    # A mixed method's route split (the reward route's gradient taken alone, both all-reduced by
+    # hand): the same batch split across processes gives the single-process sums.
+    reward_adv = 2.0 * grpo_advantage(r, ro.group_ids)[:, None] * ro.response_mask       # (R, T)
+    total_adv = gate.advantage + reward_adv
+    trainer.optimizer.zero_grad(set_to_none=True)
+    route = []
+    trainer.backward(ro.select(mine), old[mine], total_adv[mine], gate.lambda_t[mine],
+                     reward_adv=reward_adv[mine], reward_grads=route)
+    split_total = flat_grads(trainer.policy)
+    split_reward = torch.cat([g.flatten() for g in route])
+    singles = []
+    for adv in (total_adv, reward_adv):
+        reference.zero_grad(set_to_none=True)
+        policy_gradient_loss(sequence_logprobs(reference, ro), adv, ro.response_mask, N).backward()
+        singles.append(flat_grads(reference))
+    trainer.optimizer.zero_grad(set_to_none=True)
+
     # A few real training steps, then compare parameters across processes. At step 1 only
     # rank 1's teacher log-probs hold a NaN: both ranks must skip that step (nothing hangs).
     score = trainer._score
@@ -82,6 +100,9 @@ def main(out_dir: Path):
         "rank": rank, "world_size": world_size, "pid": os.getpid(),
         "grad_max_abs_diff": float((ddp_grad - single_grad).abs().max()),
         "grad_norm": float(single_grad.norm()),
+        "route_total_diff": float((split_total - singles[0]).abs().max()),
+        "route_reward_diff": float((split_reward - singles[1]).abs().max()),
+        "route_reward_norm": float(singles[1].norm()),
         "params_max_abs_diff_across_ranks": float(max((g - gathered[0]).abs().max() for g in gathered)),
         "steps": [m["step"] for m in history],
         "rewards_seen": [m["reward_mean"] for m in history if "reward_mean" in m],

@@ -1,5 +1,6 @@
-"""Two CPU processes (gloo) through accelerate: same gradient as one process, same weights, and
-the same skipped step when only one process sees a non-finite teacher log-prob."""
+"""Two CPU processes (gloo) through accelerate: same gradient as one process (a mixed method's
+two routes too), same weights, and the same skipped step when only one process sees a
+non-finite teacher log-prob."""
 
 import json
 import os
@@ -23,6 +24,8 @@ def test_two_processes_match_one(tmp_path):
     for r in results:
         assert r["grad_norm"] > 0
         assert r["grad_max_abs_diff"] < 1e-6, r             # DDP gradient == single-process gradient
+        assert r["route_reward_norm"] > 0                   # a mixed method's routes, summed by hand
+        assert r["route_total_diff"] < 1e-6 and r["route_reward_diff"] < 1e-6, r
         assert r["params_max_abs_diff_across_ranks"] == 0.0  # replicas stay identical
         assert r["steps"] == [0, 1, 2]
     # rank 1's NaN at step 1: both skip it, each saying why, and no other step is skipped
