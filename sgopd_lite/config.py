@@ -104,10 +104,10 @@ class WorldConfig:
 
     size: str = "tiny"               # "tiny" (CPU, minutes), "smol" (CPU, SmolLM2), "qwen" (GPU)
     style_gap: float = 0.0           # tiny world: breaks A1 (student solution style differs)
-    teacher_noise: float = 0.0       # tiny world: breaks A2 (teacher forgets carries)
-    teacher_slip_kind: str = "carry" # tiny world: what the noisy teacher forgets, "carry" (A2 shared
+    teacher_noise: float = 0.0       # tiny and smol worlds: breaks A2 (teacher forgets carries)
+    teacher_slip_kind: str = "carry" # tiny and smol: what the noisy teacher forgets, "carry" (A2 shared
                                      # error) or "borrow" (A2 complementary error)
-    student_slip_kind: str = "both"  # tiny world: what the sloppy student forgets, "both" (carries and
+    student_slip_kind: str = "both"  # tiny and smol: what the sloppy student forgets, "both" (carries and
                                      # borrows) or "carry" (the A2 complementary student)
     teacher: str | None = None       # path or hub id overriding the size's default teacher
     student: str | None = None       # path or hub id overriding the size's default student

@@ -8,6 +8,7 @@ tokenizer, saved where the converted SmolLM2 would live; the one test on the rea
 
 import importlib.util
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -233,3 +234,81 @@ def test_finetune_lowers_smollm2_loss():
     with torch.no_grad():
         after = response_nll(model, *batch).item()
     assert after < 0.7 * before, (before, after)
+
+
+# ---------------------------------------------------------------- planted errors (A2 on SmolLM2)
+
+def _slips(problems) -> dict:
+    """Summed data.slip_counts of the SFT solutions, judged by the step checker."""
+    from sgopd_lite.data import check_steps, slip_counts
+
+    total = slip_counts([])
+    for p in problems:
+        for key, n in slip_counts(check_steps(p.question, p.solution)).items():
+            total[key] += n
+    return total
+
+
+@pytest.mark.parametrize("kind, forgets", [("carry", {"carry"}), ("borrow", {"borrow"}), ("both", {"carry", "borrow"})])
+def test_planted_solutions_have_the_planted_error_and_only_that_one(kind, forgets):
+    problems = arithmetic_split("train")[:600]
+    planted = sloppy_solutions(problems, slip=1.0, seed=3, kind=kind)
+    counts = _slips(planted)
+    for k in ("carry", "borrow"):
+        assert counts[f"{k}_steps"] > 50, k
+        expected = counts[f"{k}_steps"] if k in forgets else 0
+        assert counts[f"{k}_slips"] == expected, (kind, k, counts)
+    assert _slips(problems)["carry_slips"] == _slips(problems)["borrow_slips"] == 0   # the clean ones
+    with pytest.raises(ValueError, match="slip kind"):
+        sloppy_solutions(problems, slip=1.0, seed=3, kind="sign")
+
+
+def test_planted_smol_recipes_keep_the_old_keys_and_refuse_crossed_knobs():
+    # the default pair's cache keys, as built before the planted-error knobs existed
+    assert SmolTeacherConfig().key() == "3275de281b" and SmolStudentConfig().key() == "4a7f037e63"
+    assert SmolTeacherConfig(noise=1.0, noise_kind="borrow").key() != SmolTeacherConfig().key()
+    assert SmolStudentConfig(slip_kind="carry").key() != SmolStudentConfig().key()
+    with pytest.raises(ValueError, match="teacher's knob"):
+        SmolStudentConfig(noise=0.5)
+    with pytest.raises(ValueError, match="noise_kind"):
+        SmolTeacherConfig(noise_kind="both")
+    with pytest.raises(ValueError, match="slip_kind"):
+        SmolStudentConfig(slip_kind="borrow")
+
+
+def test_the_smol_a2c_world_builds_its_planted_pair_and_its_evaluation_is_held_out(monkeypatch):
+    """configs/smol_a2c.yaml asks for a teacher that forgets every borrow and a student that
+    forgets carries only; the world builds exactly those recipes (the builds are replaced here by
+    a recorder), and its evaluation problems are neither SFT nor RL prompts (both are the train split)."""
+    from sgopd_lite.config import load_config
+    from sgopd_lite.worlds import smol
+
+    cfg = load_config(str(Path(__file__).resolve().parents[1] / "configs" / "smol_a2c.yaml"))
+    built = {}
+
+    class Stop(Exception):
+        pass
+
+    def teacher_dir(c, verbose=True):
+        built["teacher"] = c
+        return Path("/nonexistent/teacher")
+
+    def student_dir(c, verbose=True):
+        built["student"] = c
+        return Path("/nonexistent/student")
+
+    def pair(mc, verbose=True):
+        built["paths"] = (mc.teacher, mc.student)
+        raise Stop
+
+    monkeypatch.setattr(smol, "smol_teacher_dir", teacher_dir)
+    monkeypatch.setattr(smol, "smol_student_dir", student_dir)
+    monkeypatch.setattr(smol, "model_pair", pair)
+    with pytest.raises(Stop):
+        smol.load(cfg, verbose=False)
+    assert (built["teacher"].noise, built["teacher"].noise_kind) == (1.0, "borrow")
+    assert (built["student"].slip, built["student"].slip_kind) == (0.9, "carry")
+    assert built["paths"] == ("/nonexistent/teacher", "/nonexistent/student")
+    train, held_out = smol.problem_sets(cfg.world)
+    assert not {p.question for p in held_out} & {p.question for p in train}
+    assert {p.question for p in held_out} == {p.question for p in arithmetic_split("eval_skills")}

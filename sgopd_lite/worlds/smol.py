@@ -42,6 +42,15 @@ and a full step 4.8-8.0 s, while the full steps of the real fine-tune then ran a
 the fine-tune is full: every weight trains except the tied embedding / LM-head matrix (28M of
 the 134.5M weights; the task needs no new tokens), AdamW, 5 warm-up steps then cosine decay.
 
+Planted errors, with the tiny world's knob names and meanings (`world.teacher_noise`,
+`world.teacher_slip_kind`, `world.student_slip_kind`; configs/smol_a2c.yaml is A2 complementary
+error): that share of the teacher's SFT solutions forgets every carry (or every borrow), and the
+student's sloppy solutions forget carries and borrows ("both", the default) or carries only.
+Each recipe is its own cached build; the default pair's keys are those of the builds made before
+these knobs existed. All SFT data (and the RL prompts) come from the train split, so every
+evaluation split is held out from both. Not yet built or measured here: whether 80 SFT steps plant
+the errors is for the build's own evaluation to say.
+
 Each built model lives under models.cache_root() (next to the converted SmolLM2), in a folder
 named by the hash of its config (`SmolTeacherConfig`, `SmolStudentConfig`), with a meta.json
 that records the steps, seconds, threads, losses and the build-time held-out avg@4: change a
@@ -262,9 +271,16 @@ class SmolTeacherConfig:
     eval_problems: int = 64           # held-out problems scored at build time (0 = skip)
     eval_n: int = 4                   # samples per held-out problem (avg@n, temperature 1)
     eval_max_new_tokens: int = 48     # the longest chain solution is 27 tokens + EOS
+    noise: float = 0.0                # teacher: fraction of SFT solutions with a planted slip (the tiny
+                                      # world's teacher_noise); 0 = clean solutions
+    noise_kind: str = "carry"         # what those solutions forget: "carry" or "borrow" (teacher_slip_kind)
 
     def __post_init__(self):
         kind = type(self).__name__
+        if not (isinstance(self.noise, (int, float)) and 0.0 <= self.noise <= 1.0):
+            raise ValueError(f"{kind}.noise must be in [0, 1], got {self.noise!r}")
+        if self.noise_kind not in ("carry", "borrow"):
+            raise ValueError(f"{kind}.noise_kind must be 'carry' or 'borrow', got {self.noise_kind!r}")
         for name in ("steps", "warmup", "eval_problems"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
                 raise ValueError(f"{kind}.{name} must be an int >= 0, got {getattr(self, name)!r}")
@@ -275,8 +291,13 @@ class SmolTeacherConfig:
             raise ValueError(f"{kind}.lr must be > 0, got {self.lr!r}")
 
     def key(self) -> str:
-        """Short hash of the fields that change the weights (not the build-time evaluation)."""
+        """Short hash of the fields that change the weights (not the build-time evaluation). The
+        planted-error fields enter only off their defaults, so models built before they existed
+        keep their keys."""
         shape = {k: v for k, v in asdict(self).items() if not k.startswith("eval_")}
+        for name, default in PLANTED_DEFAULTS.items():
+            if shape.get(name) == default:
+                shape.pop(name, None)
         return hashlib.sha1(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:10]
 
 
@@ -292,25 +313,41 @@ class SmolStudentConfig(SmolTeacherConfig):
     seed: int = 1                     # another order of the training problems than the teacher's
     keep_layers: int | None = None    # prune to this many decoder layers first; None = keep all 30
     slip: float = 0.9                 # fraction of SFT solutions that forget carries and borrows
+    slip_kind: str = "both"           # what the sloppy solutions forget: "both" or "carry" (it keeps
+                                      # its borrows: the A2 complementary student; student_slip_kind)
 
     def __post_init__(self):
         super().__post_init__()
+        if self.noise != 0.0:
+            raise ValueError("SmolStudentConfig.noise is the teacher's knob; the student's error is slip / slip_kind")
+        if self.slip_kind not in ("both", "carry"):
+            raise ValueError(f"SmolStudentConfig.slip_kind must be 'both' or 'carry', got {self.slip_kind!r}")
         if self.keep_layers is not None and (not isinstance(self.keep_layers, int) or self.keep_layers < 1):
             raise ValueError(f"SmolStudentConfig.keep_layers must be a positive int or None, got {self.keep_layers!r}")
         if not 0.0 <= self.slip <= 1.0:
             raise ValueError(f"SmolStudentConfig.slip must be in [0, 1], got {self.slip!r}")
 
 
-def sloppy_solutions(problems: list[Problem], slip: float, seed: int) -> list[Problem]:
+# the planted-error fields of the smol configs, at the values that leave a model as it was built
+# before they existed (SmolTeacherConfig.key leaves them out there)
+PLANTED_DEFAULTS = {"noise": 0.0, "noise_kind": "carry", "slip_kind": "both"}
+SLIP_KINDS = ("both", "carry", "borrow")
+
+
+def sloppy_solutions(problems: list[Problem], slip: float, seed: int, kind: str = "both") -> list[Problem]:
     """`problems` with the worked solution of a seeded fraction `slip` of them rewritten to forget
-    every carry and every borrow (and so, mostly, to box a wrong answer). The gold answers stay:
-    only the SFT targets change."""
+    every carry and every borrow (kind="both"), every carry only ("carry") or every borrow only
+    ("borrow"), and so, mostly, to box a wrong answer. The gold answers stay: only the SFT
+    targets change."""
+    if kind not in SLIP_KINDS:
+        raise ValueError(f"slip kind must be one of {SLIP_KINDS}, got {kind!r}")
     rng = random.Random(seed)
     out = []
     for p in problems:
         if slip > 0 and rng.random() < slip:
             operands, ops = parse_expression(p.question)
-            p = replace(p, solution=solve(operands, ops, "chain", slip=True, borrow_slip=True)[0])
+            p = replace(p, solution=solve(operands, ops, "chain", slip=kind in ("both", "carry"),
+                                          borrow_slip=kind in ("both", "borrow"))[0])
         out.append(p)
     return out
 
@@ -446,8 +483,11 @@ def smol_teacher_dir(cfg: SmolTeacherConfig = SmolTeacherConfig(), cache_dir: st
     `cfg.steps` x 4 s on one CPU thread) plus the held-out evaluation (about a minute).
     """
     base_dir = smollm2_dir(cache_dir, verbose=verbose)
+    problems = arithmetic_split("train")
+    if cfg.noise > 0:         # the planted error: its own seeded stream, apart from the data order
+        problems = sloppy_solutions(problems, cfg.noise, cfg.seed + 1000, cfg.noise_kind)
     return _build_finetuned(base_dir, base_dir.parent / f"{base_dir.name}-arith-{cfg.key()}", cfg,
-                            arithmetic_split("train"), "teacher", verbose)
+                            problems, "teacher", verbose)
 
 
 def smol_student_dir(cfg: SmolStudentConfig = SmolStudentConfig(), cache_dir: str | os.PathLike | None = None,
@@ -461,7 +501,7 @@ def smol_student_dir(cfg: SmolStudentConfig = SmolStudentConfig(), cache_dir: st
         base_dir = smollm2_student_dir(cfg.keep_layers, cache_dir, verbose=verbose)
     if cfg.steps == 0:
         return base_dir
-    problems = sloppy_solutions(arithmetic_split("train"), cfg.slip, cfg.seed)
+    problems = sloppy_solutions(arithmetic_split("train"), cfg.slip, cfg.seed, cfg.slip_kind)
     return _build_finetuned(base_dir, base_dir.parent / f"{base_dir.name}-student-{cfg.key()}", cfg,
                             problems, "student", verbose)
 
@@ -496,11 +536,29 @@ class SmolWorldConfig:
     teacher_steps: int | None = None   # SFT steps of the teacher; None = SMOL_TEACHER_STEPS, 0 = as shipped
     student_steps: int | None = None   # SFT steps of the student; None = SMOL_STUDENT_STEPS, 0 = none
     student_layers: int | None = None  # prune the student to this many decoder layers; None = all 30
+    teacher_noise: float = 0.0         # the tiny world's knobs, with their meanings: the share of the
+    teacher_slip_kind: str = "carry"   # teacher's SFT solutions that forget every carry (or borrow),
+    student_slip_kind: str = "both"    # and what the student's sloppy solutions forget
+
+    @property
+    def planted(self) -> bool:
+        """Whether a knob plants an error other than the default student's habit."""
+        return (self.teacher_noise, self.teacher_slip_kind, self.student_slip_kind) != (0.0, "carry", "both")
+
+    def teacher_config(self) -> SmolTeacherConfig:
+        steps = SMOL_TEACHER_STEPS if self.teacher_steps is None else self.teacher_steps
+        return SmolTeacherConfig(steps=steps, noise=float(self.teacher_noise), noise_kind=self.teacher_slip_kind)
+
+    def student_config(self) -> SmolStudentConfig:
+        steps = SMOL_STUDENT_STEPS if self.student_steps is None else self.student_steps
+        return SmolStudentConfig(steps=steps, keep_layers=self.student_layers, slip_kind=self.student_slip_kind)
 
 
 def world_config(w) -> SmolWorldConfig:
     """The smol world's config from a `TrainConfig.world` section."""
-    return SmolWorldConfig(teacher_steps=w.teacher_finetune_steps, student_steps=w.student_finetune_steps)
+    return SmolWorldConfig(teacher_steps=w.teacher_finetune_steps, student_steps=w.student_finetune_steps,
+                           teacher_noise=w.teacher_noise, teacher_slip_kind=w.teacher_slip_kind,
+                           student_slip_kind=w.student_slip_kind)
 
 
 def model_pair(cfg: ModelConfig, tokenizer=None, verbose: bool = True) -> ModelPair:
@@ -513,9 +571,21 @@ def model_pair(cfg: ModelConfig, tokenizer=None, verbose: bool = True) -> ModelP
 
 
 def load(cfg, verbose: bool = True) -> World:
-    """The World of a run (`cfg`: TrainConfig) with `world.size = "smol"`."""
+    """The World of a run (`cfg`: TrainConfig) with `world.size = "smol"`. With a planted error
+    (world.teacher_noise, teacher_slip_kind, student_slip_kind) the pair is built from those
+    recipes, cached by their hash like the default pair."""
     train, held_out = problem_sets(cfg.world)
-    pair = model_pair(model_config(cfg.world), verbose=verbose)
+    mc = model_config(cfg.world)
+    sw = world_config(cfg.world)
+    if sw.planted:
+        if mc.teacher or mc.student:
+            raise ValueError("world.teacher_noise / teacher_slip_kind / student_slip_kind plant errors in the smol "
+                             "world's own fine-tunes; they cannot change a model given by path (world.teacher / student)")
+        t_cfg = sw.teacher_config()
+        teacher = smollm2_dir(verbose=verbose) if t_cfg.steps == 0 else smol_teacher_dir(t_cfg, verbose=verbose)
+        student = smol_student_dir(sw.student_config(), verbose=verbose)
+        mc = replace(mc, teacher=str(teacher), student=str(student))
+    pair = model_pair(mc, verbose=verbose)
     return World(pair.tokenizer, pair.teacher, pair.student, train, held_out, vocab_size=pair.vocab_size)
 
 
