@@ -312,3 +312,13 @@ def test_the_smol_a2c_world_builds_its_planted_pair_and_its_evaluation_is_held_o
     train, held_out = smol.problem_sets(cfg.world)
     assert not {p.question for p in held_out} & {p.question for p in train}
     assert {p.question for p in held_out} == {p.question for p in arithmetic_split("eval_skills")}
+
+
+def test_smol_start_reports_each_skill_with_an_interval():
+    from sgopd_lite.study.smol_start import per_skill
+
+    problems = arithmetic_split("eval_skills")[:16]              # interleaved: 4 of each skill
+    correct = [4 if skill == "borrow" else 0 for skill in ("carry", "borrow", "both", "none") for _ in range(1)] * 4
+    out = per_skill(problems, correct, n=4)
+    assert set(out) == {"carry", "borrow", "both", "none"} and all(v["problems"] == 4 for v in out.values())
+    assert out["borrow"]["avg"] == 1.0 and out["carry"]["avg"] == 0.0 and out["borrow"]["half"] == 0.0
