@@ -14,7 +14,7 @@ EXTRAS ?= dev,qlora,notebooks,browser
 PY      := $(VENV)/bin/python
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_NO_ADVISORY_WARNINGS=1
 
-.PHONY: help demo test test-all bench notebooks notebooks-html reproduce report clean-venv
+.PHONY: help demo test test-all bench gpu-check notebooks notebooks-html reproduce report clean-venv
 
 # worker processes for make reproduce (one torch thread each)
 JOBS ?= 2
@@ -24,6 +24,7 @@ help:
 	@echo "make test      run the default test suite (CPU, offline, < 15 min on 2 cores)"
 	@echo "make test-all  also run tests marked slow"
 	@echo "make bench     run the benchmarks in benchmarks/"
+	@echo "make gpu-check the paper-scale QLoRA path (and vLLM, if installed) on one GPU, ~8 min; not CI"
 	@echo "make notebooks re-pair notebooks/*.py with their .ipynb (outputs stripped)"
 	@echo "make notebooks-html  executed copies of the notebooks in docs/notebooks/ (default sizes, ~7 min)"
 	@echo "make reproduce every study behind docs/results*.md (resumable; JOBS=2 workers; ~20 h), then the reports"
@@ -54,6 +55,10 @@ test: $(VENV)/.deps-ok
 
 test-all: $(VENV)/.deps-ok
 	$(OFFLINE) $(PY) -m pytest
+
+# one GPU, at most about 8 minutes (docs/gpu_plan.md); on a machine without one it says so and exits 0
+gpu-check: $(VENV)/.deps-ok
+	$(OFFLINE) $(PY) benchmarks/gpu_check.py
 
 notebooks: $(VENV)/.deps-ok
 	$(PY) notebooks/sync.py

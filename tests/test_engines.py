@@ -375,3 +375,19 @@ def test_the_qwen_vllm_config_loads_without_vllm_installed(monkeypatch):
     assert cfg.rollout_engine == "vllm" and cfg.world.size == "qwen" and cfg.vllm.gpu_memory_utilization == 0.4
     with pytest.raises(ConfigError, match="unknown key"):
         load_config(CONFIGS / "qwen_vllm.yaml", ["vllm.gpu_util=0.4"])
+
+
+def test_make_gpu_check_exits_cleanly_without_a_gpu():
+    """`make gpu-check` on a machine without CUDA: one line, exit 0 (the GPU parts never start)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA GPU is here: gpu-check would run for minutes")
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.py"
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().count("\n") == 0 and "no CUDA GPU" in proc.stdout
