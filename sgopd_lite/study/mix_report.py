@@ -169,13 +169,15 @@ def mix_section(runs, pilot=None, balance: dict | None = None) -> list[str]:
                   "every run is in.", ""]
     for step in HORIZONS if done else ():
         lines += [f"**After {step} steps** (avg@8 in points; mean ± 95% interval where more than one seed is in)", "",
-                  "| world | arm | seeds | " + " | ".join(MEASURES) + " |", "|---|---|---|" + "---|" * len(MEASURES)]
+                  "| world | arm | seeds | " + " | ".join(MEASURES) + " | avg@8 on eval_unseen |",
+                  "|---|---|---|" + "---|" * (len(MEASURES) + 1)]
         for w, wname in WORLDS.items():
             for arm, label in {**REFERENCES, **ARMS}.items():
                 seeds = runs.seeds(w, arm)
                 if not seeds:
                     continue
-                vals = [_points([at(s, step, key) for s in seeds.values()]) for key in MEASURES.values()]
+                vals = [_points([at(s, step, key) for s in seeds.values()])
+                        for key in (*MEASURES.values(), "eval_unseen_avg@8")]
                 lines.append(f"| {wname} | {label} | {len(seeds)} | " + " | ".join(vals) + " |")
         lines.append("")
     if runs.missing:
