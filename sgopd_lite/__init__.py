@@ -10,6 +10,8 @@ tests/test_imports.py reads every import statement and fails on any circle.
     gate.py        the sign-consistency gate: a1, a2, token classes, lambda_t, advantage (method.md §3-5)
     scheduler.py   phased teacher sampling: the weight w(k) and teacher-prompt counts (method.md §6)
     verifier.py    answer extraction, math-verify grading with a hard time bound, rewards (method.md §2)
+    advantage.py   every method's per-token advantage, side by side: where the verifier acts (method.md §13)
+    mix.py         a mixed method's teacher and reward routes: scales, gradient budget (method.md §14)
 
     first floor: data, models, sampling
     data.py        problem sets (the arithmetic task, reasoning-gym, JSONL, hub) and the prompt
@@ -42,6 +44,9 @@ tests/test_imports.py reads every import statement and fails on any circle.
     study/sweep.py   `sweep`: a grid of runs from key=value lists / ranges or a study file
                      (resumable, --jobs workers, --shard i/n); run summaries
     study/sweep_report.py  `sweep-report`: a sweep's table with intervals and a heatmap
+    study/roles_report.py, horizon_report.py, mix_report.py  sections of docs/results.md
+    study/unseen.py, balance.py, channels.py, error_kinds.py, smol_start.py  measurements the
+                     report or a study file reads (each writes its JSON under results/runs/)
 
 Submodules are imported on use (`from sgopd_lite.gate import sign_gate`), so importing the
 package itself stays cheap.
