@@ -191,8 +191,7 @@ def method_advantage(method: str, gate: GateConfig, s: Signals, *, hybrid_c: flo
         if fallback == "grpo" or reward_c > 0:
             routes = {"teacher": teacher_term, "reward": reward}
             t_rows = s.prompt_trusted.bool().to(adv.device)                       # (R,)
-            r_rows = (~t_rows if fallback == "grpo" else torch.zeros_like(t_rows)) | (t_rows if reward_c > 0
-                                                                                     else torch.zeros_like(t_rows))
+            r_rows = (~t_rows & (fallback == "grpo")) | (t_rows & (reward_c > 0))
             route_rows = {"teacher": t_rows, "reward": r_rows}
     elif method == "hybrid":
         g = grpo_advantage(s.rewards, s.group_ids)[:, None]                       # (R, 1)

@@ -76,19 +76,22 @@ def budget(teacher: list[torch.Tensor], reward: list[torch.Tensor], reward_share
 
     A route with a zero gradient gives its share to the other. Returns the combined gradient
     (a new list) and {"clip_factor": C / ||teacher + reward||, "reward_grad_share": the share
-    after rescaling}. The triangle inequality keeps the combined norm at or under C."""
+    after rescaling, "teacher_scale", "reward_scale": the factor each route was multiplied by}.
+    The triangle inequality keeps the combined norm at or under C."""
     if not 0.0 <= reward_share <= 1.0:
         raise ValueError(f"reward_share must be in [0, 1], got {reward_share}")
     n_t, n_r = norm(teacher), norm(reward)
     total = norm([t + r for t, r in zip(teacher, reward)])
     if n_t == 0.0 and n_r == 0.0:
-        return [t + r for t, r in zip(teacher, reward)], {"clip_factor": 1.0, "reward_grad_share": 0.0}
+        return [t + r for t, r in zip(teacher, reward)], {"clip_factor": 1.0, "reward_grad_share": 0.0,
+                                                          "teacher_scale": 1.0, "reward_scale": 1.0}
     share = reward_share if n_t > 0 and n_r > 0 else (1.0 if n_r > 0 else 0.0)
     c = total if cap is None else min(cap, total)
     a_t = (1.0 - share) * c / n_t if n_t > 0 else 0.0
     a_r = share * c / n_r if n_r > 0 else 0.0
     combined = [a_t * t + a_r * r for t, r in zip(teacher, reward)]
-    return combined, {"clip_factor": c / total if total > 0 else 1.0, "reward_grad_share": share}
+    return combined, {"clip_factor": c / total if total > 0 else 1.0, "reward_grad_share": share,
+                      "teacher_scale": a_t, "reward_scale": a_r}
 
 
 def adam_step_ratio(route: list[torch.Tensor], mixed_step: list[torch.Tensor], v_mixed: list[torch.Tensor],

@@ -888,6 +888,27 @@ class Trainer:
         reward = [g if g is not None else torch.zeros_like(t) for g, t in zip(reward_grads, total)]
         return [t - r for t, r in zip(total, reward)], reward
 
+    def budget_share(self, routes: "Routes") -> float:
+        """mix.budget="share"'s target for the reward route: mix.reward_share, else the share of
+        the (rollout, route) pairs it owns."""
+        share = self.cfg.mix.reward_share
+        return share if share is not None else routes.owned_share
+
+    def measure_routes(self, k: int, batch: "Batch | None" = None) -> tuple["Routes", list, list]:
+        """Step k's batch (collected now unless given) through steps 3-4 and the backward pass, with
+        no clip and no optimizer step: (its Routes, the teacher route's gradient, the reward
+        route's), for a mixed method. What study/balance.py measures on the starting student."""
+        batch = batch if batch is not None else self.collect(k)
+        formed = self.form_advantage(k, batch, {}, {})
+        if isinstance(formed, str):
+            raise RuntimeError(f"batch {k}: {formed}")
+        routes = self._routes(formed.advantage, batch.rollouts)
+        self.optimizer.zero_grad(set_to_none=True)
+        reward = []
+        self.backward(batch.rollouts, formed.old_logp, routes.advantage, formed.advantage.lambda_t,
+                      reward_adv=routes.reward, reward_grads=reward)
+        return (routes, *self.route_gradients(reward))
+
     def _balance(self, reward_grads: list, routes: "Routes") -> dict:
         """Measure both routes' gradients, then clip the sum (mix.budget="none") or rescale each
         route to its share of the norm (mix.budget="share"); the result is left in p.grad."""
@@ -898,8 +919,7 @@ class Trainer:
              "reward_grad_share": n_r / (n_t + n_r) if n_t + n_r > 0 else 0.0,
              "route_rollouts_reward": routes.rollout_share, "route_tokens_reward": routes.token_share}
         if cfg.mix.budget == "share":
-            share = cfg.mix.reward_share if cfg.mix.reward_share is not None else routes.owned_share
-            combined, info = budget(g_t, g_r, share, cfg.grad_clip)
+            combined, info = budget(g_t, g_r, self.budget_share(routes), cfg.grad_clip)
             with torch.no_grad():
                 for p, g in zip(self._trainable(), combined):
                     p.grad = g
@@ -1010,8 +1030,7 @@ class Trainer:
         if self.world.unseen_problems:
             # its own stream, seeded by the run's seed and step: scoring the second set never
             # moves the training stream, so runs with and without it train alike
-            devices = [self.accelerator.device] if self.accelerator.device.type == "cuda" else []
-            with torch.random.fork_rng(devices=devices):
+            with isolated_rng(self.accelerator.device):
                 torch.manual_seed(self.cfg.seed + 104729 * self.step)
                 out.update(self._scores(self.world.unseen_problems, "eval_unseen_"))
         return out

@@ -55,37 +55,25 @@ def measure_arm(cfg, batches: int) -> dict:
     from ..mix import adam_step_ratio, budget, norm
     from ..train import Trainer
 
+    def ema(v, grads):                   # AdamW's running second moment, before bias correction
+        return [(1 - BETA2) * g * g + (BETA2 * m if m is not None else 0.0) for g, m in zip(grads, v)]
+
     tr = Trainer(cfg, verbose=False)
     rows, v_mixed, v_alone = [], None, None
     for k in range(batches):
-        batch = tr.collect(k)
-        formed = tr.form_advantage(k, batch, {}, {})
-        if isinstance(formed, str):
-            raise RuntimeError(f"batch {k}: {formed}")
-        routes = tr._routes(formed.advantage, batch.rollouts)
-        tr.optimizer.zero_grad(set_to_none=True)
-        reward = []
-        tr.backward(batch.rollouts, formed.old_logp, routes.advantage, formed.advantage.lambda_t,
-                    reward_adv=routes.reward, reward_grads=reward)
-        g_t, g_r = tr.route_gradients(reward)
+        routes, g_t, g_r = tr.measure_routes(k)
         n_t, n_r = norm(g_t), norm(g_r)
         total = norm([t + r for t, r in zip(g_t, g_r)])
         if cfg.mix.budget == "share":
-            share = cfg.mix.reward_share if cfg.mix.reward_share is not None else routes.owned_share
-            _, info = budget(g_t, g_r, share, cfg.grad_clip)
-            factor_t = (1 - info["reward_grad_share"]) * info["clip_factor"] * total / n_t if n_t else 0.0
-            factor_r = info["reward_grad_share"] * info["clip_factor"] * total / n_r if n_r else 0.0
-            clip = info["clip_factor"]
+            _, info = budget(g_t, g_r, tr.budget_share(routes), cfg.grad_clip)
+            factor_t, factor_r, clip = info["teacher_scale"], info["reward_scale"], info["clip_factor"]
         else:
             clip = min(1.0, cfg.grad_clip / (total + 1e-6)) if cfg.grad_clip else 1.0
             factor_t = factor_r = clip
         sent_t, sent_r = [factor_t * g for g in g_t], [factor_r * g for g in g_r]
         alone = [min(1.0, cfg.grad_clip / (n_r + 1e-6)) * g if cfg.grad_clip else g for g in g_r]
-        sent = [t + r for t, r in zip(sent_t, sent_r)]
-        v_mixed = [(1 - BETA2) * g * g if v_mixed is None else BETA2 * v + (1 - BETA2) * g * g
-                   for g, v in zip(sent, v_mixed or sent)]
-        v_alone = [(1 - BETA2) * g * g if v_alone is None else BETA2 * v + (1 - BETA2) * g * g
-                   for g, v in zip(alone, v_alone or alone)]
+        v_mixed = ema(v_mixed or [None] * len(g_t), [t + r for t, r in zip(sent_t, sent_r)])
+        v_alone = ema(v_alone or [None] * len(g_r), alone)
         correct = 1 - BETA2 ** (k + 1)
         ratio = (adam_step_ratio(g_r, sent_r, [v / correct for v in v_mixed], alone, [v / correct for v in v_alone], EPS)
                  if n_r > 0 else float("nan"))

@@ -236,13 +236,9 @@ def sft_questions(cfg: TinyWorldConfig, role: str) -> list[str]:
     return [expression_text(operands, ops) for operands, ops, _, _ in itertools.islice(draws, steps * cfg.batch_size)]
 
 
-def sft_seen(cfg: TinyWorldConfig, role: str) -> frozenset[str]:
-    """The set of questions the `role` model of `cfg` saw in its SFT data."""
-    return _seen_by_key(role_key(cfg, role), cfg, role)
-
-
 @functools.lru_cache(maxsize=None)
-def _seen_by_key(key: str, cfg: TinyWorldConfig, role: str) -> frozenset[str]:
+def sft_seen(cfg: TinyWorldConfig, role: str) -> frozenset[str]:
+    """The set of questions the `role` model of `cfg` saw in its SFT data (computed once per model)."""
     return frozenset(sft_questions(cfg, role))
 
 
