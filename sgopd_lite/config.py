@@ -147,6 +147,9 @@ class VLLMConfig:
     adapter_dir: str | None = None       # where each step's adapter is saved; None = a temporary folder
 
 
+PROBE_SCOPES = ("all", "seen")
+
+
 @dataclass(frozen=True)
 class ProbeConfig:
     """Knobs of `method=teacher_probe`: which prompts the teacher is trusted on (advantage.py)."""
@@ -157,6 +160,8 @@ class ProbeConfig:
     batch_prompts: int = 256   # prompts per teacher `generate` call while probing
     reward_c: float = 0.0      # the GRPO advantage x reward_c added on trusted prompts too (0: the
                                # teacher alone there)
+    scope: str = "all"         # "all": every training prompt probed at the first step; "seen": each
+                               # prompt probed when a batch first draws it (a big teacher, few steps)
 
     def __post_init__(self):
         if not (isinstance(self.m, int) and not isinstance(self.m, bool) and self.m >= 1):
@@ -169,6 +174,8 @@ class ProbeConfig:
             raise ValueError(f"ProbeConfig.batch_prompts must be an integer >= 1, got {self.batch_prompts!r}")
         if not (isinstance(self.reward_c, (int, float)) and 0.0 <= self.reward_c < float("inf")):
             raise ValueError(f"ProbeConfig.reward_c must be a finite number >= 0, got {self.reward_c!r}")
+        if self.scope not in PROBE_SCOPES:
+            raise ValueError(f"ProbeConfig.scope must be one of {PROBE_SCOPES}, got {self.scope!r}")
 
 
 MIX_NORMALISE = ("step", "route")

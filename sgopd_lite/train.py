@@ -54,6 +54,7 @@ import random
 import shutil
 import time
 import warnings
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -532,6 +533,7 @@ class Trainer:
         self._gate_silent_steps = 0        # consecutive steps with frac_gated < GATE_SILENT_FRAC
         self._gate_warned = False
         self._probe_trusted: list[bool] | None = None   # teacher_probe: per training prompt
+        self._probe_passes: dict[int, int] | None = None  # probe.scope="seen": passes per probed prompt
 
     # -- helpers -------------------------------------------------------------------------
     @property
@@ -757,17 +759,56 @@ class Trainer:
         seeded generator state (fork_rng), so it never shifts the student's sampling: the run's
         rollouts are the same whether the table was computed now or read from the file.
         """
+        if self.cfg.probe.scope == "seen":
+            return self._probe_seen(indices)
         if self._probe_trusted is None:
             self._probe_trusted = self._load_or_run_probe()
         return [self._probe_trusted[i] for i in indices]
 
+    def _probe_key(self) -> dict:
+        """What a probe table depends on: the teacher (its world), the prompts and how they are sampled."""
+        cfg = self.cfg
+        return {"seed": cfg.seed, "m": cfg.probe.m, "batch_prompts": cfg.probe.batch_prompts,
+                "max_new_tokens": cfg.max_new_tokens, "temperature": cfg.temperature,
+                "world": json.loads(json.dumps(dataclasses.asdict(cfg.world), default=str)),
+                "prompts": hashlib.sha256("\n".join(self.prompts).encode()).hexdigest()[:16]}
+
+    def _probe_seen(self, indices: list[int]) -> list[bool]:
+        """probe.scope="seen": the prompts of this batch that no earlier batch drew are probed now
+        (probe.m teacher samples each, one generate call), so a run pays only for the prompts it
+        trains on: with a pretrained teacher on the CPU, probing all 2,048 training prompts takes
+        longer than a short run. The table grows in out_dir/probe-seen.json (one file per process,
+        written after each probe), so a resumed run reads back what it had probed. Each probe draws
+        from a stream seeded by the run's seed and the probed prompts, never from the student's."""
+        cfg, w = self.cfg, self.world
+        rank = self.accelerator.process_index
+        path = self.out / ("probe-seen.json" if rank == 0 else f"probe-seen-rank{rank}.json")
+        if self._probe_passes is None:
+            key = {**self._probe_key(), "scope": "seen"}
+            saved = json.loads(path.read_text()) if path.is_file() else {}
+            self._probe_passes = {int(i): p for i, p in saved["passes"].items()} if saved.get("key") == key else {}
+            self._probe_seconds = float(saved.get("seconds", 0.0)) if saved.get("key") == key else 0.0
+            self._probe_file_key = key
+        new = sorted(set(indices) - set(self._probe_passes))
+        if new:
+            t = time.perf_counter()
+            devices = [self.accelerator.device] if self.accelerator.device.type == "cuda" else []
+            with torch.random.fork_rng(devices=devices):
+                torch.manual_seed(cfg.seed + 7919 + zlib.crc32(",".join(map(str, new)).encode()))
+                passes = teacher_pass_counts(self.teacher, self.tok, [self.prompts[i] for i in new],
+                                             [w.train_problems[i].answer for i in new], cfg.probe.m,
+                                             cfg.max_new_tokens, cfg.temperature, w.vocab_size, cfg.probe.batch_prompts)
+            self._probe_passes.update(zip(new, passes))
+            self._probe_seconds += time.perf_counter() - t
+            tmp = path.with_name(path.name + ".tmp")      # atomically: a killed write never leaves half a file
+            tmp.write_text(json.dumps({"key": self._probe_file_key, "seconds": self._probe_seconds,
+                                       "passes": {str(i): p for i, p in sorted(self._probe_passes.items())}}))
+            tmp.replace(path)
+        return [self._probe_passes[i] / cfg.probe.m >= cfg.probe.threshold for i in indices]
+
     def _load_or_run_probe(self) -> list[bool]:
         cfg, w, path = self.cfg, self.world, self.out / "probe.json"
-        # what the table depends on: the teacher (its world), the prompts and how they are sampled
-        key = {"seed": cfg.seed, "m": cfg.probe.m, "batch_prompts": cfg.probe.batch_prompts,
-               "max_new_tokens": cfg.max_new_tokens, "temperature": cfg.temperature,
-               "world": json.loads(json.dumps(dataclasses.asdict(cfg.world), default=str)),
-               "prompts": hashlib.sha256("\n".join(self.prompts).encode()).hexdigest()[:16]}
+        key = self._probe_key()
         if path.is_file():
             saved = json.loads(path.read_text())
             if saved.get("key") == key:

@@ -240,6 +240,46 @@ def test_the_probe_table_does_not_shift_the_students_sampling(tmp_path, char_tok
     assert [m["loss_pg"] for m in runs[0]] == [m["loss_pg"] for m in runs[1]]
 
 
+def test_the_seen_probe_pays_only_for_the_prompts_a_run_draws(tmp_path, char_tokenizer):
+    """probe.scope="seen" probes a prompt when a batch first draws it: after 2 steps of 3 prompts
+    the table holds at most those 6 prompts (not all 24); a second run that reads the table back
+    probes nothing and samples the same rollouts; a table of another run's key is not reused."""
+    runs, tables = [], []
+    for name in ("a", "b"):
+        out = tmp_path / name
+        if name == "b":
+            out.mkdir()
+            (out / "probe-seen.json").write_text((tmp_path / "a" / "probe-seen.json").read_text())
+        cfg = TrainConfig(method="teacher_probe", steps=2, prompts_per_step=3, group_size=4, max_new_tokens=12,
+                          eval_every=0, eval_problems=2, eval_n=2, save_every=0, log_rollouts=0,
+                          probe={"m": 2, "batch_prompts": 8, "scope": "seen"}, out_dir=str(out))
+        runs.append(Trainer(cfg, world=_world(char_tokenizer), verbose=False).run())
+        tables.append(json.loads((out / "probe-seen.json").read_text()))
+        assert not (out / "probe.json").exists()
+    assert 3 <= len(tables[0]["passes"]) <= 6 and tables[0]["key"]["scope"] == "seen"
+    assert all(0 <= p <= 2 for p in tables[0]["passes"].values())
+    assert tables[1]["passes"] == tables[0]["passes"]
+    assert tables[1]["seconds"] == tables[0]["seconds"]            # nothing probed again
+    assert [m["reward_mean"] for m in runs[0]] == [m["reward_mean"] for m in runs[1]]
+    assert [m["loss_pg"] for m in runs[0]] == [m["loss_pg"] for m in runs[1]]
+    assert [m["probe_fallback"] for m in runs[0]] == [m["probe_fallback"] for m in runs[1]]
+
+    out = tmp_path / "c"                                           # another seed: the table is redone
+    out.mkdir()
+    (out / "probe-seen.json").write_text((tmp_path / "a" / "probe-seen.json").read_text())
+    cfg = TrainConfig(method="teacher_probe", steps=1, prompts_per_step=3, group_size=4, max_new_tokens=12,
+                      eval_every=0, eval_problems=2, eval_n=2, save_every=0, log_rollouts=0, seed=1,
+                      probe={"m": 2, "batch_prompts": 8, "scope": "seen"}, out_dir=str(out))
+    Trainer(cfg, world=_world(char_tokenizer), verbose=False).run()
+    redone = json.loads((out / "probe-seen.json").read_text())
+    assert redone["key"]["seed"] == 1 and len(redone["passes"]) <= 3
+
+
+def test_an_unknown_probe_scope_is_refused():
+    with pytest.raises((ConfigError, ValueError), match="scope"):
+        TrainConfig(method="teacher_probe", probe={"scope": "some"})
+
+
 @pytest.mark.parametrize("method", ["step_gate", "first_error_gate", "oracle_gate"])
 def test_a_world_without_the_checker_refuses_the_method_in_one_line(capsys, method):
     from sgopd_lite.__main__ import main
