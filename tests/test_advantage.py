@@ -284,11 +284,20 @@ def test_an_unknown_probe_scope_is_refused():
 def test_a_world_without_the_checker_refuses_the_method_in_one_line(capsys, method):
     from sgopd_lite.__main__ import main
 
-    assert main(["train", f"method={method}", "world.size=smol"]) == 2
+    assert main(["train", f"method={method}", "world.size=qwen"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and method in err[0] and "world.size=smol" in err[0]
+    assert len(err) == 1 and method in err[0] and "world.size=qwen" in err[0]
     with pytest.raises(ConfigError, match=method):
         TrainConfig(method=method, world={"size": "qwen"})
+
+
+def test_the_smol_world_has_the_step_checker_and_no_oracle():
+    """SmolLM2 writes the tiny world's chain lines: the step methods run there, the oracle gate
+    (which needs the correct next token) does not."""
+    TrainConfig(method="step_gate", world={"size": "smol"})
+    TrainConfig(method="first_error_gate", world={"size": "smol"})
+    with pytest.raises(ConfigError, match="oracle_gate"):
+        TrainConfig(method="oracle_gate", world={"size": "smol"})
 
 
 def test_a_world_passed_in_without_a_step_checker_is_refused(tmp_path, char_tokenizer):

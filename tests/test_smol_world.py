@@ -322,3 +322,19 @@ def test_smol_start_reports_each_skill_with_an_interval():
     out = per_skill(problems, correct, n=4)
     assert set(out) == {"carry", "borrow", "both", "none"} and all(v["problems"] == 4 for v in out.values())
     assert out["borrow"]["avg"] == 1.0 and out["carry"]["avg"] == 0.0 and out["borrow"]["half"] == 0.0
+
+
+def test_the_smol_world_judges_its_chain_lines_with_the_step_checker(monkeypatch):
+    """WORLD_PROVIDES says the smol world fills step_checker; the loaded world does, with the
+    tiny world's checker (no model is loaded here)."""
+    from types import SimpleNamespace
+
+    from sgopd_lite.config import TrainConfig
+    from sgopd_lite.data import check_steps
+    from sgopd_lite.worlds import WORLD_PROVIDES, smol
+
+    monkeypatch.setattr(smol, "model_pair", lambda mc, verbose=True: SimpleNamespace(
+        tokenizer=None, teacher=None, student=None, vocab_size=10))
+    world = smol.load(TrainConfig(method="opd", world={"size": "smol"}), verbose=False)
+    assert world.step_checker is check_steps and world.token_oracle is None
+    assert {f for f in ("token_oracle", "step_checker") if getattr(world, f) is not None} == set(WORLD_PROVIDES["smol"])

@@ -22,7 +22,7 @@ from .base import World
 WORLD_OF_SIZE = {"tiny": "tiny", "smol": "smol", "qwen": "hub", "custom": "hub"}
 # world module -> the optional World fields it fills (read before any model loads, so that a
 # method that needs one is refused early; a test checks this against the loaded worlds)
-WORLD_PROVIDES = {"tiny": ("token_oracle", "step_checker"), "smol": (), "hub": ()}
+WORLD_PROVIDES = {"tiny": ("token_oracle", "step_checker"), "smol": ("step_checker",), "hub": ()}
 
 __all__ = ["World", "WORLD_OF_SIZE", "WORLD_PROVIDES", "world_module", "load_world", "load_models", "report"]
 

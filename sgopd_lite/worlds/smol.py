@@ -75,7 +75,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ..data import DEFAULT_INSTRUCTION, Problem, arithmetic_split, parse_expression, solve
+from ..data import DEFAULT_INSTRUCTION, Problem, arithmetic_split, check_steps, parse_expression, solve
 from ..models import ModelConfig, ModelPair, cache_root, load_models, load_tokenizer, save_atomically
 from .base import World, model_config, problem_sets, sft_batch
 
@@ -586,7 +586,10 @@ def load(cfg, verbose: bool = True) -> World:
         student = smol_student_dir(sw.student_config(), verbose=verbose)
         mc = replace(mc, teacher=str(teacher), student=str(student))
     pair = model_pair(mc, verbose=verbose)
-    return World(pair.tokenizer, pair.teacher, pair.student, train, held_out, vocab_size=pair.vocab_size)
+    # the smol world writes the tiny world's chain lines, so the same step checker judges them
+    # (per-token step verdicts for the step methods, forgotten carries / borrows at evaluation)
+    return World(pair.tokenizer, pair.teacher, pair.student, train, held_out, vocab_size=pair.vocab_size,
+                 step_checker=check_steps)
 
 
 def report(verbose: bool = True) -> list[dict]:
