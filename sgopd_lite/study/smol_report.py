@@ -1,0 +1,317 @@
+"""docs/results.md, section "On a pretrained model": the tiny world's lesson re-run on SmolLM2-135M-
+Instruct (configs/smol_a2c.yaml: its teacher forgets every borrow, its student every carry; LoRA).
+
+Reads, all committed under results/runs/:
+  smol_a2c/start.json      the world at the start (study/smol_start.py)
+  smol_a2c/picture.json    one real group at the borrow digit (study/smol_picture.py)
+  smol_pilot/              the pilot's summaries (configs/studies/smol_pilot.yaml) and
+  smol_pilot/step_times.json  each pilot arm's median seconds per step (`step_times`, below)
+  smol_a2c/*-s*.json       the study's summaries (configs/studies/smol_a2c.yaml)
+and the tiny world's A2 complementary runs of the same arms, to set the two side by side.
+
+The verdicts: one family, every arm against OPD and against GRPO on avg@4, the borrow and the
+carry (the study file lists it), paired over seeds, two-sided, Holm-corrected; each tiny-world
+claim is then read off it. While a study run is missing, the section says how many are in and
+calls nothing.
+
+    python -m sgopd_lite.study.smol_report times    # writes smol_pilot/step_times.json from runs/smol_pilot
+
+May import: study.stats, data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+
+from ..data import SKILLS
+from .stats import _cell, family_said, holm_p, mean_ci
+
+NAME, PILOT = "smol_a2c", "smol_pilot"
+ARMS = {"opd": "OPD", "opdvr": "OPDVR's gate", "grpo": "GRPO", "teacher_probe": "teacher probe",
+        "probe_balanced": "teacher probe, sign of a2"}
+REFERENCES = ("opd", "grpo")
+MEASURES = ("avg", "borrow", "carry")
+PILOT_ARMS = {**ARMS, "opd_qlora": "OPD, student in 4-bit (QLoRA)"}
+TIMES = Path("results/runs/smol_pilot/step_times.json")
+PHASES = ("time_rollout", "time_verify", "time_teacher", "time_update")
+
+
+# --------------------------------------------------------------------------------------------
+# Step times of the pilot's runs (their metrics.jsonl are not committed; this file is)
+# --------------------------------------------------------------------------------------------
+
+def step_times(work: Path) -> dict:
+    """{arm: {"steps", "median_s", "phases": {phase: median s}}} from work/<arm>-s<seed>/metrics.jsonl:
+    each logged step's seconds, summed over the phases the trainer times."""
+    out = {}
+    for path in sorted(Path(work).glob("*-s*/metrics.jsonl")):
+        arm = path.parent.name.rsplit("-s", 1)[0]
+        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        rows = [r for r in rows if all(k in r for k in PHASES)]
+        if rows:
+            out[arm] = {"steps": len(rows), "median_s": round(statistics.median(sum(r[k] for k in PHASES) for r in rows), 1),
+                        "phases": {k[5:]: round(statistics.median(r[k] for r in rows), 1) for k in PHASES}}
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Reading summaries
+# --------------------------------------------------------------------------------------------
+
+def value(summary: dict, measure: str) -> float:
+    """avg@n ('avg') or one skill's avg@n of a summary's final evaluation."""
+    return summary["avg"] if measure == "avg" else summary["per_skill"][measure]["avg"]
+
+
+def forgotten(summary: dict, kind: str = "borrow") -> float:
+    """Share of the final evaluation's `kind` steps whose result is the forgotten one (NaN if not counted)."""
+    return summary.get("final", {}).get(f"eval_slip_{kind}", float("nan"))
+
+
+def study_family(runs) -> dict:
+    """(arm, reference, measure) -> paired differences over seeds (arm - reference)."""
+    fam = {}
+    for ref in REFERENCES:
+        for arm in ARMS:
+            if arm in REFERENCES and (arm == ref or (ref == "grpo" and arm == "opd")):
+                continue            # OPD - GRPO is GRPO - OPD with its sign turned
+            a, b = runs.seeds(arm), runs.seeds(ref)
+            for m in MEASURES:
+                fam[(arm, ref, m)] = [value(a[s], m) - value(b[s], m) for s in sorted(a) if s in b]
+    return fam
+
+
+def claims(runs, start: dict) -> list[tuple[str, str, str]]:
+    """(the tiny world's claim, what SmolLM2 says, why) from the corrected family; [] while runs are missing."""
+    if runs.missing or not runs.planned or sum(len(v) for v in runs.cells.values()) < runs.planned:
+        return []
+    fam = study_family(runs)
+    said, p = family_said(fam), holm_p(fam)
+
+    def clear(key, sign):                  # the corrected verdict says higher (+1) or lower (-1)
+        d = fam[key]
+        return p[key] < 0.05 and (sum(d) / len(d)) * sign > 0
+
+    s0 = start["world"]["student"]["per_skill"]["borrow"]["avg"]
+    opd_b = [value(s, "borrow") for s in runs.seeds("opd").values()]
+    m, h = mean_ci(opd_b)
+    lost = m + h < s0
+    out = [("OPD makes the student unlearn the skill its teacher gets wrong (the borrow)",
+            "held" if lost else ("did not hold" if m - h > s0 else "the seeds cannot tell"),
+            f"OPD's borrow {_cell(opd_b)} against the student's {100 * s0:.1f} at the start (its interval over "
+            "seeds against the start's point estimate; outside the family)")]
+    k = ("opdvr", "opd", "borrow")
+    gate_b = [value(s, "borrow") for s in runs.seeds("opdvr").values()]
+    gm, gh = mean_ci(gate_b)
+    out.append(("a per-rollout gate (OPDVR's) does not protect it",
+                "held" if gm + gh < s0 else ("did not hold" if clear(k, +1) else "the seeds cannot tell"),
+                f"OPDVR's borrow {_cell(gate_b)} against the start's {100 * s0:.1f}; OPDVR's gate - OPD on the "
+                f"borrow: {said[k]}"))
+    k = ("teacher_probe", "opd", "borrow")
+    out.append(("acting on the teacher per prompt (the teacher probe) keeps it",
+                "held" if clear(k, +1) else ("did not hold" if clear(k, -1) else "the seeds cannot tell"),
+                f"teacher probe - OPD on the borrow: {said[k]}"))
+    k = ("teacher_probe", "grpo", "avg")
+    out.append(("the probe is not clearly above GRPO overall",
+                "did not hold" if clear(k, +1) else "held",
+                f"teacher probe - GRPO on avg@4: {said[k]}"))
+    return out
+
+
+# The tiny world's A2 complementary runs of the same arms: (study, cell, step or None for the final)
+TINY = {"opd": ("worlds_main", ("a2c", "opd"), None), "opdvr": ("worlds_main", ("a2c", "opdvr"), None),
+        "grpo": ("worlds_main", ("a2c", "grpo"), None), "teacher_probe": ("verifier_roles", ("a2c", "teacher_probe"), None),
+        "probe_balanced": ("mix", ("a2c", "probe_balanced"), 200)}
+
+
+def tiny_values(studies: dict) -> dict:
+    """{arm: {measure: [value per seed]}} of the tiny world's A2 complementary runs at 200 steps
+    (studies: name -> worlds_report.Runs; the mix study's arm is read at its step-200 evaluation)."""
+    out = {}
+    for arm, (name, cell, step) in TINY.items():
+        runs = studies.get(name)
+        got = list(runs.seeds(*cell).values()) if runs is not None else []
+        if step is None:
+            vals = {m: [value(x, m) for x in got] for m in (*SKILLS, "avg")}
+        else:
+            evs = [dict(x.get("evals", [])).get(step) for x in got]
+            evs = [e for e in evs if e]
+            vals = {m: [e["eval_avg@8" if m == "avg" else f"eval_avg@8_{m}"] for e in evs] for m in (*SKILLS, "avg")}
+        if vals["avg"]:
+            out[arm] = vals
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# The section
+# --------------------------------------------------------------------------------------------
+
+def _points(values) -> str:
+    """'41.2 ± 1.3' over several seeds, '41.2' for one (no interval), '-' for none."""
+    vals = [v for v in values if v == v]
+    if not vals:
+        return "-"
+    return _cell(vals) if len(vals) > 1 else f"{100 * vals[0]:.1f}"
+
+
+def _skill_row(label: str, per_skill: dict, avg: float | None = None, slip: float | None = None) -> str:
+    cells = [f"{100 * per_skill[s]['avg']:.1f} ± {100 * per_skill[s].get('half', 0.0):.1f}" for s in SKILLS]
+    extra = [f"{100 * avg:.1f}" if avg is not None else "-", f"{100 * slip:.0f}%" if slip is not None else "-"]
+    return f"| {label} | " + " | ".join(cells + extra) + " |"
+
+
+def start_lines(start: dict) -> list[str]:
+    if not start:
+        return []
+    w = start["world"]
+    lines = [f"**The world at the start** (`python -m sgopd_lite.study.smol_start`, seed {start['seed']}; "
+             f"{start['problems']} eval_skills problems x {start['n']} samples, avg@{start['n']} in points ± 95% "
+             "interval over problems; forgotten: the share of sampled borrow steps whose result is the "
+             "forgotten-borrow one):", "",
+             "| model | " + " | ".join(SKILLS) + " | avg | forgotten borrows |", "|---|" + "---|" * (len(SKILLS) + 2)]
+    for role in ("teacher", "student"):
+        lines.append(_skill_row(role, w[role]["per_skill"], w[role]["avg"], w[role]["slip"]["borrow"]))
+    t, u = w["teacher"]["per_skill"], w["student"]["per_skill"]
+
+    def apart(low, high, skill):        # low's interval lies wholly below high's
+        return low[skill]["avg"] + low[skill]["half"] < high[skill]["avg"] - high[skill]["half"]
+
+    if apart(t, u, "borrow") and apart(u, t, "carry"):
+        said = ("The teacher is clearly below the student on the borrow and clearly above it on the carry (the "
+                "intervals do not overlap): the world is what it must be before any method runs.")
+    else:
+        said = "**The intervals overlap: this world is not yet the planted one** (change the recipe, not the target)."
+    return lines + ["", said, ""]
+
+
+def pilot_lines(pilot, times: dict) -> list[str]:
+    if pilot is None or not pilot.planned:
+        return []
+    done = sum(len(v) for v in pilot.cells.values())
+    lines = [f"**The pilot** (configs/studies/smol_pilot.yaml, seed 100, one seed: {done} of {pilot.planned} runs).", ""]
+    opd = list(pilot.seeds("opd").values())
+    if opd:
+        s = opd[0]
+        n = s["n"]
+        lines += [f"OPD, avg@{n} per skill in points over the whole skill-balanced split, at each evaluation "
+                  "(one seed, no interval):", "", "| step | " + " | ".join(SKILLS) + " | avg | forgotten borrows |",
+                  "|---|" + "---|" * (len(SKILLS) + 2)]
+        for step, ev in s.get("evals", []):
+            slip = ev.get("eval_slip_borrow")
+            lines.append(f"| {step} | " + " | ".join(f"{100 * ev[f'eval_avg@{n}_{k}']:.1f}" for k in SKILLS)
+                         + f" | {100 * ev[f'eval_avg@{n}']:.1f} | " + (f"{100 * slip:.0f}%" if slip is not None else "-") + " |")
+        lines.append("")
+    if times:
+        lines += ["Median seconds per training step (one torch thread, beside one other 1-thread worker; "
+                  "rollout / teacher / update):", "", "| arm | steps timed | s / step | rollout | teacher | update |",
+                  "|---|---|---|---|---|---|"]
+        for arm, label in PILOT_ARMS.items():
+            if arm in times:
+                t = times[arm]
+                ph = t["phases"]
+                lines.append(f"| {label} | {t['steps']} | {t['median_s']:.1f} | {ph['rollout']:.1f} | {ph['teacher']:.1f} "
+                             f"| {ph['update']:.1f} |")
+        if "opd" in times and "opd_qlora" in times:
+            lines += ["", f"The 4-bit student trains (QLoRA on the CPU backend of bitsandbytes): "
+                      f"{times['opd_qlora']['median_s'] / times['opd']['median_s']:.2f}x LoRA's step time."]
+        lines.append("")
+    return lines
+
+
+def tiny_lines(tiny: dict) -> list[str]:
+    if not tiny:
+        return []
+    lines = ["**Beside the tiny world** (A2 complementary error, the same arms at 200 steps x 16 prompts x 8 "
+             "rollouts, final avg@8 in points, mean ± 95% interval over seeds; the balanced probe read at the "
+             "mix study's step-200 evaluation):", "",
+             "| arm | seeds | " + " | ".join(SKILLS) + " | avg |", "|---|---|" + "---|" * (len(SKILLS) + 1)]
+    for arm, label in ARMS.items():
+        if arm in tiny:
+            v = tiny[arm]
+            lines.append(f"| {label} | {len(v['avg'])} | " + " | ".join(_points(v[m]) for m in (*SKILLS, "avg")) + " |")
+    return lines + [""]
+
+
+def study_lines(runs, start: dict) -> list[str]:
+    if runs is None or not runs.planned:
+        return ["The study (configs/studies/smol_a2c.yaml) has not started.", ""]
+    done = sum(len(v) for v in runs.cells.values())
+    seeds = max((len(v) for v in runs.cells.values()), default=0)
+    lines = [f"**The study** (configs/studies/smol_a2c.yaml: {done} of {runs.planned} runs in).", ""]
+    if not done:
+        return lines
+    some = next(iter(next(iter(runs.cells.values())).values()))
+    n = some["n"]
+    lines += [f"Final avg@{n} per skill in points, mean ± 95% interval over the seeds in so far "
+              f"({seeds} at most); forgotten: the share of sampled borrow steps with the forgotten result.", "",
+              "| arm | seeds | " + " | ".join(SKILLS) + " | avg | forgotten borrows |", "|---|---|" + "---|" * (len(SKILLS) + 2)]
+    for arm, label in ARMS.items():
+        got = list(runs.seeds(arm).values())
+        if got:
+            cells = [_points([value(s, k) for s in got]) for k in (*SKILLS, "avg")]
+            slips = [forgotten(s) for s in got]
+            slip = f"{100 * sum(slips) / len(slips):.0f}%" if all(x == x for x in slips) else "-"
+            lines.append(f"| {label} | {len(got)} | " + " | ".join(cells) + f" | {slip} |")
+    lines.append("")
+    said = claims(runs, start)
+    if not said:
+        return lines + ["No verdict until every run is in.", ""]
+    fam = study_family(runs)
+    text = family_said(fam)
+    lines += [f"Paired differences over the seeds, points, Holm-corrected over the family of {len(fam)} "
+              "comparisons (every arm against OPD and GRPO on avg, borrow and carry):", "",
+              "| arm - reference | " + " | ".join(MEASURES) + " |", "|---|" + "---|" * len(MEASURES)]
+    for arm in ARMS:
+        for ref in REFERENCES:
+            if (arm, ref, MEASURES[0]) in fam:
+                lines.append(f"| {ARMS[arm]} - {ARMS[ref]} | " + " | ".join(text[(arm, ref, m)] for m in MEASURES) + " |")
+    lines += ["", "**Claim by claim** (the tiny world's findings on A2 complementary error, read on SmolLM2):", "",
+              "| the tiny world found | on SmolLM2 | from |", "|---|---|---|"]
+    lines += [f"| {c} | {v} | {why} |" for c, v, why in said]
+    return lines + [""]
+
+
+def picture_lines(picture: dict) -> list[str]:
+    if not picture.get("records"):
+        return []
+    right = picture["records"][0]
+    spots = [t for t, f in enumerate(right["teacher_wrong"]) if f]
+    t = spots[0]
+    rows = "; ".join(f"{k} {v[t] + 0.0:+.2f}" for k, v in right["roles"].items())
+    return [f"**On real text** (`python -m sgopd_lite.study.smol_picture`, one group of {picture['group']} rollouts "
+            f"of the starting student on `{right['question']}`, seed {picture['seed']}): in a correct rollout the "
+            f"teacher would write {right['teacher_wants'][t]!r} where the student rightly wrote "
+            f"{right['tokens'][t]!r}. OPD pushes that digit down ({right['a2'][t]:+.2f}); {rows}. The probe sampled "
+            f"the teacher {picture['probe_m']} times on this prompt and it was right {picture['probe_passes']} times, "
+            "so the prompt goes to the reward.", "", "![SmolLM2 at the borrow digit](figures/smol_a2c_borrow.png)", ""]
+
+
+def smol_section(runs, pilot, start: dict, picture: dict, times: dict, tiny: dict | None = None) -> list[str]:
+    """The section's lines (runs, pilot: worlds_report.Runs of the study and its pilot; tiny: `tiny_values`)."""
+    lines = ["## On a pretrained model", "",
+             "The same question on SmolLM2-135M-Instruct, offline on the CPU (configs/smol_a2c.yaml): the teacher "
+             "and the student are its own short full fine-tunes, the teacher's on solutions that forget every "
+             "borrow, the student's on solutions that forget 90% of carries; the RL run trains LoRA adapters "
+             "(r = 16) on the student. Training prompts and fine-tuning data both come from the train split, so "
+             "the skill-balanced evaluation problems are held out from both.", ""]
+    return (lines + start_lines(start) + picture_lines(picture) + pilot_lines(pilot, times) + study_lines(runs, start)
+            + tiny_lines(tiny or {}))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="the smol study's measurements")
+    ap.add_argument("what", choices=["times"])
+    ap.add_argument("--work", default="runs/smol_pilot")
+    ap.add_argument("--out", default=str(TIMES))
+    args = ap.parse_args(argv)
+    times = step_times(Path(args.work))
+    Path(args.out).write_text(json.dumps(times, indent=1, sort_keys=True) + "\n")
+    print(json.dumps(times, indent=1, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
