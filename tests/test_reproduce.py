@@ -302,3 +302,18 @@ def test_reproduce_measures_the_saved_students_only_where_a_measurement_is_missi
     argv = called["error_kinds"]
     assert [p.split("/")[-1] for p in argv[:-2]] == ["hold-grpo-s0", "hold-opd-s0"]          # the hold runs only
     assert argv[-2:] == ["--out", str(tmp_path / "horizon" / "error_kinds.json")]
+
+
+def test_reproduce_measures_the_smol_world_only_where_a_measurement_is_missing(tmp_path, monkeypatch):
+    from sgopd_lite.study import smol_picture, smol_report
+
+    called = []
+    monkeypatch.setattr(smol_picture, "main", lambda argv: called.append(("picture", argv)))
+    monkeypatch.setattr(smol_report, "main", lambda argv: called.append(("times", argv)))
+    (tmp_path / "smol_a2c").mkdir()
+    (tmp_path / "smol_a2c" / "picture.json").write_text("{}")                   # already measured
+    R.measure_smol(tmp_path, tmp_path / "work")
+    assert [c[0] for c in called] == ["times"]
+    argv = called[0][1]
+    assert argv[0] == "times" and argv[argv.index("--work") + 1] == str(tmp_path / "work" / "smol_pilot")
+    assert argv[argv.index("--out") + 1] == str(tmp_path / "smol_pilot" / "step_times.json")

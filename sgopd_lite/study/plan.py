@@ -97,7 +97,9 @@ IN_PROGRESS = ("mix", "smol_pilot")
 ONE_PROCESS = ("smol",)   # pretrained models: one run at a time in this process, whatever --jobs says
 # the start points (teachers and starting students, cached) a study's report section reads
 START_POINTS = {"main": "start.json", "grid": "start.json", "worlds_main": "worlds_main/start.json",
-                "verifier_roles": "verifier_roles/start.json", "smol": "smol/start.json"}
+                "verifier_roles": "verifier_roles/start.json", "smol": "smol/start.json",
+                "smol_pilot": "smol_a2c/start.json"}
+SMOL_A2C_STUDIES = ("smol_pilot",)   # the studies of the planted SmolLM2 world (configs/smol_a2c.yaml)
 
 # the protocol of every run (the demo's budget; see docs/tiny_world.md "Does on-policy distillation learn here?")
 STEPS = 200
@@ -294,6 +296,12 @@ def study_start_points(name: str, results_dir: Path = RESULTS_DIR) -> dict | Non
         return None
     if name == "smol":
         return smol_start_points(results_dir)
+    if name in SMOL_A2C_STUDIES:                    # the planted SmolLM2 world (study/smol_start.py)
+        path = Path(results_dir) / START_POINTS[name]
+        if not path.is_file():
+            from . import smol_start
+            smol_start.main(["--config", str(REPO_DIR / "configs" / "smol_a2c.yaml"), "--out", str(path)])
+        return json.loads(path.read_text())
     if START_POINTS[name] == "start.json":          # the first study's tiny settings
         return start_points(results_dir)
     return worlds_start_points(results_dir, name)
@@ -355,7 +363,26 @@ def reproduce(jobs: int = 1, limit: int | None = None, results_dir: Path = RESUL
     if limit is None or done < limit:
         measure_saved_students(results_dir, work_dir, [n for n in MEASUREMENTS if n in studies])
         measure_start_models(results_dir)
+        if any(n in studies for n in SMOL_A2C_STUDIES):
+            measure_smol(results_dir, work_dir)
     return done
+
+
+def measure_smol(results_dir: Path = RESULTS_DIR, work_dir: Path | None = None) -> None:
+    """The planted SmolLM2 world's measurements that docs/results.md reads, where missing: one real
+    group at the borrow digit (study/smol_picture.py) and the pilot's step times, read from its
+    runs' metrics.jsonl (study/smol_report.py)."""
+    from . import smol_picture, smol_report
+
+    picture = Path(results_dir) / "smol_a2c" / "picture.json"
+    if not picture.is_file():
+        print(f"[reproduce] measuring {picture}", flush=True)
+        smol_picture.main(["--config", str(REPO_DIR / "configs" / "smol_a2c.yaml"), "--out", str(picture)])
+    times = Path(results_dir) / "smol_pilot" / "step_times.json"
+    if not times.is_file():
+        work = study("smol_pilot", results_dir, None if work_dir is None else Path(work_dir) / "smol_pilot").work
+        print(f"[reproduce] measuring {times} from {work}", flush=True)
+        smol_report.main(["times", "--work", str(work), "--out", str(times)])
 
 
 def measure_start_models(results_dir: Path = RESULTS_DIR) -> None:
