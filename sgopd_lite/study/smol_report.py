@@ -9,9 +9,8 @@ Reads, all committed under results/runs/:
   smol_a2c/*-s*.json       the study's summaries (configs/studies/smol_a2c.yaml)
 and the tiny world's A2 complementary runs of the same arms, to set the two side by side.
 
-The verdicts: one family, every arm against OPD and against GRPO on avg@4, the borrow and the
-carry (the study file lists it), paired over seeds, two-sided, Holm-corrected; each tiny-world
-claim is then read off it. While a study run is missing, the section says how many are in and
+The verdicts: one family (FAMILY, as the study file lists it), paired over seeds, two-sided,
+Holm-corrected; each tiny-world claim is then read off it. While a study run is missing, the section says how many are in and
 calls nothing.
 
     python -m sgopd_lite.study.smol_report times    # writes smol_pilot/step_times.json from runs/smol_pilot
@@ -32,8 +31,6 @@ from .stats import _cell, family_said, holm_p, mean_ci
 NAME, PILOT = "smol_a2c", "smol_pilot"
 ARMS = {"opd": "OPD", "opdvr": "OPDVR's gate", "grpo": "GRPO", "teacher_probe": "teacher probe",
         "probe_balanced": "teacher probe, sign of a2"}
-REFERENCES = ("opd", "grpo")
-MEASURES = ("avg", "borrow", "carry")
 PILOT_ARMS = {**ARMS, "opd_qlora": "OPD, student in 4-bit (QLoRA)"}
 TIMES = Path("results/runs/smol_pilot/step_times.json")
 PHASES = ("time_rollout", "time_verify", "time_teacher", "time_update")
@@ -71,16 +68,21 @@ def forgotten(summary: dict, kind: str = "borrow") -> float:
     return summary.get("final", {}).get(f"eval_slip_{kind}", float("nan"))
 
 
+# The study's family, as configs/studies/smol_a2c.yaml states it before any run: (arm, reference,
+# measure), each paired over seeds (arm - reference), two-sided, Holm-corrected together. Small on
+# purpose: the comparisons the tiny world's claims read, so that a handful of seeds can decide them.
+FAMILY = (("opdvr", "opd", "borrow"), ("teacher_probe", "opd", "borrow"), ("probe_balanced", "opd", "borrow"),
+          ("grpo", "opd", "borrow"), ("teacher_probe", "opd", "carry"), ("probe_balanced", "opd", "carry"),
+          ("teacher_probe", "grpo", "avg"), ("probe_balanced", "grpo", "avg"), ("opdvr", "grpo", "avg"),
+          ("opd", "grpo", "avg"))
+
+
 def study_family(runs) -> dict:
-    """(arm, reference, measure) -> paired differences over seeds (arm - reference)."""
+    """(arm, reference, measure) -> paired differences over seeds (arm - reference), for FAMILY."""
     fam = {}
-    for ref in REFERENCES:
-        for arm in ARMS:
-            if arm in REFERENCES and (arm == ref or (ref == "grpo" and arm == "opd")):
-                continue            # OPD - GRPO is GRPO - OPD with its sign turned
-            a, b = runs.seeds(arm), runs.seeds(ref)
-            for m in MEASURES:
-                fam[(arm, ref, m)] = [value(a[s], m) - value(b[s], m) for s in sorted(a) if s in b]
+    for arm, ref, m in FAMILY:
+        a, b = runs.seeds(arm), runs.seeds(ref)
+        fam[(arm, ref, m)] = [value(a[s], m) - value(b[s], m) for s in sorted(a) if s in b]
     return fam
 
 
@@ -261,13 +263,11 @@ def study_lines(runs, start: dict) -> list[str]:
         return lines + ["No verdict until every run is in.", ""]
     fam = study_family(runs)
     text = family_said(fam)
-    lines += [f"Paired differences over the seeds, points, Holm-corrected over the family of {len(fam)} "
-              "comparisons (every arm against OPD and GRPO on avg, borrow and carry):", "",
-              "| arm - reference | " + " | ".join(MEASURES) + " |", "|---|" + "---|" * len(MEASURES)]
-    for arm in ARMS:
-        for ref in REFERENCES:
-            if (arm, ref, MEASURES[0]) in fam:
-                lines.append(f"| {ARMS[arm]} - {ARMS[ref]} | " + " | ".join(text[(arm, ref, m)] for m in MEASURES) + " |")
+    lines += [f"Paired differences over the seeds, points, Holm-corrected over the study's family of {len(fam)} "
+              "comparisons (written in its study file before it ran):", "",
+              "| comparison | measure | difference |", "|---|---|---|"]
+    for arm, ref, m in FAMILY:
+        lines.append(f"| {ARMS[arm]} - {ARMS[ref]} | {m} | {text[(arm, ref, m)]} |")
     lines += ["", "**Claim by claim** (the tiny world's findings on A2 complementary error, read on SmolLM2):", "",
               "| the tiny world found | on SmolLM2 | from |", "|---|---|---|"]
     lines += [f"| {c} | {v} | {why} |" for c, v, why in said]
