@@ -37,7 +37,8 @@
 #   teacher (the teacher probe, [docs/method.md §13](../docs/method.md#13-beyond-the-sign-gate-where-else-a-verifier-can-act)) does at 200 steps, and where
 #   that does not hold (another world, a longer run);
 # * how the same notebook scales up: one `SIZE` dial picks the tiny world (CPU, minutes, the
-#   default), SmolLM2-135M (offline, LoRA) or the paper-scale Qwen2.5 pair with a QLoRA student
+#   default), SmolLM2-135M in the same planted world (offline, LoRA; its last section then reads
+#   the smol study) or the paper-scale Qwen2.5 pair with a QLoRA student
 #   in the configuration measured on one 16 GB GPU (`configs/qwen_qlora_16gb.yaml`).
 #
 # **Time:** about 2 minutes on a 2-core laptop CPU with `SIZE = "tiny"` (the default; estimated
@@ -140,20 +141,21 @@ SIZES = {
     "tiny": dict(world=WORLD, steps=STEPS, prompts_per_step=PROMPTS_PER_STEP, group_size=GROUP_SIZE,
                  max_new_tokens=40, lr=3e-4, eval_every=0, eval_problems=EVAL_PROBLEMS, eval_n=EVAL_N,
                  save_every=0),
-    # SmolLM2-135M teacher and student with LoRA (offline), each after its own cached task
-    # fine-tune (worlds/smol.py: the teacher on clean solutions, the student on sloppy ones; about
-    # 13 minutes on a CPU the first time). On a CPU use configs/smol_cpu.yaml's smaller budget
-    # (40 steps x 8 prompts x 4 rollouts); a GPU makes this one minutes.
-    "smol": dict(world={"size": "smol", "lora": True}, steps=200, prompts_per_step=16, group_size=8,
-                 max_new_tokens=128, lr=1e-4, micro_batch_size=32, eval_every=0, eval_problems=EVAL_PROBLEMS,
-                 eval_n=EVAL_N, save_every=0),
+    # SmolLM2-135M-Instruct teacher and student (offline), the same A2 complementary world planted
+    # in their own cached fine-tunes (worlds/smol.py: the teacher's solutions forget every borrow,
+    # the student's 90% of carries; about 10 minutes per model on a CPU the first time), LoRA
+    # r = 16, the smol study's budget: read from SMOL_A2C below.
+    "smol": "read from SMOL_A2C below",
     # The paper-scale pair from the hub: teacher Qwen2.5-Math-1.5B-Instruct (bf16), student
     # Qwen2.5-0.5B-Instruct in 4 bits with LoRA adapters (QLoRA), read from the measured file.
     # For real math training set world.train_data / world.eval_data to MATH or GSM8K JSONL.
     "qwen": "read from QWEN_16GB below",
 }
-if SIZE == "qwen":
-    SIZES["qwen"] = {k: v for k, v in yaml.safe_load(QWEN_16GB.read_text()).items() if k not in ("method", "out_dir")}
+SMOL_A2C = REPO_ROOT / "configs" / "smol_a2c.yaml"
+for size, path in (("qwen", QWEN_16GB), ("smol", SMOL_A2C)):
+    if SIZE == size:
+        SIZES[size] = {k: v for k, v in yaml.safe_load(path.read_text()).items()
+                       if k not in ("method", "out_dir", "log_rollouts", "seed")}   # the notebook sets these
 if SIZE != "tiny" and not torch.cuda.is_available():
     print(f"SIZE={SIZE!r} without a GPU: this will be very slow (or, for qwen, not fit).")
 common = dict(log_rollouts=2, seed=SEED, **SIZES[SIZE])   # every run: TrainConfig(method=..., out_dir=..., **common)
@@ -315,13 +317,17 @@ viz.plot_token_gate(pick, color_by="class");
 # step gate and the first-error gate read a verdict per step instead of per rollout, the hybrid
 # adds GRPO's advantage to OPD's, and the oracle gate removes every push against the known
 # correct token (a bound: no real task has that oracle). *forgot borrow* is the share of sampled
-# borrow steps whose result is the teacher's error.
+# borrow steps whose result is the teacher's error. With `SIZE = "smol"` a third readout follows:
+# the same world planted in SmolLM2's own fine-tunes at the start, and the smol study's arms
+# (`results/runs/smol_a2c/`; docs/results.md, "On a pretrained model").
 
 # %%
 RESULTS = REPO_ROOT / "results" / "runs"     # results/runs/<study>/*.json of the checkout (Colab: the clone)
 st = measured.load_measured(RESULTS)          # FileNotFoundError, naming the folder, if the summaries are missing
 measured.show(measured.skill_rows(st, "a2c", measured.SKILL_METHODS, ref="opd"))   # OPD, gate only, GRPO
 measured.show(measured.roles_rows(st, "a2c"))   # where the verifier acts: the roles study beside them
+if SIZE == "smol":                              # the same lesson on SmolLM2: the smol study (results/runs/smol_a2c/)
+    measured.show(measured.smol_rows(RESULTS))
 
 # %% [markdown]
 # **Reading it.** In the study, OPD does what it can in this world: it teaches the student the

@@ -293,3 +293,24 @@ def test_the_qwen_dial_is_the_measured_16gb_configuration():
     cfg = TrainConfig(method="gate_only", out_dir="unused", log_rollouts=2, seed=0, **values)
     assert (cfg.world.size, cfg.world.student_quant, cfg.prompts_per_step, cfg.group_size,
             cfg.micro_batch_size) == ("qwen", "4bit", 4, 8, 4)
+
+
+def test_the_smol_dial_is_the_planted_smol_world_and_reads_the_smol_study(monkeypatch):
+    """Notebook 05's SIZE = "smol" reads configs/smol_a2c.yaml (the planted SmolLM2 world: the
+    teacher forgets the borrow, the student the carry) and its last section prints the smol
+    study's rows from the committed summaries (`measured.smol_rows`)."""
+    import yaml
+
+    from sgopd_lite.config import TrainConfig
+    from sgopd_lite.study import measured
+
+    source = (NB_DIR / "05_train_sgopd_qlora.py").read_text()
+    assert 'SMOL_A2C = REPO_ROOT / "configs" / "smol_a2c.yaml"' in source and "measured.smol_rows(RESULTS)" in source
+    assert 'if k not in ("method", "out_dir", "log_rollouts", "seed")' in source
+    values = {k: v for k, v in yaml.safe_load((ROOT / "configs" / "smol_a2c.yaml").read_text()).items()
+              if k not in ("method", "out_dir", "log_rollouts", "seed")}
+    cfg = TrainConfig(method="gate_only", out_dir="unused", log_rollouts=2, seed=0, **values)
+    assert (cfg.world.size, cfg.world.teacher_slip_kind, cfg.world.student_slip_kind) == ("smol", "borrow", "carry")
+    text = "\n".join(measured.smol_rows(ROOT / "results" / "runs"))
+    assert "| teacher |" in text and "| student |" in text          # the committed start table
+    assert "The study" in text

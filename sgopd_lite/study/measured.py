@@ -14,7 +14,7 @@ differences are paired by seed, and the differences of one table are corrected t
 family (Holm's method, study/stats.py; each readout's docstring names its family), as in
 docs/results.md.
 
-May import: study.worlds_report, study.roles_report, study.stats, data.
+May import: study.worlds_report, study.roles_report, study.smol_report, study.stats, data.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import json
 from pathlib import Path
 
 from ..data import SKILLS
-from . import roles_report
+from . import roles_report, smol_report
 from .stats import family_said, mean_ci
 from .worlds_report import METHODS, WORLDS, Runs, _pct, diff, load_all, load_runs, pts_rescued
 
@@ -271,6 +271,18 @@ def sweep_runs(out) -> Runs:
             else:
                 runs.missing.append(r["name"])
     return runs
+
+
+def smol_rows(results_dir) -> list[str]:
+    """Notebook 05 with SIZE = "smol": the planted SmolLM2 world at the start and the smol study's
+    rows (docs/results.md, "On a pretrained model"), with the seeds in so far; the study's verdicts
+    only once every run is in. Says so, instead of refusing, while the study has not started."""
+    folder = Path(results_dir) / smol_report.NAME
+    start = json.loads((folder / "start.json").read_text()) if (folder / "start.json").is_file() else {}
+    from .plan import STUDY_DIR
+
+    runs = load_runs(smol_report.NAME, results_dir) if (STUDY_DIR / f"{smol_report.NAME}.yaml").is_file() else None
+    return smol_report.start_lines(start) + smol_report.study_lines(runs, start)
 
 
 def show(lines: list[str]) -> None:
