@@ -54,7 +54,6 @@ import random
 import shutil
 import time
 import warnings
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -753,11 +752,13 @@ class Trainer:
     def _probe(self, indices: list[int]) -> list[bool]:
         """teacher_probe: whether the teacher is trusted on each of these training prompts.
 
-        Every training prompt is probed once, at the first step: probe.m teacher samples, verified;
-        trusted = pass rate >= probe.threshold. The teacher is frozen, so the table never changes;
-        it is kept in out_dir/probe.json (a resumed run reads it back). Probing draws from its own
-        seeded generator state (fork_rng), so it never shifts the student's sampling: the run's
-        rollouts are the same whether the table was computed now or read from the file.
+        probe.scope="all" (the default): every training prompt is probed once, at the first step:
+        probe.m teacher samples, verified; trusted = pass rate >= probe.threshold. The teacher is
+        frozen, so the table never changes; it is kept in out_dir/probe.json (a resumed run reads it
+        back). probe.scope="seen": each prompt is probed when a batch first draws it
+        (`_probe_seen`). Probing draws from its own seeded generator state (fork_rng), so it never
+        shifts the student's sampling: the run's rollouts are the same whether the table was
+        computed now or read from the file.
         """
         if self.cfg.probe.scope == "seen":
             return self._probe_seen(indices)
@@ -774,31 +775,34 @@ class Trainer:
                 "prompts": hashlib.sha256("\n".join(self.prompts).encode()).hexdigest()[:16]}
 
     def _probe_seen(self, indices: list[int]) -> list[bool]:
-        """probe.scope="seen": the prompts of this batch that no earlier batch drew are probed now
-        (probe.m teacher samples each, one generate call), so a run pays only for the prompts it
-        trains on: with a pretrained teacher on the CPU, probing all 2,048 training prompts takes
-        longer than a short run. The table grows in out_dir/probe-seen.json (one file per process,
-        written after each probe), so a resumed run reads back what it had probed. Each probe draws
-        from a stream seeded by the run's seed and the probed prompts, never from the student's."""
+        """probe.scope="seen": the prompts of this batch that no earlier batch drew are probed now,
+        so a run pays only for the prompts it trains on (with a pretrained teacher on the CPU,
+        probing all 2,048 training prompts takes longer than a short run). Each prompt is probed on
+        its own (one generate call of probe.m samples) from a stream seeded by the run's seed and
+        the prompt's index, so its pass count does not depend on which prompts share its batch,
+        on the batch size or on the process that draws it. The table grows in out_dir/probe-seen.json
+        (one file per process, rewritten after each probe), so a resumed run reads back what it
+        had probed."""
         cfg, w = self.cfg, self.world
         rank = self.accelerator.process_index
         path = self.out / ("probe-seen.json" if rank == 0 else f"probe-seen-rank{rank}.json")
         if self._probe_passes is None:
             key = {**self._probe_key(), "scope": "seen"}
             saved = json.loads(path.read_text()) if path.is_file() else {}
-            self._probe_passes = {int(i): p for i, p in saved["passes"].items()} if saved.get("key") == key else {}
-            self._probe_seconds = float(saved.get("seconds", 0.0)) if saved.get("key") == key else 0.0
+            same = saved.get("key") == key
+            self._probe_passes = {int(i): p for i, p in saved["passes"].items()} if same else {}
+            self._probe_seconds = float(saved.get("seconds", 0.0)) if same else 0.0
             self._probe_file_key = key
         new = sorted(set(indices) - set(self._probe_passes))
         if new:
             t = time.perf_counter()
             devices = [self.accelerator.device] if self.accelerator.device.type == "cuda" else []
-            with torch.random.fork_rng(devices=devices):
-                torch.manual_seed(cfg.seed + 7919 + zlib.crc32(",".join(map(str, new)).encode()))
-                passes = teacher_pass_counts(self.teacher, self.tok, [self.prompts[i] for i in new],
-                                             [w.train_problems[i].answer for i in new], cfg.probe.m,
-                                             cfg.max_new_tokens, cfg.temperature, w.vocab_size, cfg.probe.batch_prompts)
-            self._probe_passes.update(zip(new, passes))
+            for i in new:
+                with torch.random.fork_rng(devices=devices):
+                    torch.manual_seed(cfg.seed + 7919 + 1_000_003 * (i + 1))    # this prompt's own stream
+                    self._probe_passes[i] = teacher_pass_counts(
+                        self.teacher, self.tok, [self.prompts[i]], [w.train_problems[i].answer], cfg.probe.m,
+                        cfg.max_new_tokens, cfg.temperature, w.vocab_size, 1)[0]
             self._probe_seconds += time.perf_counter() - t
             tmp = path.with_name(path.name + ".tmp")      # atomically: a killed write never leaves half a file
             tmp.write_text(json.dumps({"key": self._probe_file_key, "seconds": self._probe_seconds,

@@ -275,6 +275,20 @@ def test_the_seen_probe_pays_only_for_the_prompts_a_run_draws(tmp_path, char_tok
     assert redone["key"]["seed"] == 1 and len(redone["passes"]) <= 3
 
 
+def test_a_seen_prompts_pass_count_does_not_depend_on_its_batch(tmp_path, char_tokenizer):
+    """Each prompt is probed from its own stream (the run's seed and its index): runs with other
+    batch sizes give every prompt they share the same count, and so would two processes."""
+    tables = []
+    for per_step in (3, 5):
+        cfg = TrainConfig(method="teacher_probe", steps=2, prompts_per_step=per_step, group_size=2, max_new_tokens=12,
+                          eval_every=0, eval_problems=2, eval_n=2, save_every=0, log_rollouts=0,
+                          probe={"m": 4, "batch_prompts": 8, "scope": "seen"}, out_dir=str(tmp_path / str(per_step)))
+        Trainer(cfg, world=_world(char_tokenizer), verbose=False).run()
+        tables.append(json.loads((tmp_path / str(per_step) / "probe-seen.json").read_text())["passes"])
+    shared = set(tables[0]) & set(tables[1])
+    assert shared and all(tables[0][i] == tables[1][i] for i in shared)
+
+
 def test_an_unknown_probe_scope_is_refused():
     with pytest.raises((ConfigError, ValueError), match="scope"):
         TrainConfig(method="teacher_probe", probe={"scope": "some"})

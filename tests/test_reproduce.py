@@ -306,12 +306,19 @@ def test_reproduce_measures_the_saved_students_only_where_a_measurement_is_missi
 
 def test_reproduce_measures_the_smol_world_only_where_a_measurement_is_missing(tmp_path, monkeypatch):
     from sgopd_lite.study import smol_picture, smol_report
+    from sgopd_lite.study import sweep as sweep_module
 
     called = []
     monkeypatch.setattr(smol_picture, "main", lambda argv: called.append(("picture", argv)))
     monkeypatch.setattr(smol_report, "main", lambda argv: called.append(("times", argv)))
+    R.measure_smol(tmp_path, tmp_path / "work")                                 # no pilot run yet: no times
+    assert [c[0] for c in called] == ["picture"]
+    argv = called[0][1]
+    assert argv[argv.index("--figure") + 1] == str(R.DOCS_DIR / "figures" / "smol_a2c_borrow.png")
+    called.clear()
     (tmp_path / "smol_a2c").mkdir()
     (tmp_path / "smol_a2c" / "picture.json").write_text("{}")                   # already measured
+    monkeypatch.setattr(sweep_module, "is_done", lambda sw, run: True)           # every pilot run is in
     R.measure_smol(tmp_path, tmp_path / "work")
     assert [c[0] for c in called] == ["times"]
     argv = called[0][1]

@@ -28,6 +28,9 @@ def test_frames_sit_on_digits_of_correct_borrow_steps_where_the_teacher_wants_an
     frames = borrow_frames(char_tokenizer, q, ids, top)
     assert [t for t, f in enumerate(frames) if f] == [text.index("=5") + 1]
     assert borrow_frames(char_tokenizer, q, ids, ids) == [False] * len(ids)            # the teacher agrees
+    operand = list(ids)
+    operand[text.index("-5") + 1] = top[text.index("=5") + 1]                        # an operand, not the result
+    assert not any(borrow_frames(char_tokenizer, q, ids, operand))
     wrong = "10-5=6\n6-4=2\n\\boxed{2}"                                               # the borrow forgotten
     wids = char_tokenizer.encode(wrong, add_special_tokens=False)
     assert not any(borrow_frames(char_tokenizer, q, wids, [0] * len(wids)))

@@ -40,11 +40,13 @@ def test_step_times_are_medians_of_the_phase_sums(tmp_path):
         rows = [{"step": i + 1, "time_rollout": t / 2, "time_verify": 0.0, "time_teacher": t / 4, "time_update": t / 4}
                 for i, t in enumerate(secs)]
         (d / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    times = S.step_times(tmp_path)
+    times = S.step_times(tmp_path, arms=("opd", "opd_qlora"))
     assert times["opd"]["median_s"] == 20.0 and times["opd"]["steps"] == 3
     assert times["opd_qlora"]["phases"]["rollout"] == 20.0
-    lines = "\n".join(S.pilot_lines(_runs({}, planned=6), times))
-    assert "2.00x LoRA's step time" in lines
+    lines = "\n".join(S.pilot_lines(_runs({}, planned=6), {"conditions": "as measured", "arms": times}))
+    assert "2.00x LoRA's step time" in lines and "(as measured;" in lines
+    with pytest.raises(ValueError, match="grpo"):                  # a pilot arm not yet run: no partial table
+        S.step_times(tmp_path)
 
 
 def test_the_start_table_says_when_the_world_is_not_the_planted_one():
@@ -63,22 +65,56 @@ def test_no_verdict_while_a_run_is_missing():
 
 
 def test_the_claims_follow_the_corrected_family():
-    lose = [(0.20, 0.05, 0.30), (0.21, 0.06, 0.32), (0.19, 0.04, 0.31)]          # OPD loses the borrow
-    keep = [(0.30, 0.30, 0.30), (0.31, 0.29, 0.32), (0.30, 0.31, 0.31)]          # the probe keeps it
-    runs = _runs({"opd": lose, "opdvr": [(a, b + 0.01, c) for a, b, c in lose], "grpo": keep,
-                  "teacher_probe": keep, "probe_balanced": keep})
+    lose = [(0.20, 0.05, 0.30), (0.21, 0.06, 0.32), (0.19, 0.04, 0.31), (0.20, 0.05, 0.30), (0.22, 0.06, 0.31)]
+    keep = [(0.30, 0.30, 0.30), (0.33, 0.29, 0.32), (0.29, 0.31, 0.31), (0.31, 0.28, 0.30), (0.30, 0.30, 0.33)]
+    grpo = [(0.31, 0.31, 0.30), (0.32, 0.30, 0.32), (0.30, 0.30, 0.31), (0.30, 0.29, 0.30), (0.32, 0.31, 0.33)]
+    gate = [(a, b + d, c) for (a, b, c), d in zip(lose, (0.01, -0.01, 0.02, 0.0, 0.01))]
+    runs = _runs({"opd": lose, "opdvr": gate, "grpo": grpo, "teacher_probe": keep, "probe_balanced": keep})
     fam = S.study_family(runs)
-    assert list(fam) == list(S.FAMILY) and all(len(d) == 3 for d in fam.values())
-    assert fam[("grpo", "opd", "borrow")] == pytest.approx([0.25, 0.23, 0.27])
+    assert list(fam) == list(S.FAMILY) and all(len(d) == 5 for d in fam.values())
+    assert fam[("teacher_probe", "opd", "borrow")] == pytest.approx([0.25, 0.23, 0.27, 0.23, 0.24])
     said = {c: v for c, v, _ in S.claims(runs, START)}
     assert said["OPD makes the student unlearn the skill its teacher gets wrong (the borrow)"] == "held"
     assert said["a per-rollout gate (OPDVR's) does not protect it"] == "held"
     assert said["acting on the teacher per prompt (the teacher probe) keeps it"] == "held"
-    assert said["the probe is not clearly above GRPO overall"] == "held"
-    noisy = _runs({"opd": lose, "opdvr": lose, "grpo": keep, "probe_balanced": keep,
-                   "teacher_probe": [(0.3, 0.30, 0.3), (0.2, 0.02, 0.3), (0.25, 0.2, 0.3)]})
-    said = {c: v for c, v, _ in S.claims(noisy, START)}
+    assert said["the probe is not clearly above GRPO overall"] == "held"       # tested, no clear difference
+
+    # above OPD but still clearly below the start: only in part
+    low = [(a, 0.12 + 0.01 * i, c) for i, (a, _, c) in enumerate(keep)]
+    said = {c: v for c, v, _ in S.claims(_runs({"opd": lose, "opdvr": gate, "grpo": grpo, "teacher_probe": low,
+                                                "probe_balanced": keep}), START)}
+    assert said["acting on the teacher per prompt (the teacher probe) keeps it"] == \
+        "held in part: above OPD, still below the start"
+
+    # noisy seeds: no verdict either way
+    noisy = [(0.3, 0.30, 0.3), (0.2, 0.02, 0.3), (0.25, 0.2, 0.3), (0.2, 0.01, 0.3), (0.3, 0.25, 0.3)]
+    said = {c: v for c, v, _ in S.claims(_runs({"opd": lose, "opdvr": gate, "grpo": grpo, "teacher_probe": noisy,
+                                                "probe_balanced": keep}), START)}
     assert said["acting on the teacher per prompt (the teacher probe) keeps it"] == "the seeds cannot tell"
+
+    # identical differences cannot be tested: no "held" by default
+    said = {c: v for c, v, _ in S.claims(_runs({"opd": lose, "opdvr": gate, "grpo": keep, "teacher_probe": keep,
+                                                "probe_balanced": keep}), START)}
+    assert said["the probe is not clearly above GRPO overall"] == "the seeds cannot tell"
+
+    # one seed per arm: no interval, so nothing against the start is decided
+    one = _runs({a: [rows[0]] for a, rows in {"opd": lose, "opdvr": gate, "grpo": grpo, "teacher_probe": keep,
+                                               "probe_balanced": keep}.items()})
+    said = {c: v for c, v, _ in S.claims(one, START)}
+    assert said["OPD makes the student unlearn the skill its teacher gets wrong (the borrow)"] == "the seeds cannot tell"
+    assert said["a per-rollout gate (OPDVR's) does not protect it"] == "the seeds cannot tell"
+
+
+def test_the_picture_sentence_follows_the_numbers():
+    rec = {"question": "10-5-4", "tokens": ["1", "0", "-", "5", "=", "5"], "teacher_wants": ["1"] * 6,
+           "teacher_wrong": [False] * 5 + [True], "a2": [0.0] * 5 + [-4.2],
+           "roles": {"GRPO": [0.6] * 6}, "reward": 1.0}
+    pic = {"records": [rec], "group": 8, "seed": 0, "probe_m": 4, "probe_passes": 0}
+    text = "\n".join(S.picture_lines(pic))
+    assert "pushes that digit down (-4.20)" in text and "goes to the reward" in text
+    rec["a2"][5], pic["probe_passes"] = 0.5, 3
+    text = "\n".join(S.picture_lines(pic))
+    assert "pushes it up (+0.50)" in text and "goes to the teacher" in text
 
 
 def test_tiny_values_read_the_final_or_the_named_evaluation():

@@ -32,8 +32,10 @@ with holes would read as a result.
 Where things go: results/, docs/, configs/ and runs/ of the repository checkout holding the
 current folder, else of the current folder (`assets.project_dir`), never next to the package.
 
-May import: assets, study.sweep, config, data, evaluate, train, worlds (inside functions, except
-assets and study.sweep). Never study/report.py.
+May import: assets, study.sweep, config, data, evaluate, train, worlds, and the measurement
+modules it runs where their JSON is missing (study.unseen, channels, error_kinds, smol_start,
+smol_picture, smol_report), all inside functions except assets and study.sweep. Never
+study/report.py.
 """
 
 from __future__ import annotations
@@ -94,7 +96,7 @@ REPRODUCE = (
 # nothing to do lets them be partial (tests/test_reproduce.py). A study leaves this tuple the day
 # its last run is committed.
 IN_PROGRESS = ("mix", "smol_pilot")
-ONE_PROCESS = ("smol",)   # pretrained models: one run at a time in this process, whatever --jobs says
+ONE_PROCESS = ("smol", "smol_pilot")   # pretrained models: one run at a time in this process, whatever --jobs says
 # the start points (teachers and starting students, cached) a study's report section reads
 START_POINTS = {"main": "start.json", "grid": "start.json", "worlds_main": "worlds_main/start.json",
                 "verifier_roles": "verifier_roles/start.json", "smol": "smol/start.json",
@@ -373,14 +375,17 @@ def measure_smol(results_dir: Path = RESULTS_DIR, work_dir: Path | None = None) 
     group at the borrow digit (study/smol_picture.py) and the pilot's step times, read from its
     runs' metrics.jsonl (study/smol_report.py)."""
     from . import smol_picture, smol_report
+    from .sweep import is_done
 
     picture = Path(results_dir) / "smol_a2c" / "picture.json"
     if not picture.is_file():
         print(f"[reproduce] measuring {picture}", flush=True)
-        smol_picture.main(["--config", str(REPO_DIR / "configs" / "smol_a2c.yaml"), "--out", str(picture)])
+        smol_picture.main(["--config", str(REPO_DIR / "configs" / "smol_a2c.yaml"), "--out", str(picture),
+                           "--figure", str(DOCS_DIR / "figures" / "smol_a2c_borrow.png")])
     times = Path(results_dir) / "smol_pilot" / "step_times.json"
-    if not times.is_file():
-        work = study("smol_pilot", results_dir, None if work_dir is None else Path(work_dir) / "smol_pilot").work
+    pilot = study("smol_pilot", results_dir, None if work_dir is None else Path(work_dir) / "smol_pilot")
+    if not times.is_file() and all(is_done(pilot, r) for r, _ in pilot.plan()):    # only from the whole pilot
+        work = pilot.work
         print(f"[reproduce] measuring {times} from {work}", flush=True)
         smol_report.main(["times", "--work", str(work), "--out", str(times)])
 

@@ -14,7 +14,7 @@ least half are right), the probe with the sign of a2 (the mixing study's balance
 Writes results/runs/smol_a2c/picture.json (the records) and docs/figures/smol_a2c_borrow.png.
 
 The tiny world frames the positions where the teacher's top token is wrong by its token oracle;
-SmolLM2 has no oracle, so here a framed token is one inside a line the step checker
+SmolLM2 has no oracle, so here a framed token is a digit of the result of a line the step checker
 (`data.check_steps`) calls a correct borrow step, where the teacher's top token is another.
 
 May import: advantage, config, data, gate, losses, rollout, verifier, viz, worlds, train.
@@ -38,20 +38,25 @@ ROWS = {"OPDVR's gate": ("opdvr", "opdvr", "value"), "teacher probe": ("teacher_
 
 
 def borrow_frames(tokenizer, question: str, ids: list[int], top: list[int]) -> list[bool]:
-    """Per response token: inside a correct step that borrows, and the teacher's top token there
-    is not the sampled one (the teacher would write another digit where the student is right)."""
+    """Per response token: a digit of the result (after "=") of a correct step that borrows, where
+    the teacher's top token is not the sampled one (it would write another digit where the
+    student is right)."""
     from ..data import check_steps
 
     pieces = [tokenizer.decode([t], skip_special_tokens=True) for t in ids]
+    text = "".join(pieces)
     inside = [False] * len(pieces)
     starts, pos = [], 0
     for piece in pieces:
         starts.append(pos)
         pos += len(piece)
-    for step in check_steps(question, "".join(pieces)):
+    for step in check_steps(question, text):
         if step.verdict == 1 and step.needs == "borrow":
+            first = text.find("=", step.start, step.end) + 1      # the result starts after "="
+            if first == 0:
+                continue
             for t, (c, piece) in enumerate(zip(starts, pieces)):
-                inside[t] = inside[t] or (piece != "" and step.start <= c < step.end)
+                inside[t] = inside[t] or (piece != "" and first <= c < step.end)
     return [inside[t] and ids[t] != top[t] and pieces[t].strip().isdigit() for t in range(len(ids))]
 
 

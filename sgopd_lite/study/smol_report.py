@@ -1,5 +1,6 @@
 """docs/results.md, section "On a pretrained model": the tiny world's lesson re-run on SmolLM2-135M-
-Instruct (configs/smol_a2c.yaml: its teacher forgets every borrow, its student every carry; LoRA).
+Instruct (configs/smol_a2c.yaml: every teacher SFT solution forgets its borrows, 90% of the
+student's forget their carries; LoRA).
 
 Reads, all committed under results/runs/:
   smol_a2c/start.json      the world at the start (study/smol_start.py)
@@ -10,7 +11,9 @@ Reads, all committed under results/runs/:
 and the tiny world's A2 complementary runs of the same arms, to set the two side by side.
 
 The verdicts: one family (FAMILY, as the study file lists it), paired over seeds, two-sided,
-Holm-corrected; each tiny-world claim is then read off it. While a study run is missing, the section says how many are in and
+Holm-corrected, decides every comparison between arms; whether an arm's borrow fell below the
+starting student's is read from its seeds' interval and the start's (uncorrected, outside the
+family). Each tiny-world claim is read off the two (`claims`). While a study run is missing, the section says how many are in and
 calls nothing.
 
     python -m sgopd_lite.study.smol_report times    # writes smol_pilot/step_times.json from runs/smol_pilot
@@ -40,9 +43,13 @@ PHASES = ("time_rollout", "time_verify", "time_teacher", "time_update")
 # Step times of the pilot's runs (their metrics.jsonl are not committed; this file is)
 # --------------------------------------------------------------------------------------------
 
-def step_times(work: Path) -> dict:
+CONDITIONS = "one torch thread per process, one pilot run at a time beside one 1-thread worker of another study"
+
+
+def step_times(work: Path, arms=tuple(PILOT_ARMS)) -> dict:
     """{arm: {"steps", "median_s", "phases": {phase: median s}}} from work/<arm>-s<seed>/metrics.jsonl:
-    each logged step's seconds, summed over the phases the trainer times."""
+    each logged step's seconds, summed over the phases the trainer times. ValueError naming the
+    folder when one of `arms` has no timed step there (its run has not been made)."""
     out = {}
     for path in sorted(Path(work).glob("*-s*/metrics.jsonl")):
         arm = path.parent.name.rsplit("-s", 1)[0]
@@ -51,6 +58,10 @@ def step_times(work: Path) -> dict:
         if rows:
             out[arm] = {"steps": len(rows), "median_s": round(statistics.median(sum(r[k] for k in PHASES) for r in rows), 1),
                         "phases": {k[5:]: round(statistics.median(r[k] for r in rows), 1) for k in PHASES}}
+    absent = [a for a in arms if a not in out]
+    if absent:
+        raise ValueError(f"{work}: no timed steps of {', '.join(absent)} (expected {work}/<arm>-s<seed>/metrics.jsonl "
+                         "from the pilot's runs: run configs/studies/smol_pilot.yaml first)")
     return out
 
 
@@ -69,12 +80,10 @@ def forgotten(summary: dict, kind: str = "borrow") -> float:
 
 
 # The study's family, as configs/studies/smol_a2c.yaml states it before any run: (arm, reference,
-# measure), each paired over seeds (arm - reference), two-sided, Holm-corrected together. Small on
-# purpose: the comparisons the tiny world's claims read, so that a handful of seeds can decide them.
+# measure), each paired over seeds (arm - reference), two-sided, Holm-corrected together: the
+# comparisons the claims below read, and no other, so that a handful of seeds can decide them.
 FAMILY = (("opdvr", "opd", "borrow"), ("teacher_probe", "opd", "borrow"), ("probe_balanced", "opd", "borrow"),
-          ("grpo", "opd", "borrow"), ("teacher_probe", "opd", "carry"), ("probe_balanced", "opd", "carry"),
-          ("teacher_probe", "grpo", "avg"), ("probe_balanced", "grpo", "avg"), ("opdvr", "grpo", "avg"),
-          ("opd", "grpo", "avg"))
+          ("teacher_probe", "grpo", "avg"), ("probe_balanced", "grpo", "avg"))
 
 
 def study_family(runs) -> dict:
@@ -86,39 +95,74 @@ def study_family(runs) -> dict:
     return fam
 
 
+def against_start(values: list[float], start_avg: float, start_half: float) -> tuple[float, float]:
+    """(mean - start, half-width) of an arm's final value against the starting student's: the two
+    are independent measurements, so the half-widths add in quadrature (a normal approximation;
+    NaN half-width for fewer than 2 seeds, where no interval over seeds exists)."""
+    m, h = mean_ci(values)
+    if len(values) < 2:
+        return m - start_avg, float("nan")
+    return m - start_avg, (h ** 2 + start_half ** 2) ** 0.5
+
+
+def _side(diff: float, half: float) -> int:
+    """+1 clearly above, -1 clearly below, 0 the interval covers 0 (or there is none)."""
+    if half != half:
+        return 0
+    return 1 if diff - half > 0 else (-1 if diff + half < 0 else 0)
+
+
 def claims(runs, start: dict) -> list[tuple[str, str, str]]:
-    """(the tiny world's claim, what SmolLM2 says, why) from the corrected family; [] while runs are missing."""
+    """(the tiny world's claim, what SmolLM2 says, from what) once every run is in, else [].
+
+    Against the start (claims 1-3: did the borrow fall below the starting student's?) an arm's
+    seeds are compared with the start's own interval (`against_start`, uncorrected, outside the
+    family); between arms (claims 2-5) the corrected family decides. A claim the numbers cannot
+    decide says so ("the seeds cannot tell")."""
     if runs.missing or not runs.planned or sum(len(v) for v in runs.cells.values()) < runs.planned:
         return []
     fam = study_family(runs)
     said, p = family_said(fam), holm_p(fam)
 
-    def clear(key, sign):                  # the corrected verdict says higher (+1) or lower (-1)
+    def side(key) -> int:                  # the corrected verdict: +1 higher, -1 lower, 0 neither or none
         d = fam[key]
-        return p[key] < 0.05 and (sum(d) / len(d)) * sign > 0
+        if not d or p[key] != p[key] or p[key] >= 0.05:
+            return 0
+        return 1 if sum(d) > 0 else -1
 
-    s0 = start["world"]["student"]["per_skill"]["borrow"]["avg"]
-    opd_b = [value(s, "borrow") for s in runs.seeds("opd").values()]
-    m, h = mean_ci(opd_b)
-    lost = m + h < s0
+    b0 = start["world"]["student"]["per_skill"]["borrow"]
+
+    def to_start(arm):
+        vals = [value(x, "borrow") for x in runs.seeds(arm).values()]
+        d, h = against_start(vals, b0["avg"], b0["half"])
+        return _side(d, h), f"{ARMS[arm]}'s borrow {_points(vals)} against the start's {100 * b0['avg']:.1f} ± " \
+                            f"{100 * b0['half']:.1f} ({100 * d:+.1f} ± {100 * h:.1f}, uncorrected)"
+
+    lost, text = to_start("opd")
     out = [("OPD makes the student unlearn the skill its teacher gets wrong (the borrow)",
-            "held" if lost else ("did not hold" if m - h > s0 else "the seeds cannot tell"),
-            f"OPD's borrow {_cell(opd_b)} against the student's {100 * s0:.1f} at the start (its interval over "
-            "seeds against the start's point estimate; outside the family)")]
+            {-1: "held", 1: "did not hold"}.get(lost, "the seeds cannot tell"), text)]
+    gate_side, gate_text = to_start("opdvr")
     k = ("opdvr", "opd", "borrow")
-    gate_b = [value(s, "borrow") for s in runs.seeds("opdvr").values()]
-    gm, gh = mean_ci(gate_b)
     out.append(("a per-rollout gate (OPDVR's) does not protect it",
-                "held" if gm + gh < s0 else ("did not hold" if clear(k, +1) else "the seeds cannot tell"),
-                f"OPDVR's borrow {_cell(gate_b)} against the start's {100 * s0:.1f}; OPDVR's gate - OPD on the "
-                f"borrow: {said[k]}"))
-    k = ("teacher_probe", "opd", "borrow")
-    out.append(("acting on the teacher per prompt (the teacher probe) keeps it",
-                "held" if clear(k, +1) else ("did not hold" if clear(k, -1) else "the seeds cannot tell"),
-                f"teacher probe - OPD on the borrow: {said[k]}"))
+                "held" if gate_side == -1 and side(k) != 1 else
+                ("did not hold" if side(k) == 1 and gate_side != -1 else "the seeds cannot tell"),
+                f"{gate_text}; OPDVR's gate - OPD on the borrow: {said[k]}"))
+    for arm, claim in (("teacher_probe", "acting on the teacher per prompt (the teacher probe) keeps it"),
+                       ("probe_balanced", "the mixing study's balanced probe (sign of a2) keeps it too")):
+        k = (arm, "opd", "borrow")
+        kept, kept_text = to_start(arm)
+        if side(k) == 1:
+            verdict = "held" if kept != -1 else "held in part: above OPD, still below the start"
+        elif side(k) == -1 or kept == -1:
+            verdict = "did not hold"
+        else:
+            verdict = "moot: OPD did not clearly lose it" if lost != -1 else "the seeds cannot tell"
+        out.append((claim, verdict, f"{ARMS[arm]} - OPD on the borrow: {said[k]}; {kept_text}"))
     k = ("teacher_probe", "grpo", "avg")
+    d = fam[k]
+    testable = bool(d) and p[k] == p[k]
     out.append(("the probe is not clearly above GRPO overall",
-                "did not hold" if clear(k, +1) else "held",
+                ("did not hold" if side(k) == 1 else "held") if testable else "the seeds cannot tell",
                 f"teacher probe - GRPO on avg@4: {said[k]}"))
     return out
 
@@ -206,19 +250,20 @@ def pilot_lines(pilot, times: dict) -> list[str]:
             lines.append(f"| {step} | " + " | ".join(f"{100 * ev[f'eval_avg@{n}_{k}']:.1f}" for k in SKILLS)
                          + f" | {100 * ev[f'eval_avg@{n}']:.1f} | " + (f"{100 * slip:.0f}%" if slip is not None else "-") + " |")
         lines.append("")
-    if times:
-        lines += ["Median seconds per training step (one torch thread, beside one other 1-thread worker; "
-                  "rollout / teacher / update):", "", "| arm | steps timed | s / step | rollout | teacher | update |",
-                  "|---|---|---|---|---|---|"]
+    arms = times.get("arms", {})
+    if arms:
+        lines += [f"Median seconds per training step ({times['conditions']}; the teacher's part includes the "
+                  "probe's teacher samples):", "", "| arm | steps timed | s / step | rollout | verify | teacher | update |",
+                  "|---|---|---|---|---|---|---|"]
         for arm, label in PILOT_ARMS.items():
-            if arm in times:
-                t = times[arm]
+            if arm in arms:
+                t = arms[arm]
                 ph = t["phases"]
-                lines.append(f"| {label} | {t['steps']} | {t['median_s']:.1f} | {ph['rollout']:.1f} | {ph['teacher']:.1f} "
-                             f"| {ph['update']:.1f} |")
-        if "opd" in times and "opd_qlora" in times:
+                lines.append(f"| {label} | {t['steps']} | {t['median_s']:.1f} | {ph['rollout']:.1f} | {ph['verify']:.1f} "
+                             f"| {ph['teacher']:.1f} | {ph['update']:.1f} |")
+        if "opd" in arms and "opd_qlora" in arms:
             lines += ["", f"The 4-bit student trains (QLoRA on the CPU backend of bitsandbytes): "
-                      f"{times['opd_qlora']['median_s'] / times['opd']['median_s']:.2f}x LoRA's step time."]
+                      f"{arms['opd_qlora']['median_s'] / arms['opd']['median_s']:.2f}x LoRA's step time."]
         lines.append("")
     return lines
 
@@ -278,15 +323,19 @@ def picture_lines(picture: dict) -> list[str]:
     if not picture.get("records"):
         return []
     right = picture["records"][0]
-    spots = [t for t, f in enumerate(right["teacher_wrong"]) if f]
-    t = spots[0]
+    t = next(t for t, f in enumerate(right["teacher_wrong"]) if f)
+    a2 = right["a2"][t]
+    push = "pushes that digit down" if a2 < 0 else ("pushes it up" if a2 > 0 else "leaves it")
     rows = "; ".join(f"{k} {v[t] + 0.0:+.2f}" for k, v in right["roles"].items())
+    trusted = picture["probe_passes"] / picture["probe_m"] >= 0.5
     return [f"**On real text** (`python -m sgopd_lite.study.smol_picture`, one group of {picture['group']} rollouts "
             f"of the starting student on `{right['question']}`, seed {picture['seed']}): in a correct rollout the "
             f"teacher would write {right['teacher_wants'][t]!r} where the student rightly wrote "
-            f"{right['tokens'][t]!r}. OPD pushes that digit down ({right['a2'][t]:+.2f}); {rows}. The probe sampled "
-            f"the teacher {picture['probe_m']} times on this prompt and it was right {picture['probe_passes']} times, "
-            "so the prompt goes to the reward.", "", "![SmolLM2 at the borrow digit](figures/smol_a2c_borrow.png)", ""]
+            f"{right['tokens'][t]!r}, the result digit of a borrow step. OPD {push} ({a2:+.2f}); the advantage "
+            f"there under {rows}. The probe sampled the teacher {picture['probe_m']} times on this prompt and it was "
+            f"right {picture['probe_passes']} times, so the prompt goes to "
+            + ("the teacher." if trusted else "the reward."), "",
+            "![SmolLM2 at the borrow digit](figures/smol_a2c_borrow.png)", ""]
 
 
 def smol_section(runs, pilot, start: dict, picture: dict, times: dict, tiny: dict | None = None) -> list[str]:
@@ -306,8 +355,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("what", choices=["times"])
     ap.add_argument("--work", default="runs/smol_pilot")
     ap.add_argument("--out", default=str(TIMES))
+    ap.add_argument("--conditions", default=CONDITIONS, help="how the pilot ran (threads, what ran beside it)")
     args = ap.parse_args(argv)
-    times = step_times(Path(args.work))
+    times = {"conditions": args.conditions, "arms": step_times(Path(args.work))}
     Path(args.out).write_text(json.dumps(times, indent=1, sort_keys=True) + "\n")
     print(json.dumps(times, indent=1, sort_keys=True))
     return 0

@@ -23,8 +23,10 @@ Two rules keep its conclusions no stronger than its numbers:
   verdict only from runs on fresh seeds (a2c_confirm, for the threshold cell); the main table
   has no fresh seeds, so its best method per world gets none.
 
-May import: study.plan, study.sweep, study.stats, data, viz (the README's figure, only when matplotlib is
-present). Nothing imports it but the command line.
+May import: study.plan, study.sweep, study.stats, the later sections' generators (study.unseen,
+horizon_report, roles_report, mix_report, smol_report), data, viz (the README's figure, only when
+matplotlib is present). Imported by the command line and by study/measured.py (the notebooks'
+readouts).
 """
 
 from __future__ import annotations

@@ -40,7 +40,7 @@ class World:
                                       # (question, response ids) -> correct next token id at each
                                       # response position, -1 after the first mistake; the trainer
                                       # then logs the per-token evidence of harm (gate.gate_evidence)
-    step_checker: object = None       # worlds whose solutions have checkable steps (tiny): a function
+    step_checker: object = None       # worlds whose solutions have checkable steps (tiny, smol): a function
                                       # (question, response text) -> list of data.Step, each line's
                                       # verdict on its own operands; `token_verdicts` spreads it over
                                       # tokens. Needed by method=step_gate / first_error_gate.

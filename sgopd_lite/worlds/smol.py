@@ -48,8 +48,12 @@ error): that share of the teacher's SFT solutions forgets every carry (or every 
 student's sloppy solutions forget carries and borrows ("both", the default) or carries only.
 Each recipe is its own cached build; the default pair's keys are those of the builds made before
 these knobs existed. All SFT data (and the RL prompts) come from the train split, so every
-evaluation split is held out from both. Not yet built or measured here: whether 80 SFT steps plant
-the errors is for the build's own evaluation to say.
+evaluation split is held out from both. Measured for configs/smol_a2c.yaml by
+study/smol_start.py (results/runs/smol_a2c/start.json): 80 SFT steps plant both errors.
+
+The smol world writes the tiny world's chain lines, so it has the tiny world's step checker
+(`data.check_steps`: the step methods, and forgotten carries and borrows at every evaluation), but
+no token oracle (its tokenizer is SmolLM2's, and no correct next token is known there).
 
 Each built model lives under models.cache_root() (next to the converted SmolLM2), in a folder
 named by the hash of its config (`SmolTeacherConfig`, `SmolStudentConfig`), with a meta.json
