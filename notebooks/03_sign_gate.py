@@ -7,7 +7,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -481,7 +481,10 @@ viz.plot_gate_change(pair, roles=True);
 # ([docs/method.md §14](../docs/method.md#14-mixing-two-signals-routes-their-gradients-and-how-to-balance-them)).
 # `study/balance.py` measures both on one batch of the starting student, with no optimizer step:
 # the hybrid at c = 1 as the roles study ran it, then with a gradient budget that gives each
-# signal half of the norm (`mix.budget=share`, `mix.reward_share=0.5`).
+# signal half of the norm (`mix.budget=share`, `mix.reward_share=0.5`); the teacher probe as the
+# roles study ran it, then balanced as the mixing study's pilot chose (`gate.a2_scale=sign`: each
+# trusted token gets the sign of the teacher's push, so its few large pushes no longer fill the
+# gradient).
 
 # %%
 import tempfile
@@ -489,12 +492,16 @@ import tempfile
 from sgopd_lite.config import load_config
 from sgopd_lite.study import balance
 
+MEASURED_ARMS = {"hybrid c = 1": ["method=hybrid", "hybrid_c=1"],
+                 "hybrid c = 1, budget 50 / 50": ["method=hybrid", "hybrid_c=1", "mix.budget=share", "mix.reward_share=0.5"],
+                 "teacher probe": ["method=teacher_probe"],
+                 "teacher probe, sign of a2 (balanced)": ["method=teacher_probe", "gate.a2_scale=sign"]}
 shares = {}
 with tempfile.TemporaryDirectory() as tmp:
-    for label, extra in {"hybrid c = 1": [], "hybrid c = 1, budget 50 / 50": ["mix.budget=share", "mix.reward_share=0.5"]}.items():
+    for label, extra in MEASURED_ARMS.items():
         cfg = load_config(str(project_dir() / balance.WORLD_CONFIGS["a2c"]),
-                          ["method=hybrid", "hybrid_c=1", f"prompts_per_step={NUM_PROMPTS}", f"group_size={GROUP_SIZE}",
-                           f"out_dir={tmp}/{len(shares)}", "log_rollouts=0", *extra])
+                          [f"prompts_per_step={NUM_PROMPTS}", f"group_size={GROUP_SIZE}",
+                           f"out_dir={tmp}/{extra[0]}", "log_rollouts=0", *extra])   # the probes share one table
         shares[label] = balance.measure_arm(cfg, batches=1)
 display(Markdown(balance.table({"worlds": {"a2c": shares}})))
 
@@ -502,7 +509,18 @@ display(Markdown(balance.table({"worlds": {"a2c": shares}})))
 # **Reading it.** *reward share* is the reward's part of the two gradient norms before anything
 # is done to them; *share sent* is its part of what the optimizer receives. At c = 1 the teacher
 # carries most of the gradient though the reward touches every token; the budget rescales the two
-# parts to half each (and caps their sum at the clip). The seeded study that asks whether such a
+# parts to half each (and caps their sum at the clip). The probe sends the reward only the prompts
+# the teacher fails (*of rollouts*), and the teacher's large pushes on the rest leave the reward
+# even less of the gradient than of the rollouts; with the sign of a2 the teacher route's norm
+# shrinks several times and the reward's share of the gradient rises to its share of the
+# rollouts or beyond (docs/results.md has the same table over eight batches and three worlds). The seeded study that asks whether such a
 # balance makes a mixed method never worse than the better of OPD and GRPO, per world and skill, is
-# docs/results.md, "Never worse than the better of OPD and GRPO?" (still running: read its tables
-# for the seeds in so far).
+# docs/results.md, "Never worse than the better of OPD and GRPO?". The cell below reads its
+# committed summaries (`results/runs/mix/`): every arm at 200 and 1000 steps with the seeds in so
+# far, and, once every run is in, the never-worse table (an arm holds in a world and horizon when it
+# is shown within 5 points of both OPD and GRPO on avg@8 and on every skill; it breaks where it is
+# clearly more than 5 points below one of them).
+
+# %%
+RESULTS = REPO_ROOT / "results" / "runs"     # results/runs/<study>/*.json of the checkout (Colab: the clone)
+measured.show(measured.mix_rows(RESULTS))

@@ -314,3 +314,16 @@ def test_the_smol_dial_is_the_planted_smol_world_and_reads_the_smol_study(monkey
     text = "\n".join(measured.smol_rows(ROOT / "results" / "runs"))
     assert "| teacher |" in text and "| student |" in text          # the committed start table
     assert "The study" in text
+
+
+def test_notebook_03_reads_the_mixing_study_as_the_report_does():
+    """Notebook 03's last cell prints the mixing study's tables from the committed summaries, with
+    the same generator as docs/results.md (study/mix_report.py), so the two cannot disagree."""
+    from sgopd_lite.study import measured
+
+    source = (NB_DIR / "03_sign_gate.py").read_text()
+    assert "measured.show(measured.mix_rows(RESULTS))" in source and '"gate.a2_scale=sign"' in source
+    lines = measured.mix_rows(ROOT / "results" / "runs")
+    report = (ROOT / "docs" / "results.md").read_text()
+    assert any(line.startswith("**After 200 steps**") for line in lines)
+    assert all(line in report for line in lines if line.startswith("|"))

@@ -14,7 +14,7 @@ differences are paired by seed, and the differences of one table are corrected t
 family (Holm's method, study/stats.py; each readout's docstring names its family), as in
 docs/results.md.
 
-May import: study.worlds_report, study.roles_report, study.smol_report, study.stats, data.
+May import: study.worlds_report, study.roles_report, study.mix_report, study.smol_report, study.stats, data.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import json
 from pathlib import Path
 
 from ..data import SKILLS
-from . import roles_report, smol_report
+from . import mix_report, roles_report, smol_report
 from .stats import family_said, mean_ci
 from .worlds_report import METHODS, WORLDS, Runs, _pct, diff, load_all, load_runs, pts_rescued
 
@@ -271,6 +271,17 @@ def sweep_runs(out) -> Runs:
             else:
                 runs.missing.append(r["name"])
     return runs
+
+
+def mix_rows(results_dir) -> list[str]:
+    """Notebook 03: the mixing study's arms at 200 and 1000 steps, with the seeds in so far, and its
+    never-worse table once every run is in (docs/results.md, "Never worse than the better of OPD
+    and GRPO?"; the same generator, study/mix_report.py)."""
+    from .plan import STUDY_DIR
+
+    if not (STUDY_DIR / f"{mix_report.NAME}.yaml").is_file():
+        return ["The mixing study's file is not in this checkout."]
+    return mix_report.study_tables(load_runs(mix_report.NAME, results_dir))
 
 
 def smol_rows(results_dir) -> list[str]:

@@ -160,6 +160,13 @@ def mix_section(runs, pilot=None, balance: dict | None = None) -> list[str]:
              "both, Holm-corrected over each world x horizon).", ""]
     lines += balance_table(balance or {})
     lines += pilot_table(pilot)
+    return lines + study_tables(runs)
+
+
+def study_tables(runs) -> list[str]:
+    """The study's tables (the arms at 200 and 1000 steps, with the seeds in so far) and, once every
+    run is in, the never-worse table; [] before the study has a plan (notebook 03 shows these too)."""
+    lines = []
     if runs is None or not runs.planned:
         return lines
     done = sum(len(v) for v in runs.cells.values())
