@@ -233,7 +233,7 @@ def start_lines(start: dict) -> list[str]:
     return lines + ["", said, ""]
 
 
-def pilot_lines(pilot, times: dict) -> list[str]:
+def pilot_lines(pilot, times: dict, start: dict | None = None) -> list[str]:
     if pilot is None or not pilot.planned:
         return []
     done = sum(len(v) for v in pilot.cells.values())
@@ -245,6 +245,11 @@ def pilot_lines(pilot, times: dict) -> list[str]:
         lines += [f"OPD, avg@{n} per skill in points over the whole skill-balanced split, at each evaluation "
                   "(one seed, no interval):", "", "| step | " + " | ".join(SKILLS) + " | avg | forgotten borrows |",
                   "|---|" + "---|" * (len(SKILLS) + 2)]
+        if start:                       # the starting student, measured alike (its own seed)
+            u = start["world"]["student"]
+            lines.append(f"| 0 (the start, seed {start['seed']}) | " + " | ".join(
+                f"{100 * u['per_skill'][k]['avg']:.1f}" for k in SKILLS) + f" | {100 * u['avg']:.1f} | "
+                f"{100 * u['slip']['borrow']:.0f}% |")
         for step, ev in s.get("evals", []):
             slip = ev.get("eval_slip_borrow")
             lines.append(f"| {step} | " + " | ".join(f"{100 * ev[f'eval_avg@{n}_{k}']:.1f}" for k in SKILLS)
@@ -346,7 +351,7 @@ def smol_section(runs, pilot, start: dict, picture: dict, times: dict, tiny: dic
              "borrow, the student's on solutions that forget 90% of carries; the RL run trains LoRA adapters "
              "(r = 16) on the student. Training prompts and fine-tuning data both come from the train split, so "
              "the skill-balanced evaluation problems are held out from both.", ""]
-    return (lines + start_lines(start) + picture_lines(picture) + pilot_lines(pilot, times) + study_lines(runs, start)
+    return (lines + start_lines(start) + picture_lines(picture) + pilot_lines(pilot, times, start) + study_lines(runs, start)
             + tiny_lines(tiny or {}))
 
 
