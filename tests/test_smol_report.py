@@ -126,3 +126,14 @@ def test_tiny_values_read_the_final_or_the_named_evaluation():
     tiny = S.tiny_values({"worlds_main": wm, "mix": mix})
     assert tiny["opd"]["borrow"] == [0.06] and tiny["probe_balanced"]["avg"] == [0.4]
     assert tiny["probe_balanced"]["borrow"] == [0.1] and "grpo" not in tiny
+
+
+def test_the_4bit_run_sits_beside_the_lora_run_of_its_seed():
+    study = _runs({"opd": [(0.24, 0.07, 0.48)]})
+    study.cells[("opd",)][0]["seconds"] = 2200.0
+    qlora = Runs(S.QLORA, planned=1)
+    assert "not run yet" in "\n".join(S.qlora_lines(qlora, study))
+    qlora.cells[("opd_qlora",)] = {0: {**_summary(0.22, 0.08, 0.45), "seconds": 2400.0}}
+    text = "\n".join(S.qlora_lines(qlora, study))
+    assert "| LoRA, float32 base | 48.0 | 7.0 |" in text and "| QLoRA, 4-bit base | 45.0 | 8.0 |" in text
+    assert "| 2400 |" in text and S.qlora_lines(Runs(S.QLORA), study) == []

@@ -91,18 +91,20 @@ REPRODUCE = (
     "mix",             # results.md: "Never worse than the better of OPD and GRPO?" (1000 steps, 5 seeds)
     "smol_pilot",      # results.md, "On a pretrained model": the pilot that sized the smol study (seed 100)
     "smol_a2c",        # results.md: "On a pretrained model" (SmolLM2, A2 complementary error, 4 seeds)
+    "smol_qlora",      # results.md: "On a pretrained model", its OPD seed 0 with the student in 4-bit
 )
 # Studies whose runs are still being committed: `make reproduce` runs what is missing of them like
 # any other, the report says how many are in, and the check that the committed summaries leave
 # nothing to do lets them be partial (tests/test_reproduce.py). A study leaves this tuple the day
 # its last run is committed.
-IN_PROGRESS = ("mix", "smol_pilot", "smol_a2c")
+IN_PROGRESS = ("mix", "smol_a2c", "smol_qlora")
 ONE_PROCESS = ("smol", "smol_pilot")   # pretrained models: one run at a time in this process, whatever --jobs says
 # the start points (teachers and starting students, cached) a study's report section reads
 START_POINTS = {"main": "start.json", "grid": "start.json", "worlds_main": "worlds_main/start.json",
                 "verifier_roles": "verifier_roles/start.json", "smol": "smol/start.json",
-                "smol_pilot": "smol_a2c/start.json", "smol_a2c": "smol_a2c/start.json"}
-SMOL_A2C_STUDIES = ("smol_pilot", "smol_a2c")   # the studies of the planted SmolLM2 world (configs/smol_a2c.yaml)
+                "smol_pilot": "smol_a2c/start.json", "smol_a2c": "smol_a2c/start.json",
+                "smol_qlora": "smol_a2c/start.json"}
+SMOL_A2C_STUDIES = ("smol_pilot", "smol_a2c", "smol_qlora")   # the studies of the planted SmolLM2 world (configs/smol_a2c.yaml)
 
 # the protocol of every run (the demo's budget; see docs/tiny_world.md "Does on-policy distillation learn here?")
 STEPS = 200

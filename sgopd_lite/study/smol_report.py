@@ -31,7 +31,7 @@ from pathlib import Path
 from ..data import SKILLS
 from .stats import _cell, family_said, holm_p, mean_ci
 
-NAME, PILOT = "smol_a2c", "smol_pilot"
+NAME, PILOT, QLORA = "smol_a2c", "smol_pilot", "smol_qlora"
 ARMS = {"opd": "OPD", "opdvr": "OPDVR's gate", "grpo": "GRPO", "teacher_probe": "teacher probe",
         "probe_balanced": "teacher probe, sign of a2"}
 PILOT_ARMS = {**ARMS, "opd_qlora": "OPD, student in 4-bit (QLoRA)"}
@@ -324,6 +324,26 @@ def study_lines(runs, start: dict) -> list[str]:
     return lines + [""]
 
 
+def qlora_lines(qlora, runs) -> list[str]:
+    """The 4-bit student's OPD run beside the LoRA one of the same seed (configs/studies/smol_qlora.yaml)."""
+    if qlora is None or not qlora.planned:
+        return []
+    got = qlora.seeds("opd_qlora")
+    if not got:
+        return ["**The 4-bit student** (configs/studies/smol_qlora.yaml): not run yet.", ""]
+    seed, q = next(iter(got.items()))
+    lora = (runs.seeds("opd").get(seed) if runs is not None else None)
+    lines = [f"**The 4-bit student** (configs/studies/smol_qlora.yaml): OPD, seed {seed}, the student's base weights "
+             "in 4-bit (QLoRA on bitsandbytes' CPU backend) beside the study's LoRA run of the same seed; one seed, a "
+             "check that the path trains, not a comparison:", "",
+             "| student | " + " | ".join(SKILLS) + " | avg | seconds |", "|---|" + "---|" * (len(SKILLS) + 2)]
+    for label, x in (("LoRA, float32 base", lora), ("QLoRA, 4-bit base", q)):
+        if x is not None:
+            lines.append(f"| {label} | " + " | ".join(f"{100 * value(x, k):.1f}" for k in SKILLS)
+                         + f" | {100 * x['avg']:.1f} | {x['seconds']:.0f} |")
+    return lines + [""]
+
+
 def picture_lines(picture: dict) -> list[str]:
     if not picture.get("records"):
         return []
@@ -343,8 +363,10 @@ def picture_lines(picture: dict) -> list[str]:
             "![SmolLM2 at the borrow digit](figures/smol_a2c_borrow.png)", ""]
 
 
-def smol_section(runs, pilot, start: dict, picture: dict, times: dict, tiny: dict | None = None) -> list[str]:
-    """The section's lines (runs, pilot: worlds_report.Runs of the study and its pilot; tiny: `tiny_values`)."""
+def smol_section(runs, pilot, start: dict, picture: dict, times: dict, tiny: dict | None = None,
+                 qlora=None) -> list[str]:
+    """The section's lines (runs, pilot, qlora: worlds_report.Runs of the study, its pilot and the
+    4-bit run; tiny: `tiny_values`)."""
     lines = ["## On a pretrained model", "",
              "The same question on SmolLM2-135M-Instruct, offline on the CPU (configs/smol_a2c.yaml): the teacher "
              "and the student are its own short full fine-tunes, the teacher's on solutions that forget every "
@@ -352,6 +374,7 @@ def smol_section(runs, pilot, start: dict, picture: dict, times: dict, tiny: dic
              "(r = 16) on the student. Training prompts and fine-tuning data both come from the train split, so "
              "the skill-balanced evaluation problems are held out from both.", ""]
     return (lines + start_lines(start) + picture_lines(picture) + pilot_lines(pilot, times, start) + study_lines(runs, start)
+            + qlora_lines(qlora, runs)
             + tiny_lines(tiny or {}))
 
 

@@ -42,7 +42,7 @@ from .roles_report import EVIDENCE_STUDY, NAME as ROLES, PREFIX_STUDY, roles_sec
 from .stats import ALPHA, _cell, family_said, family_verdicts, holm_p, mean_ci, paired, said_corrected
 from .unseen import report_section as unseen_section   # seen and unseen problems of the starting models
 from .mix_report import NAME as MIX_STUDY, PILOT as MIX_PILOT, mix_section   # never worse than OPD and GRPO?
-from .smol_report import NAME as SMOL_STUDY, PILOT as SMOL_PILOT, smol_section, tiny_values   # on a pretrained model
+from .smol_report import NAME as SMOL_STUDY, PILOT as SMOL_PILOT, QLORA as SMOL_QLORA, smol_section, tiny_values
 
 STUDIES = ("worlds_main", "a2c_thresholds", "a2c_confirm", "stability", "pts_a1g")
 WORLDS = {"hold": "both hold", "a1g": "A1 graded", "a2s": "A2 shared error", "a2c": "A2 complementary error"}
@@ -501,13 +501,14 @@ def write_worlds_report(results_dir: Path = RESULTS_DIR, docs_dir: Path = DOCS_D
     channels, kinds = _read(Path(results_dir) / ROLES / "channels.json"), _read(Path(results_dir) / HORIZON_STUDY / "error_kinds.json")
     mix, mix_pilot = _load_extra(MIX_STUDY, results_dir), _load_extra(MIX_PILOT, results_dir)
     balance = _read(Path(results_dir) / MIX_STUDY / "balance.json")
-    smol, smol_pilot = _load_extra(SMOL_STUDY, results_dir), _load_extra(SMOL_PILOT, results_dir)
+    smol, smol_pilot = _load_extra(SMOL_STUDY, results_dir), _load_extra(SMOL_PILOT, results_dir)   # on a pretrained model
+    smol_qlora = _load_extra(SMOL_QLORA, results_dir)
     smol_start = _read(Path(results_dir) / SMOL_STUDY / "start.json")
     smol_parts = (smol_start, _read(Path(results_dir) / SMOL_STUDY / "picture.json"),
                   _read(Path(results_dir) / SMOL_PILOT / "step_times.json"))
     more = {n: r for n, r in ((ROLES, roles), (PREFIX_STUDY, prefix), (HORIZON_STUDY, horizon),
                               (EVIDENCE_STUDY, evidence), (MIX_PILOT, mix_pilot), (MIX_STUDY, mix),
-                              (SMOL_PILOT, smol_pilot), (SMOL_STUDY, smol)) if r.planned}
+                              (SMOL_PILOT, smol_pilot), (SMOL_STUDY, smol), (SMOL_QLORA, smol_qlora)) if r.planned}
     lines = (header_section(st, start, more) + unseen_section(_read(Path(results_dir) / "unseen" / "start.json"))
              + findings_section(st, start) + main_table_section(st)
              + differences_section(st) + evidence_section(st) + thresholds_section(st) + pts_section(st)
@@ -517,7 +518,7 @@ def write_worlds_report(results_dir: Path = RESULTS_DIR, docs_dir: Path = DOCS_D
              + (horizon_section(horizon, st["worlds_main"], roles, roles_start, kinds) if horizon.planned else [])
              + (mix_section(mix, mix_pilot, balance) if (mix.planned or mix_pilot.planned or balance) else [])
              + (smol_section(smol, smol_pilot, *smol_parts,
-                             tiny_values({"worlds_main": st["worlds_main"], ROLES: roles, MIX_STUDY: mix}))
+                             tiny_values({"worlds_main": st["worlds_main"], ROLES: roles, MIX_STUDY: mix}), smol_qlora)
                 if (smol.planned or smol_pilot.planned or smol_start) else [])
              + paper_section())
     out = Path(docs_dir) / "results.md"
