@@ -36,9 +36,11 @@
 #   teacher is wrong exactly where the student is right (the last section, from the committed
 #   summaries in `results/runs/`);
 # * why a method that mixes the teacher's push and the reward is decided by each signal's share of
-#   the gradient, measured on one batch, before and after a gradient budget.
+#   the gradient, measured on four batches, before and after balancing, and what the mixing study
+#   found.
 #
-# **Time:** about 15 seconds on a 2-core laptop CPU (default mode); no GPU.
+# **Time:** about a minute on a 2-core laptop CPU (default mode; most of it the teacher probe's
+# table); no GPU.
 
 # %%
 # Colab only: install the project with its `notebooks` extra (does nothing anywhere else; a CPU
@@ -479,7 +481,8 @@ viz.plot_gate_change(pair, roles=True);
 # large on a few tokens where student and teacher disagree, the reward is spread over every token,
 # most of them nearly certain, where the gradient of log pi is close to 0
 # ([docs/method.md §14](../docs/method.md#14-mixing-two-signals-routes-their-gradients-and-how-to-balance-them)).
-# `study/balance.py` measures both on one batch of the starting student, with no optimizer step:
+# `study/balance.py` measures both on the first four batches of the starting student (a batch may
+# hold no prompt the teacher fails), with no optimizer step:
 # the hybrid at c = 1 as the roles study ran it, then with a gradient budget that gives each
 # signal half of the norm (`mix.budget=share`, `mix.reward_share=0.5`); the teacher probe as the
 # roles study ran it, then balanced as the mixing study's pilot chose (`gate.a2_scale=sign`: each
@@ -502,7 +505,7 @@ with tempfile.TemporaryDirectory() as tmp:
         cfg = load_config(str(project_dir() / balance.WORLD_CONFIGS["a2c"]),
                           [f"prompts_per_step={NUM_PROMPTS}", f"group_size={GROUP_SIZE}",
                            f"out_dir={tmp}/{extra[0]}", "log_rollouts=0", *extra])   # the probes share one table
-        shares[label] = balance.measure_arm(cfg, batches=1)
+        shares[label] = balance.measure_arm(cfg, batches=4)
 display(Markdown(balance.table({"worlds": {"a2c": shares}})))
 
 # %% [markdown]
