@@ -257,8 +257,10 @@ def pilot_lines(pilot, times: dict, start: dict | None = None) -> list[str]:
         lines.append("")
     arms = times.get("arms", {})
     if arms:
-        lines += [f"Median seconds per training step ({times['conditions']}; the teacher's part includes the "
-                  "probe's teacher samples):", "", "| arm | steps timed | s / step | rollout | verify | teacher | update |",
+        lines += [f"Median seconds per training step ({times['conditions']}; *scoring* is the student's and the "
+                  "teacher's log-probs of the rollouts (GRPO: the student's alone) and, for the probes, the teacher's "
+                  "probe samples; *update* includes the mixed methods' second backward pass that logs each route's "
+                  "gradient norm):", "", "| arm | steps timed | s / step | rollout | verify | scoring | update |",
                   "|---|---|---|---|---|---|---|"]
         for arm, label in PILOT_ARMS.items():
             if arm in arms:
