@@ -111,6 +111,13 @@ def teacher_pass_counts(teacher, tokenizer, prompts: list[str], answers: list[st
     return passes
 
 
+def write_json_atomically(path: Path, obj) -> None:
+    """Write JSON through a temporary file and a rename: a killed write never leaves half a file."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj))
+    tmp.replace(path)
+
+
 def micro_batches(n: int, size: int | None) -> list[slice]:
     size = size or n
     return [slice(s, min(s + size, n)) for s in range(0, n, size)]
@@ -796,19 +803,27 @@ class Trainer:
         new = sorted(set(indices) - set(self._probe_passes))
         if new:
             t = time.perf_counter()
-            devices = [self.accelerator.device] if self.accelerator.device.type == "cuda" else []
             for i in new:
-                with torch.random.fork_rng(devices=devices):
-                    torch.manual_seed(cfg.seed + 7919 + 1_000_003 * (i + 1))    # this prompt's own stream
+                with self._probe_stream(cfg.seed + 7919 + 1_000_003 * (i + 1)):    # this prompt's own stream
                     self._probe_passes[i] = teacher_pass_counts(
                         self.teacher, self.tok, [self.prompts[i]], [w.train_problems[i].answer], cfg.probe.m,
                         cfg.max_new_tokens, cfg.temperature, w.vocab_size, 1)[0]
             self._probe_seconds += time.perf_counter() - t
-            tmp = path.with_name(path.name + ".tmp")      # atomically: a killed write never leaves half a file
-            tmp.write_text(json.dumps({"key": self._probe_file_key, "seconds": self._probe_seconds,
-                                       "passes": {str(i): p for i, p in sorted(self._probe_passes.items())}}))
-            tmp.replace(path)
-        return [self._probe_passes[i] / cfg.probe.m >= cfg.probe.threshold for i in indices]
+            write_json_atomically(path, {"key": self._probe_file_key, "seconds": self._probe_seconds,
+                                         "passes": {str(i): p for i, p in sorted(self._probe_passes.items())}})
+        return self._trusted([self._probe_passes[i] for i in indices])
+
+    def _trusted(self, passes: list[int]) -> list[bool]:
+        """A prompt is trusted when the teacher's pass rate on it is at least probe.threshold."""
+        return [p / self.cfg.probe.m >= self.cfg.probe.threshold for p in passes]
+
+    @contextlib.contextmanager
+    def _probe_stream(self, seed: int):
+        """Probing draws from a seeded stream of its own, never from the student's (fork_rng)."""
+        devices = [self.accelerator.device] if self.accelerator.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            yield
 
     def _load_or_run_probe(self) -> list[bool]:
         cfg, w, path = self.cfg, self.world, self.out / "probe.json"
@@ -816,25 +831,21 @@ class Trainer:
         if path.is_file():
             saved = json.loads(path.read_text())
             if saved.get("key") == key:
-                return [p / cfg.probe.m >= cfg.probe.threshold for p in saved["passes"]]
+                return self._trusted(saved["passes"])
         t = time.perf_counter()
-        devices = [self.accelerator.device] if self.accelerator.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(cfg.seed + 7919)       # the probe's own stream, the same on every process
+        with self._probe_stream(cfg.seed + 7919):     # the probe's own stream, the same on every process
             passes = teacher_pass_counts(self.teacher, self.tok, self.prompts, [p.answer for p in w.train_problems],
                                          cfg.probe.m, cfg.max_new_tokens, cfg.temperature, w.vocab_size,
                                          cfg.probe.batch_prompts)
         seconds = time.perf_counter() - t
-        trusted = [p / cfg.probe.m >= cfg.probe.threshold for p in passes]
+        trusted = self._trusted(passes)
         by_skill: dict[str, list[bool]] = {}
         for prob, ok in zip(w.train_problems, trusted):
             by_skill.setdefault(skill_of(prob.question) or "all", []).append(ok)
         summary = {k: 1.0 - float(np.mean(v)) for k, v in by_skill.items()}
-        if self.accelerator.is_main_process:       # atomically: a killed write never leaves half a file
-            tmp = path.with_name(path.name + ".tmp")
-            tmp.write_text(json.dumps({"key": key, "passes": passes, "seconds": seconds,
-                                       "fallback_share_by_skill": summary}))
-            tmp.replace(path)
+        if self.accelerator.is_main_process:
+            write_json_atomically(path, {"key": key, "passes": passes, "seconds": seconds,
+                                         "fallback_share_by_skill": summary})
         self.log(f"teacher probe: {len(passes)} prompts x {cfg.probe.m} samples in {seconds:.1f} s; "
                  f"share routed to the fallback: {1 - float(np.mean(trusted)):.1%} "
                  + " ".join(f"{k} {v:.1%}" for k, v in summary.items()))

@@ -223,6 +223,14 @@ def test_every_verifier_role_method_trains_and_logs_its_evidence(tmp_path, char_
         assert len(saved["passes"]) == 24
 
 
+def _probe_cfg(out_dir: str, steps: int, prompts_per_step: int = 3, group_size: int = 4, seed: int = 0, m: int = 2,
+               scope: str = "all") -> TrainConfig:
+    """A short teacher_probe run on `_world`'s 24 prompts."""
+    return TrainConfig(method="teacher_probe", steps=steps, prompts_per_step=prompts_per_step, group_size=group_size,
+                       max_new_tokens=12, eval_every=0, eval_problems=2, eval_n=2, save_every=0, log_rollouts=0,
+                       seed=seed, probe={"m": m, "batch_prompts": 8, "scope": scope}, out_dir=out_dir)
+
+
 def test_the_probe_table_does_not_shift_the_students_sampling(tmp_path, char_tokenizer):
     """Probing draws from its own seeded stream: a run whose table is read back from probe.json
     samples the same rollouts as the run that computed it."""
@@ -232,9 +240,7 @@ def test_the_probe_table_does_not_shift_the_students_sampling(tmp_path, char_tok
         if name == "b":
             out.mkdir()
             (out / "probe.json").write_text((tmp_path / "a" / "probe.json").read_text())
-        cfg = TrainConfig(method="teacher_probe", steps=2, prompts_per_step=3, group_size=4, max_new_tokens=12,
-                          eval_every=0, eval_problems=2, eval_n=2, save_every=0, log_rollouts=0,
-                          probe={"m": 2, "batch_prompts": 8}, out_dir=str(out))
+        cfg = _probe_cfg(str(out), steps=2)
         runs.append(Trainer(cfg, world=_world(char_tokenizer), verbose=False).run())
     assert [m["reward_mean"] for m in runs[0]] == [m["reward_mean"] for m in runs[1]]
     assert [m["loss_pg"] for m in runs[0]] == [m["loss_pg"] for m in runs[1]]
@@ -250,9 +256,7 @@ def test_the_seen_probe_pays_only_for_the_prompts_a_run_draws(tmp_path, char_tok
         if name == "b":
             out.mkdir()
             (out / "probe-seen.json").write_text((tmp_path / "a" / "probe-seen.json").read_text())
-        cfg = TrainConfig(method="teacher_probe", steps=2, prompts_per_step=3, group_size=4, max_new_tokens=12,
-                          eval_every=0, eval_problems=2, eval_n=2, save_every=0, log_rollouts=0,
-                          probe={"m": 2, "batch_prompts": 8, "scope": "seen"}, out_dir=str(out))
+        cfg = _probe_cfg(str(out), steps=2, scope="seen")
         runs.append(Trainer(cfg, world=_world(char_tokenizer), verbose=False).run())
         tables.append(json.loads((out / "probe-seen.json").read_text()))
         assert not (out / "probe.json").exists()
@@ -267,9 +271,7 @@ def test_the_seen_probe_pays_only_for_the_prompts_a_run_draws(tmp_path, char_tok
     out = tmp_path / "c"                                           # another seed: the table is redone
     out.mkdir()
     (out / "probe-seen.json").write_text((tmp_path / "a" / "probe-seen.json").read_text())
-    cfg = TrainConfig(method="teacher_probe", steps=1, prompts_per_step=3, group_size=4, max_new_tokens=12,
-                      eval_every=0, eval_problems=2, eval_n=2, save_every=0, log_rollouts=0, seed=1,
-                      probe={"m": 2, "batch_prompts": 8, "scope": "seen"}, out_dir=str(out))
+    cfg = _probe_cfg(str(out), steps=1, seed=1, scope="seen")
     Trainer(cfg, world=_world(char_tokenizer), verbose=False).run()
     redone = json.loads((out / "probe-seen.json").read_text())
     assert redone["key"]["seed"] == 1 and len(redone["passes"]) <= 3
@@ -280,9 +282,8 @@ def test_a_seen_prompts_pass_count_does_not_depend_on_its_batch(tmp_path, char_t
     batch sizes give every prompt they share the same count, and so would two processes."""
     tables = []
     for per_step in (3, 5):
-        cfg = TrainConfig(method="teacher_probe", steps=2, prompts_per_step=per_step, group_size=2, max_new_tokens=12,
-                          eval_every=0, eval_problems=2, eval_n=2, save_every=0, log_rollouts=0,
-                          probe={"m": 4, "batch_prompts": 8, "scope": "seen"}, out_dir=str(tmp_path / str(per_step)))
+        cfg = _probe_cfg(str(tmp_path / str(per_step)), steps=2, prompts_per_step=per_step, group_size=2, m=4,
+                         scope="seen")
         Trainer(cfg, world=_world(char_tokenizer), verbose=False).run()
         tables.append(json.loads((tmp_path / str(per_step) / "probe-seen.json").read_text())["passes"])
     shared = set(tables[0]) & set(tables[1])
@@ -333,9 +334,7 @@ def test_a_probe_table_of_another_teacher_or_sampling_is_not_reused(tmp_path, ch
     out.mkdir()
     stale = {"key": {"seed": 0, "m": 2, "n_prompts": 24}, "passes": [0] * 24}    # an older, thinner key
     (out / "probe.json").write_text(json.dumps(stale))
-    cfg = TrainConfig(method="teacher_probe", steps=1, prompts_per_step=3, group_size=4, max_new_tokens=12,
-                      eval_every=0, eval_problems=2, eval_n=2, save_every=0, log_rollouts=0,
-                      probe={"m": 2, "batch_prompts": 8}, out_dir=str(out))
+    cfg = _probe_cfg(str(out), steps=1)
     Trainer(cfg, world=_world(char_tokenizer), verbose=False).run()
     saved = json.loads((out / "probe.json").read_text())
     assert saved["key"] != stale["key"] and saved["key"]["max_new_tokens"] == 12 and "world" in saved["key"]

@@ -23,7 +23,7 @@ import math
 import numpy as np
 
 from ..data import SKILLS
-from .stats import ALPHA, _cell, holm, t_two_sided_p
+from .stats import ALPHA, holm, points as _points, t_two_sided_p
 
 NAME, PILOT = "mix", "mix_pilot"
 WORLDS = {"hold": "both hold", "a2s": "A2 shared error", "a2c": "A2 complementary error"}
@@ -140,14 +140,6 @@ def pilot_table(pilot) -> list[str]:
         lines += ["", f"By the rule written before the pilot ran, the study's balanced probe is **{choice}**. "
                   "One seed: a choice, not evidence."]
     return lines + [""]
-
-
-def _points(values) -> str:
-    """'41.2 ± 1.3' over several seeds, '41.2' for one (no interval), '-' for none."""
-    vals = [v for v in values if v == v]
-    if not vals:
-        return "-"
-    return _cell(vals) if len(vals) > 1 else f"{100 * vals[0]:.1f}"
 
 
 def mix_section(runs, pilot=None, balance: dict | None = None) -> list[str]:

@@ -29,7 +29,7 @@ import statistics
 from pathlib import Path
 
 from ..data import SKILLS
-from .stats import _cell, family_said, holm_p, mean_ci
+from .stats import _cell, family_said, holm_p, mean_ci, points as _points
 
 NAME, PILOT, QLORA = "smol_a2c", "smol_pilot", "smol_qlora"
 ARMS = {"opd": "OPD", "opdvr": "OPDVR's gate", "grpo": "GRPO", "teacher_probe": "teacher probe",
@@ -194,14 +194,6 @@ def tiny_values(studies: dict) -> dict:
 # --------------------------------------------------------------------------------------------
 # The section
 # --------------------------------------------------------------------------------------------
-
-def _points(values) -> str:
-    """'41.2 ± 1.3' over several seeds, '41.2' for one (no interval), '-' for none."""
-    vals = [v for v in values if v == v]
-    if not vals:
-        return "-"
-    return _cell(vals) if len(vals) > 1 else f"{100 * vals[0]:.1f}"
-
 
 def _skill_row(label: str, per_skill: dict, avg: float | None = None, slip: float | None = None) -> str:
     cells = [f"{100 * per_skill[s]['avg']:.1f} ± {100 * per_skill[s].get('half', 0.0):.1f}" for s in SKILLS]

@@ -50,6 +50,14 @@ def _cell(values, scale: float = 100.0) -> str:
     return f"{scale * m:.1f} ± {scale * h:.1f}"
 
 
+def points(values) -> str:
+    """'41.2 ± 1.3' over several seeds, '41.2' for one (no interval), '-' for none (NaNs dropped)."""
+    vals = [v for v in values if v == v]
+    if not vals:
+        return "-"
+    return _cell(vals) if len(vals) > 1 else f"{100 * vals[0]:.1f}"
+
+
 def _no_verdict(diffs) -> str | None:
     """Why these paired differences cannot be tested, or None when they can."""
     v = np.asarray(diffs, dtype=float)
